@@ -1,0 +1,11 @@
+"""Test-wide settings: nothing in the suite may reach a Google metadata server or the internet."""
+
+import os
+
+# google-auth probes the GCE metadata server when it looks for credentials; point every probe at a
+# closed loopback port so a test can never leave this machine.
+os.environ.setdefault("NO_GCE_CHECK", "True")
+os.environ["GCE_METADATA_HOST"] = "127.0.0.1:1"
+os.environ["GCE_METADATA_IP"] = "127.0.0.1:1"
+
+pytest_plugins: list[str] = []
