@@ -1,0 +1,244 @@
+"""Reads manifests from the registries named in the promotion manifests, and from no other host.
+
+Every answer is verified against its digest. Errors say whether the answer is definitive
+(`ManifestNotFound`) or the decision is open (`RegistryUnavailable`: retry later).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable
+from types import TracebackType
+
+from function import content
+from function._transport import (
+    RETRYABLE_STATUSES,
+    CredentialsFactory,
+    GoogleTokens,
+    Reply,
+    RetryPolicy,
+    Sleep,
+    Transport,
+    TransportError,
+    google_default_credentials,
+)
+
+__all__ = [
+    "DigestMismatch",
+    "HostNotAllowed",
+    "InvalidReference",
+    "ManifestNotFound",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryUnavailable",
+    "UnreadableManifest",
+    "google_default_credentials",
+]
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+HOST_PATTERN = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")
+# distribution's reference grammar: path components separated by "/", tags of at most 128 characters.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY_PATTERN = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MAX_REPOSITORY_LENGTH = 255
+NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN"})
+
+
+class RegistryError(Exception):
+    """Base of everything this module raises."""
+
+
+class ManifestNotFound(RegistryError):
+    """The registry answered that it has no such manifest (or repository): a definitive answer."""
+
+
+class RegistryUnavailable(RegistryError):
+    """No trustworthy answer (network, timeout, throttling, server or auth failure): retry later."""
+
+
+class DigestMismatch(RegistryUnavailable):
+    """The bytes served do not hash to the digest they were served as: corruption or tampering."""
+
+
+class UnreadableManifest(RegistryError):
+    """Bytes the registry really serves under that digest are no manifest this auditor can read.
+
+    Raised from `content.InvalidManifest` (its `__cause__`). Not a fault of the transport, and not
+    "not found" either: an operator has to look at the manifest.
+    """
+
+
+class HostNotAllowed(RegistryError):
+    """The host is not one of the registries this client may contact; nothing was sent."""
+
+
+class InvalidReference(RegistryError, ValueError):
+    """A repository, tag or digest that no registry could hold; nothing was sent."""
+
+
+class RegistryClient:
+    """Manifest reads with verification, retries, rate limiting and auth; safe to share between threads.
+
+    `credentials` makes Google credentials for `gcr.io`, `*.gcr.io` and `*-docker.pkg.dev`, called on
+    the first request to such a host only; None reads them anonymously too.
+    """
+
+    def __init__(
+        self,
+        allowed_hosts: Iterable[str],
+        *,
+        timeout: float = 10.0,
+        max_attempts: int = 4,
+        rate_per_host: float = 80.0,
+        credentials: CredentialsFactory | None = google_default_credentials,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        self._allowed_hosts = frozenset(_checked_host(host) for host in allowed_hosts)
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        self._transport = Transport(
+            timeout=timeout,
+            retry=RetryPolicy(max_attempts=max_attempts),
+            rate_per_host=rate_per_host,
+            google_tokens=GoogleTokens(credentials),
+            sleep=sleep,
+        )
+
+    @property
+    def calls(self) -> int:
+        """HTTP requests sent so far, retries and token requests included."""
+        return self._transport.calls
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def get_manifest(self, host: str, repository: str, reference: str) -> content.Manifest:
+        """The manifest at a tag or `sha256:` digest, verified against that digest.
+
+        Raises ManifestNotFound, RegistryUnavailable (DigestMismatch included), UnreadableManifest,
+        HostNotAllowed or InvalidReference: all RegistryError.
+        """
+        host = self._allowed(host)
+        _check_repository(repository)
+        if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
+            raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
+        name = _name(host, repository, reference)
+        reply = self._request("GET", host, repository, reference)
+        content_type = reply.headers.get("Content-Type")
+        try:
+            digest = content.manifest_digest(reply.body, content_type)
+            expected = reference if content.is_digest(reference) else reply.headers.get("Docker-Content-Digest")
+            if expected is not None and expected != digest:
+                raise DigestMismatch(
+                    f"{name}: the registry served bytes that hash to {digest}, not {expected}. The response was "
+                    "corrupted or tampered with on the way: retry later, and check the network path to the "
+                    "registry if this persists"
+                )
+            return content.parse_manifest(reply.body, content_type, digest)
+        except content.InvalidManifest as error:
+            raise UnreadableManifest(
+                f"{name}: the registry serves something that is not a manifest this auditor reads ({error}). "
+                "Inspect it, e.g. with `crane manifest`, before deciding on the event"
+            ) from error
+
+    def resolve_tag(self, host: str, repository: str, tag: str) -> str:
+        """The digest a tag points at, from one HEAD (a GET, hashed, if the registry omits the digest)."""
+        host = self._allowed(host)
+        _check_repository(repository)
+        if not TAG_PATTERN.fullmatch(tag):
+            raise InvalidReference(f"{tag!r:.150} is not a valid tag")
+        reply = self._request("HEAD", host, repository, tag)
+        digest = reply.headers.get("Docker-Content-Digest")
+        if content.is_digest(digest):
+            return digest
+        return self.get_manifest(host, repository, tag).digest
+
+    def _allowed(self, host: str) -> str:
+        normalized = host.lower()
+        if normalized not in self._allowed_hosts:
+            raise HostNotAllowed(
+                f"refusing to contact {host!r:.200}: it is not a registry named in the promotion manifests "
+                f"(allowed: {', '.join(sorted(self._allowed_hosts))}); nothing was sent"
+            )
+        return normalized
+
+    def _request(self, method: str, host: str, repository: str, reference: str) -> Reply:
+        name = _name(host, repository, reference)
+        try:
+            reply = self._transport.request(
+                method,
+                host,
+                f"/v2/{repository}/manifests/{reference}",
+                headers={"Accept": content.ACCEPT},
+                scope=f"repository:{repository}:pull",
+            )
+        except TransportError as error:
+            raise RegistryUnavailable(f"{name}: {error}. The decision is open: retry later") from error
+        if reply.status == 200:
+            return reply
+        raise _status_error(name, reply)
+
+
+def _status_error(name: str, reply: Reply) -> RegistryError:
+    codes, detail = _error_summary(reply.body)
+    said = f"HTTP {reply.status}" + (f" ({detail})" if detail else "")
+    if reply.status in (401, 403):
+        # Registries answer these for missing repositories too, so that private ones stay secret: a
+        # refusal is never taken to mean "not found".
+        return RegistryUnavailable(
+            f"{name}: access refused with {said}, even after the bearer-token exchange. Check that the "
+            "repository is public, or that the service account may read it (roles/artifactregistry.reader)"
+        )
+    if reply.status in RETRYABLE_STATUSES:
+        return RegistryUnavailable(
+            f"{name}: the registry answered {said} to all {reply.attempts} attempts. The decision is open: "
+            "retry later, and check the registry's status and quota if this persists"
+        )
+    if reply.status == 404 or (400 <= reply.status < 500 and codes & NOT_FOUND_CODES):
+        return ManifestNotFound(f"{name}: not found; the registry answered {said}")
+    return RegistryUnavailable(
+        f"{name}: unexpected answer {said}. The decision is open: retry later, and report it if it persists"
+    )
+
+
+def _error_summary(body: bytes) -> tuple[frozenset[str], str]:
+    """The codes and a short text of a distribution error body (`{"errors": [{"code", "message"}]}`)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return frozenset(), ""
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, list):
+        return frozenset(), ""
+    entries = [error for error in errors if isinstance(error, dict)]
+    codes = frozenset(str(entry.get("code")) for entry in entries if entry.get("code"))
+    detail = "; ".join(f"{entry.get('code')}: {entry.get('message')}" for entry in entries)
+    return codes, detail[:300]
+
+
+def _checked_host(host: str) -> str:
+    normalized = host.lower()
+    if not HOST_PATTERN.fullmatch(normalized):
+        raise ValueError(f"{host!r} is not a registry host (expected a name or address, and an optional port)")
+    return normalized
+
+
+def _check_repository(repository: str) -> None:
+    if len(repository) > MAX_REPOSITORY_LENGTH or not REPOSITORY_PATTERN.fullmatch(repository):
+        raise InvalidReference(f"{repository!r:.300} is not a valid repository name")
+
+
+def _name(host: str, repository: str, reference: str) -> str:
+    separator = "@" if content.is_digest(reference) else ":"
+    return f"{host}/{repository}{separator}{reference}"

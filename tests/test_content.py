@@ -1,0 +1,253 @@
+"""The OCI content model: real manifest shapes parse, and untrusted bytes never raise anything unexpected."""
+
+import base64
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from function import content
+from function.content import InvalidManifest, parse_manifest
+
+D1 = "sha256:" + "1" * 64
+D2 = "sha256:" + "2" * 64
+D3 = "sha256:" + "3" * 64
+
+
+def descriptor(media_type: str, digest: str, **extra: object) -> dict[str, object]:
+    return {"mediaType": media_type, "digest": digest, "size": 123, **extra}
+
+
+def encode(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+DOCKER_LIST = {
+    "schemaVersion": 2,
+    "mediaType": content.DOCKER_MANIFEST_LIST,
+    "manifests": [
+        descriptor(content.DOCKER_MANIFEST, D1, platform={"os": "linux", "architecture": "amd64"}),
+        descriptor(content.DOCKER_MANIFEST, D2, platform={"os": "linux", "architecture": "arm64"}),
+    ],
+}
+OCI_IMAGE = {
+    "schemaVersion": 2,
+    "mediaType": content.OCI_MANIFEST,
+    "config": descriptor("application/vnd.oci.image.config.v1+json", D1),
+    "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", D2)],
+}
+
+
+def test_docker_manifest_list_lists_its_children_in_order():
+    body = encode(DOCKER_LIST)
+    manifest = parse_manifest(body, None, content.digest_of(body))
+    assert manifest.media_type == content.DOCKER_MANIFEST_LIST
+    assert manifest.children == (D1, D2)
+    assert manifest.is_index
+    assert manifest.subject is None
+    assert manifest.size == len(body)
+    assert manifest.digest == content.digest_of(body)
+
+
+def test_oci_index_without_media_type_field_takes_it_from_content_type():
+    index = {"schemaVersion": 2, "manifests": [descriptor(content.OCI_MANIFEST, D3)]}
+    manifest = parse_manifest(encode(index), content.OCI_INDEX + "; charset=utf-8", D1)
+    assert manifest.media_type == content.OCI_INDEX
+    assert manifest.children == (D3,)
+    assert manifest.is_index
+
+
+def test_body_media_type_wins_over_content_type():
+    manifest = parse_manifest(encode(OCI_IMAGE), "application/json", D1)
+    assert manifest.media_type == content.OCI_MANIFEST
+    assert manifest.children == ()
+    assert not manifest.is_index
+    assert manifest.artifact_type is None
+
+
+def test_docker_image_manifest():
+    image = OCI_IMAGE | {"mediaType": content.DOCKER_MANIFEST}
+    manifest = parse_manifest(encode(image), content.DOCKER_MANIFEST, D1)
+    assert (manifest.media_type, manifest.children, manifest.subject) == (content.DOCKER_MANIFEST, (), None)
+
+
+def test_referrer_carries_subject_and_artifact_type():
+    referrer = OCI_IMAGE | {
+        "artifactType": "application/spdx+json",
+        "subject": descriptor(content.OCI_INDEX, D3),
+    }
+    manifest = parse_manifest(encode(referrer), None, D1)
+    assert manifest.subject == D3
+    assert manifest.artifact_type == "application/spdx+json"
+
+
+def test_referrer_without_artifact_type_is_typed_by_its_config():
+    referrer = OCI_IMAGE | {
+        "config": descriptor("application/vnd.dev.cosign.artifact.sig.v1+json", D2),
+        "subject": descriptor(content.OCI_MANIFEST, D3),
+    }
+    assert parse_manifest(encode(referrer), None, D1).artifact_type == "application/vnd.dev.cosign.artifact.sig.v1+json"
+
+
+def test_index_may_have_a_subject_too():
+    index = {"mediaType": content.OCI_INDEX, "manifests": [], "subject": descriptor(content.OCI_MANIFEST, D2)}
+    manifest = parse_manifest(encode(index), None, D1)
+    assert (manifest.children, manifest.subject) == ((), D2)
+
+
+def signed_schema1() -> tuple[bytes, bytes]:
+    """A signed schema 1 manifest as libtrust writes it, and the payload its digest is computed over."""
+    payload = json.dumps({"schemaVersion": 1, "name": "pause", "tag": "0.8.0", "fsLayers": []}, indent=3)
+    cut = payload.rindex("\n}")
+    protected = {"formatLength": cut, "formatTail": base64.urlsafe_b64encode(payload[cut:].encode()).decode()}
+    signature = {
+        "header": {"alg": "ES256"},
+        "signature": "c2ln",
+        "protected": base64.urlsafe_b64encode(json.dumps(protected).encode()).decode().rstrip("="),
+    }
+    signed = payload[:cut] + ',\n   "signatures": ' + json.dumps([signature]) + "\n}"
+    return signed.encode(), payload.encode()
+
+
+def test_signed_schema1_is_an_opaque_single_manifest_named_by_its_payload():
+    body, payload = signed_schema1()
+    digest = content.manifest_digest(body, content.DOCKER_MANIFEST_V1_SIGNED)
+    assert digest == content.digest_of(payload) != content.digest_of(body)
+    manifest = parse_manifest(body, content.DOCKER_MANIFEST_V1_SIGNED, digest)
+    assert (manifest.media_type, manifest.children, manifest.is_index) == (
+        content.DOCKER_MANIFEST_V1_SIGNED,
+        (),
+        False,
+    )
+
+
+def test_other_types_are_named_by_the_hash_of_their_bytes():
+    body = encode(OCI_IMAGE)
+    assert content.manifest_digest(body, content.OCI_MANIFEST) == content.digest_of(body)
+    assert content.manifest_digest(b"not even json", None) == content.digest_of(b"not even json")
+
+
+def test_accept_names_index_types_first_and_every_main_type():
+    accepted = [media_type.strip() for media_type in content.ACCEPT.split(",")]
+    assert accepted[:2] == [content.OCI_INDEX, content.DOCKER_MANIFEST_LIST]
+    assert {content.OCI_MANIFEST, content.DOCKER_MANIFEST} <= set(accepted)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"{", None, "not valid JSON"),
+        (b"\xff\xfe\x00", None, "not valid JSON"),
+        (b"[]", None, "must be a JSON object, not a list"),
+        (b"[" * 100_000, None, "nested too deeply"),
+        (b"{}", None, "no mediaType field and the registry sent no Content-Type"),
+        (b'{"mediaType": 7}', None, "mediaType must be a string, not a number"),
+        (b'{"mediaType": "text/html"}', None, "unsupported manifest media type 'text/html'"),
+        (b"{}", "application/octet-stream", "unsupported manifest media type"),
+        (encode({"mediaType": content.OCI_INDEX}), None, "manifests must be a list, not null"),
+        (encode({"mediaType": content.OCI_INDEX, "manifests": {}}), None, "must be a list, not an object"),
+        (encode({"mediaType": content.OCI_INDEX, "manifests": ["x"]}), None, "manifests[0] must be a descriptor"),
+        (
+            encode({"mediaType": content.DOCKER_MANIFEST_LIST, "manifests": [descriptor("x", "sha256:" + "A" * 64)]}),
+            None,
+            "manifests[0].digest must be 'sha256:' and 64 lowercase hex digits",
+        ),
+        (
+            encode({"mediaType": content.OCI_INDEX, "manifests": [descriptor("x", "sha512:" + "a" * 128)]}),
+            None,
+            "manifests[0].digest",
+        ),
+        (encode(OCI_IMAGE | {"subject": descriptor("x", "sha256:abc")}), None, "subject.digest must be"),
+        (encode(OCI_IMAGE | {"subject": "sha256:" + "a" * 64}), None, "subject must be a descriptor object"),
+        (encode(OCI_IMAGE | {"artifactType": ["x"]}), None, "artifactType must be a string, not a list"),
+    ],
+)
+def test_invalid_manifests_are_rejected_with_a_precise_message(body, content_type, message):
+    with pytest.raises(InvalidManifest, match=re.escape(message)):
+        parse_manifest(body, content_type, D1)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{}", "no signatures list"),
+        (b'{"signatures": [{"protected": "!!!"}]}', "protected header is not"),
+        (b'{"signatures": [{"protected": "e30"}]}', "invalid formatLength None"),
+    ],
+)
+def test_malformed_schema1_signatures_are_invalid(body, message):
+    with pytest.raises(InvalidManifest, match=message):
+        content.manifest_digest(body, content.DOCKER_MANIFEST_V1_SIGNED)
+
+
+MEDIA_TYPES = st.sampled_from(
+    [
+        content.OCI_INDEX,
+        content.DOCKER_MANIFEST_LIST,
+        content.OCI_MANIFEST,
+        content.DOCKER_MANIFEST,
+        content.DOCKER_MANIFEST_V1_SIGNED,
+    ]
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+DIGESTS = st.one_of(st.just(D1), st.text(max_size=80), st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True))
+DESCRIPTORS = st.one_of(JSON, st.fixed_dictionaries({"digest": DIGESTS, "mediaType": st.text()}))
+MANIFEST_LIKE = st.fixed_dictionaries(
+    {"mediaType": MEDIA_TYPES},
+    optional={
+        "manifests": st.one_of(JSON, st.lists(DESCRIPTORS, max_size=4)),
+        "subject": DESCRIPTORS,
+        "artifactType": JSON,
+        "config": DESCRIPTORS,
+        "signatures": JSON,
+    },
+)
+CONTENT_TYPES = st.one_of(st.none(), MEDIA_TYPES, st.text(max_size=40))
+
+
+def parse_or_reject(body: bytes, content_type: str | None) -> None:
+    try:
+        manifest = parse_manifest(body, content_type, D1)
+    except InvalidManifest:
+        return
+    assert all(content.is_digest(child) for child in manifest.children)
+    assert manifest.subject is None or content.is_digest(manifest.subject)
+    assert manifest.is_index == (manifest.media_type in content.INDEX_MEDIA_TYPES)
+
+
+@given(st.binary(max_size=2000), CONTENT_TYPES)
+def test_arbitrary_bytes_parse_or_raise_invalid_manifest(body, content_type):
+    parse_or_reject(body, content_type)
+
+
+@given(JSON, CONTENT_TYPES)
+def test_arbitrary_json_parses_or_raises_invalid_manifest(document, content_type):
+    parse_or_reject(encode(document), content_type)
+
+
+@settings(max_examples=300)
+@given(MANIFEST_LIKE, CONTENT_TYPES)
+def test_manifest_shaped_json_parses_or_raises_invalid_manifest(document, content_type):
+    parse_or_reject(encode(document), content_type)
+
+
+@given(st.one_of(st.binary(max_size=500), MANIFEST_LIKE.map(encode)))
+def test_schema1_digest_of_arbitrary_bytes_is_a_digest_or_invalid_manifest(body):
+    try:
+        digest = content.manifest_digest(body, content.DOCKER_MANIFEST_V1_SIGNED)
+    except InvalidManifest:
+        return
+    assert content.is_digest(digest)
+
+
+@given(st.lists(st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True), max_size=5), st.booleans())
+def test_every_valid_index_keeps_its_children(children, oci):
+    media_type = content.OCI_INDEX if oci else content.DOCKER_MANIFEST_LIST
+    index = {"schemaVersion": 2, "mediaType": media_type, "manifests": [descriptor("x", d) for d in children]}
+    assert parse_manifest(encode(index), None, D1).children == tuple(children)
