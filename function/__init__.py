@@ -1,0 +1,1 @@
+"""Audits every change to the Kubernetes production registries against the k8s.io promotion manifests."""

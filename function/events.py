@@ -1,0 +1,111 @@
+"""Registry events: the payloads the registry publishes on its ``gcr`` Pub/Sub topic.
+
+A payload is ``{"action": "INSERT"|"DELETE", "digest": "<path>@sha256:<hex>", "tag": "<path>:<tag>"}``
+with either reference possibly absent. Payloads are untrusted: anything off the grammar becomes a
+``MalformedEvent`` carrying a short reason and whatever could still be read, never another exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from function.reference import InvalidReference, Reference, parse_digest_reference, parse_tag_reference
+
+ACTIONS = frozenset({"INSERT", "DELETE"})
+# A registry reference is at most a few hundred bytes; a larger payload is not a registry event.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    action: str
+    path: str
+    digest: str | None
+    tag: str | None
+
+
+class MalformedEvent(ValueError):
+    """A payload that is not a registry event. Keeps the fields that were readable, for the verdict."""
+
+    def __init__(self, reason: str, *, action: str | None = None, path: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.action = action
+        self.path = path
+
+
+def parse_payload(raw: bytes | str) -> Event:
+    """Decode one JSON payload and parse it."""
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise MalformedEvent(f"payload is {len(raw)} bytes, more than {MAX_PAYLOAD_BYTES}")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise MalformedEvent(f"payload is not JSON: {error}") from None
+    return parse_event(document)
+
+
+def parse_event(document: Any) -> Event:
+    if not isinstance(document, Mapping):
+        raise MalformedEvent(f"payload is a JSON {type(document).__name__}, not an object")
+    action = document.get("action")
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise MalformedEvent(f"action must be INSERT or DELETE, got {action!r}")
+    digest_text = document.get("digest")
+    tag_text = document.get("tag")
+    if digest_text is None and tag_text is None:
+        raise MalformedEvent("payload has neither a digest nor a tag reference", action=action)
+    references: list[Reference] = []
+    for field, text, parse in (
+        ("digest", digest_text, parse_digest_reference),
+        ("tag", tag_text, parse_tag_reference),
+    ):
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise MalformedEvent(f"{field} must be a string, got {type(text).__name__}", action=action)
+        try:
+            references.append(parse(text))
+        except InvalidReference as error:
+            raise MalformedEvent(f"{field}: {error}", action=action) from None
+    paths = {reference.path for reference in references}
+    if len(paths) > 1:
+        raise MalformedEvent(f"digest and tag name different repositories: {sorted(paths)}", action=action)
+    digest = next((r.digest for r in references if r.digest), None)
+    tag = next((r.tag for r in references if r.tag), None)
+    return Event(action=action, path=paths.pop(), digest=digest, tag=tag)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One Pub/Sub message as the function receives it."""
+
+    data: bytes
+    message_id: str | None
+
+
+def _decode_data(data: Any) -> bytes:
+    if not isinstance(data, str):
+        raise MalformedEvent("Pub/Sub message has no base64 'data'")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedEvent("Pub/Sub message data is not valid base64") from None
+
+
+def unwrap_pubsub(body: Any) -> Delivery:
+    """The message inside a CloudEvent's data or a plain push body: both are ``{"message": {...}}``."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("message"), Mapping):
+        raise MalformedEvent("request is neither a Pub/Sub CloudEvent nor a Pub/Sub push body")
+    message = body["message"]
+    message_id = message.get("messageId") or message.get("message_id")
+    return Delivery(
+        data=_decode_data(message.get("data")),
+        message_id=str(message_id) if message_id is not None else None,
+    )

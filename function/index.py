@@ -1,0 +1,321 @@
+"""The digest index: every promoted (path, digest, tags), and what each promoted manifest list contains.
+
+Built from the manifests, serialized to versioned JSON, loaded once per process and then answered
+from dicts: one lookup turns an event path into the promoted image it names, and per image one lookup
+answers whether a digest is listed (with its tags) or a platform child of a listed manifest list.
+
+``manifests`` records what resolving a promoted digest from a registry found: its children when it is a
+manifest list / image index, an empty list when it is a single manifest. Digests are immutable, so a
+recorded entry is carried into every later build and never fetched again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from function.manifests import ManifestSet, Problem
+from function.reference import is_digest
+
+SCHEMA_VERSION = 1
+# Enough to diagnose a broken manifest set without letting a pathological one bloat the index.
+MAX_PROBLEMS_KEPT = 200
+
+
+class InvalidIndex(ValueError):
+    """A document that is not a digest index this code can read."""
+
+
+@dataclass(slots=True)
+class Image:
+    """One promoted image name; the same object answers for each of its destination paths."""
+
+    name: str
+    project: str
+    # digest -> tags it is promoted with
+    digests: dict[str, frozenset[str]]
+    # platform child -> the listed manifest lists / indexes that contain it
+    parents: dict[str, list[str]] = field(default_factory=dict)
+
+    def tags_of(self, digest: str) -> frozenset[str] | None:
+        return self.digests.get(digest)
+
+    def parents_of(self, digest: str) -> list[str]:
+        return self.parents.get(digest, [])
+
+    def promotes(self, digest: str) -> bool:
+        """Listed here, or a platform child of something listed here."""
+        return digest in self.digests or digest in self.parents
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where an event path falls: under which destination, and which promoted image (if any) it is."""
+
+    destination: str
+    image: Image | None
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    commit: str | None = None
+    committed_at: str | None = None
+    manifests: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"commit": self.commit, "committed_at": self.committed_at, "manifests": self.manifests}
+
+
+@dataclass(slots=True)
+class ProjectEntry:
+    staging: str | None
+    destinations: tuple[str, ...]
+    images: dict[str, Image]
+
+
+class DigestIndex:
+    def __init__(
+        self,
+        projects: dict[str, ProjectEntry],
+        manifests: dict[str, list[str]],
+        *,
+        source: Source,
+        built_at: str,
+        problems: list[str],
+    ) -> None:
+        self.projects = projects
+        self.manifests = manifests
+        self.source = source
+        self.built_at = built_at
+        self.problems = problems
+        self._paths: dict[str, Location] = {}
+        self._destinations: set[str] = set()
+        self._listed_in: dict[str, list[Image]] | None = None
+        self._link()
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        manifest_set: ManifestSet,
+        *,
+        source: Source,
+        previous: DigestIndex | None = None,
+    ) -> DigestIndex:
+        projects: dict[str, ProjectEntry] = {}
+        for name, project in manifest_set.projects.items():
+            images = {
+                image: Image(image, name, {d: frozenset(tags) for d, tags in dmap.items()})
+                for image, dmap in project.images.items()
+            }
+            projects[name] = ProjectEntry(project.staging, project.destinations, images)
+        index = cls(projects, {}, source=source, built_at=_now(), problems=_problem_lines(manifest_set.problems))
+        if previous is not None:
+            index.adopt(previous)
+        return index
+
+    def adopt(self, previous: DigestIndex) -> int:
+        """Carry over what ``previous`` resolved for digests still promoted; returns how many."""
+        promoted = self.promoted_digests()
+        carried = {d: children for d, children in previous.manifests.items() if d in promoted}
+        for digest, children in carried.items():
+            self.record(digest, children)
+        return len(carried)
+
+    def _link(self) -> None:
+        """Derive the lookup tables from ``projects`` and ``manifests``."""
+        ordered: list[tuple[str, ProjectEntry]] = sorted(
+            ((d, p) for p in self.projects.values() for d in p.destinations), key=lambda item: len(item[0])
+        )
+        for destination, project in ordered:
+            self._destinations.add(destination)
+            # Longer destinations come later and win: ".../images/kubernetes" + "foo" beats ".../images"
+            # + "kubernetes/foo" when both are promoted.
+            for name, image in project.images.items():
+                path = f"{destination}/{name}"
+                known = self._paths.get(path)
+                if known is not None and known.destination == destination and known.image is not image:
+                    # Two projects promote the same name to one shared root: the path promotes both sets.
+                    image = _merged(known.image, image)
+                self._paths[path] = Location(destination, image)
+        for parent, children in self.manifests.items():
+            self._link_children(parent, children)
+
+    def _link_children(self, parent: str, children: Iterable[str]) -> None:
+        for image in self._images_listing(parent):
+            for child in children:
+                parents = image.parents.setdefault(child, [])
+                if parent not in parents:
+                    parents.append(parent)
+
+    def _images_listing(self, digest: str) -> list[Image]:
+        if self._listed_in is None:
+            listed: dict[str, list[Image]] = {}
+            # Through the paths, so that an image merged from two projects is linked like any other.
+            reachable = {id(loc.image): loc.image for loc in self._paths.values() if loc.image is not None}
+            for image in reachable.values():
+                for d in image.digests:
+                    listed.setdefault(d, []).append(image)
+            self._listed_in = listed
+        return self._listed_in.get(digest, [])
+
+    def record(self, digest: str, children: Iterable[str]) -> None:
+        """Record a resolved manifest: its children if it is a list / index, nothing if it is not."""
+        kept = list(children)
+        self.manifests[digest] = kept
+        if kept:
+            self._link_children(digest, kept)
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def locate(self, path: str) -> Location | None:
+        """The promoted image at ``path``; a Location without image if only the destination matches;
+        None when the path is under no destination at all (not audited)."""
+        hit = self._paths.get(path)
+        if hit is not None:
+            return hit
+        prefix = path
+        while prefix:
+            if prefix in self._destinations:
+                return Location(prefix, None)
+            prefix = prefix.rpartition("/")[0]
+        return None
+
+    def images(self) -> Iterator[Image]:
+        for project in self.projects.values():
+            yield from project.images.values()
+
+    def promoted_digests(self) -> set[str]:
+        return {d for image in self.images() for d in image.digests}
+
+    def unresolved(self) -> set[str]:
+        return self.promoted_digests() - self.manifests.keys()
+
+    def unresolved_of(self, image: Image) -> list[str]:
+        return [d for d in image.digests if d not in self.manifests]
+
+    def registry_hosts(self) -> frozenset[str]:
+        """Every registry host the manifests name: the only hosts the auditor may ever contact."""
+        hosts = set()
+        for project in self.projects.values():
+            for registry in (project.staging, *project.destinations):
+                if registry:
+                    hosts.add(registry.split("/", 1)[0])
+        return frozenset(hosts)
+
+    def counts(self) -> dict[str, int]:
+        promoted = self.promoted_digests()
+        entries = tags = 0
+        for image in self.images():
+            entries += len(image.digests)
+            tags += sum(len(t) for t in image.digests.values())
+        return {
+            "projects": len(self.projects),
+            "images": sum(len(p.images) for p in self.projects.values()),
+            "destinations": len(self._destinations),
+            "paths": len(self._paths),
+            "digests": len(promoted),
+            "image_digests": entries,
+            "tags": tags,
+            "resolved": len(promoted & self.manifests.keys()),
+            "unresolved": len(promoted - self.manifests.keys()),
+            "manifest_lists": sum(1 for d, c in self.manifests.items() if c and d in promoted),
+            "children": len({c for d, cs in self.manifests.items() if d in promoted for c in cs}),
+            "problems": len(self.problems),
+        }
+
+    # --- serialization ------------------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        document = {
+            "schema": SCHEMA_VERSION,
+            "built_at": self.built_at,
+            "source": self.source.as_dict(),
+            "counts": self.counts(),
+            "problems": self.problems,
+            "projects": {
+                name: {
+                    "staging": project.staging,
+                    "destinations": list(project.destinations),
+                    "images": {
+                        image.name: {d: sorted(tags) for d, tags in sorted(image.digests.items())}
+                        for image in sorted(project.images.values(), key=lambda i: i.name)
+                    },
+                }
+                for name, project in sorted(self.projects.items())
+            },
+            "manifests": dict(sorted(self.manifests.items())),
+        }
+        return orjson.dumps(document)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> DigestIndex:
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as error:
+            raise InvalidIndex(f"the digest index is not JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise InvalidIndex("the digest index is not a JSON object")
+        schema = document.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise InvalidIndex(
+                f"digest index schema {schema!r} is not {SCHEMA_VERSION}: rebuild it with this version "
+                "(python -m function build-index)"
+            )
+        try:
+            projects = {
+                name: ProjectEntry(
+                    entry["staging"],
+                    tuple(entry["destinations"]),
+                    {
+                        image: Image(image, name, {d: frozenset(tags) for d, tags in dmap.items()})
+                        for image, dmap in entry["images"].items()
+                    },
+                )
+                for name, entry in document["projects"].items()
+            }
+            manifests = _checked_manifests(document["manifests"])
+            source = Source(**document.get("source") or {})
+            return cls(
+                projects,
+                manifests,
+                source=source,
+                built_at=str(document["built_at"]),
+                problems=list(document.get("problems") or []),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise InvalidIndex(f"the digest index is damaged ({type(error).__name__}: {error}); rebuild it") from None
+
+
+def _checked_manifests(raw: Mapping[str, Any]) -> dict[str, list[str]]:
+    manifests: dict[str, list[str]] = {}
+    for digest, children in raw.items():
+        if not is_digest(digest) or not isinstance(children, list):
+            raise InvalidIndex(f"resolved manifest entry {digest!r} is damaged; rebuild the index")
+        manifests[digest] = children
+    return manifests
+
+
+def _merged(first: Image | None, second: Image) -> Image:
+    if first is None:
+        return second
+    digests = dict(first.digests)
+    for digest, tags in second.digests.items():
+        digests[digest] = digests.get(digest, frozenset()) | tags
+    return Image(second.name, f"{first.project}+{second.project}", digests)
+
+
+def _problem_lines(problems: list[Problem]) -> list[str]:
+    lines = [str(problem) for problem in problems[:MAX_PROBLEMS_KEPT]]
+    if len(problems) > MAX_PROBLEMS_KEPT:
+        lines.append(f"... and {len(problems) - MAX_PROBLEMS_KEPT} more problems")
+    return lines
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

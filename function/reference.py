@@ -1,0 +1,113 @@
+"""Image references as the registries spell them: ``<host>/<repository>`` plus a tag or a digest.
+
+Registry events are untrusted input, so parsing is strict (the OCI distribution grammar) and every
+failure is a ``InvalidReference`` whose message says exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
+# Cosign stores signatures, attestations and SBOMs under a tag derived from the subject's digest.
+ARTIFACT_TAG_RE = re.compile(r"sha256-([0-9a-f]{64})\.(sig|att|sbom)")
+ARTIFACT_BASIS = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
+# Docker's limit on a repository name, host included.
+MAX_NAME_LENGTH = 255
+
+
+class InvalidReference(ValueError):
+    """A reference that does not follow the distribution grammar."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    host: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def path(self) -> str:
+        """Host and repository: the key the digest index is organised by."""
+        return f"{self.host}/{self.repository}"
+
+
+def is_digest(text: str) -> bool:
+    return DIGEST_RE.fullmatch(text) is not None
+
+
+def is_tag(text: str) -> bool:
+    return TAG_RE.fullmatch(text) is not None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a registry host (with optional port) is on this machine: only those speak plain HTTP."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """Split ``host/repository`` and validate both parts."""
+    host, sep, repository = path.partition("/")
+    if not sep or not repository:
+        raise InvalidReference(f"{path!r} has no repository after the registry host")
+    if _HOST_RE.fullmatch(host) is None:
+        raise InvalidReference(f"{host!r} is not a valid registry host")
+    if "." not in host and ":" not in host and host != "localhost":
+        # Without this rule "library/nginx" would parse as host "library"; registries need a dot or port.
+        raise InvalidReference(f"{host!r} is not a registry host (no dot, port or localhost)")
+    if len(path) > MAX_NAME_LENGTH:
+        raise InvalidReference(f"repository name is {len(path)} characters long, the limit is {MAX_NAME_LENGTH}")
+    for component in repository.split("/"):
+        if _COMPONENT_RE.fullmatch(component) is None:
+            raise InvalidReference(
+                f"repository component {component!r} of {path!r} is not lowercase alphanumerics "
+                "joined by '.', '_', '__' or '-'"
+            )
+    return host, repository
+
+
+def parse_digest_reference(text: str) -> Reference:
+    """Parse ``host/repository@sha256:<64 lowercase hex>``."""
+    path, sep, digest = text.rpartition("@")
+    if not sep:
+        raise InvalidReference(f"digest reference {text!r} has no '@'")
+    if not is_digest(digest):
+        raise InvalidReference(f"{digest!r} is not a digest of the form sha256:<64 lowercase hex>")
+    host, repository = split_path(path)
+    return Reference(host, repository, digest=digest)
+
+
+def parse_tag_reference(text: str) -> Reference:
+    """Parse ``host/repository:tag`` (a port in the host is not mistaken for a tag)."""
+    path, sep, tag = text.rpartition(":")
+    if not sep or "/" in tag:
+        raise InvalidReference(f"tag reference {text!r} has no ':<tag>' after the repository")
+    if not is_tag(tag):
+        raise InvalidReference(f"{tag!r} is not a valid tag (1-128 of [A-Za-z0-9_.-], not starting with . or -)")
+    host, repository = split_path(path)
+    return Reference(host, repository, tag=tag)
+
+
+def artifact_subject(tag: str) -> tuple[str, str] | None:
+    """For a cosign tag ``sha256-<hex>.sig|att|sbom``: the subject digest and the verdict basis."""
+    match = ARTIFACT_TAG_RE.fullmatch(tag)
+    if match is None:
+        return None
+    return f"sha256:{match.group(1)}", ARTIFACT_BASIS[match.group(2)]

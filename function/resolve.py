@@ -1,0 +1,119 @@
+"""Resolving promoted digests from the registries: which are manifest lists, and what they contain.
+
+Each still-unresolved promoted digest is fetched once, from one destination of its project (spread
+over the destinations so no single region's quota carries the whole build), falling back to the other
+destinations and then to staging when a registry says 404. A digest no registry could serve stays
+unresolved and is counted, never guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from function.auditor import ManifestSource
+from function.content import Manifest
+from function.index import DigestIndex
+from function.registry import ManifestNotFound, RegistryError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 8
+PROGRESS_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Summary:
+    pending: int = 0
+    resolved: int = 0
+    manifest_lists: int = 0
+    not_found: int = 0
+    failed: int = 0
+    calls: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"resolved {self.resolved} of {self.pending} unresolved digests ({self.manifest_lists} manifest "
+            f"lists) with {self.calls} registry calls in {self.seconds:.1f}s; {self.not_found} found in no "
+            f"registry, {self.failed} failed and stay unresolved"
+        )
+
+
+def candidate_paths(index: DigestIndex) -> dict[str, list[str]]:
+    """For each unresolved digest: the repositories that should hold it, best first."""
+    unresolved = index.unresolved()
+    candidates: dict[str, list[str]] = {}
+    for project in index.projects.values():
+        for image in project.images.values():
+            for digest in image.digests:
+                if digest not in unresolved:
+                    continue
+                paths = candidates.setdefault(digest, [])
+                destinations = list(project.destinations)
+                if destinations:
+                    # A stable spread over the regions: each digest starts at its own destination.
+                    start = zlib.crc32(digest.encode()) % len(destinations)
+                    destinations = destinations[start:] + destinations[:start]
+                paths.extend(f"{d}/{image.name}" for d in destinations)
+                if project.staging:
+                    paths.append(f"{project.staging}/{image.name}")
+    return candidates
+
+
+def _fetch(registry: ManifestSource, digest: str, paths: list[str]) -> Manifest | None:
+    """The manifest from the first repository that has it; None when every one says 404."""
+    for path in dict.fromkeys(paths):
+        host, _, repository = path.partition("/")
+        try:
+            return registry.get_manifest(host, repository, digest)
+        except ManifestNotFound:
+            continue
+    return None
+
+
+def resolve(
+    index: DigestIndex,
+    registry: ManifestSource,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    progress: Callable[[Summary], None] | None = None,
+) -> Summary:
+    """Resolve every unresolved promoted digest into ``index``; returns what it did."""
+    started = time.monotonic()
+    calls_before = registry.calls
+    candidates = candidate_paths(index)
+    summary = Summary(pending=len(candidates))
+    last_report = started
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="resolve") as pool:
+        futures = {pool.submit(_fetch, registry, d, paths): d for d, paths in candidates.items()}
+        for future in as_completed(futures):
+            digest = futures[future]
+            try:
+                manifest = future.result()
+            except RegistryError as error:
+                summary.failed += 1
+                if len(summary.errors) < 20:
+                    summary.errors.append(f"{digest}: {error}")
+                continue
+            # Recorded here, in the calling thread: the index is not shared with the workers.
+            if manifest is None:
+                summary.not_found += 1
+                continue
+            index.record(digest, manifest.children if manifest.is_index else ())
+            summary.resolved += 1
+            summary.manifest_lists += manifest.is_index
+            now = time.monotonic()
+            if progress is not None and now - last_report >= PROGRESS_SECONDS:
+                last_report = now
+                summary.calls = registry.calls - calls_before
+                summary.seconds = now - started
+                progress(summary)
+    summary.calls = registry.calls - calls_before
+    summary.seconds = time.monotonic() - started
+    return summary

@@ -1,0 +1,82 @@
+"""Verdicts and the one structured log line each becomes (the contract's verdict line)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from google.cloud.logging_v2.handlers import StructuredLogHandler
+
+VERIFIED = "VERIFIED"
+REJECTED = "REJECTED"
+IGNORED = "IGNORED"
+MALFORMED = "MALFORMED"
+RETRY = "RETRY"
+
+SEVERITY = {VERIFIED: logging.INFO, IGNORED: logging.INFO, RETRY: logging.WARNING, REJECTED: logging.ERROR}
+SEVERITY[MALFORMED] = logging.ERROR
+# Error Reporting groups log entries of this type; the alerting policy keys on REJECTED/MALFORMED.
+ERROR_EVENT_TYPE = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
+
+VERDICT_LOGGER = "function.verdicts"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    verdict: str
+    message: str
+    action: str | None = None
+    path: str | None = None
+    digest: str | None = None
+    tag: str | None = None
+    basis: str | None = None
+    reason: str | None = None
+    image: str | None = None
+    parent: str | None = None
+    registry_calls: int = 0
+
+    @property
+    def severity(self) -> int:
+        return SEVERITY[self.verdict]
+
+    @property
+    def alarming(self) -> bool:
+        return self.verdict in (REJECTED, MALFORMED)
+
+    def fields(self) -> dict[str, Any]:
+        """The verdict line's payload (severity is added by the log handler from the level)."""
+        payload: dict[str, Any] = {
+            "message": self.message,
+            "verdict": self.verdict,
+            "basis": self.basis,
+            "reason": self.reason,
+            "action": self.action,
+            "path": self.path,
+            "digest": self.digest,
+            "tag": self.tag,
+            "image": self.image,
+            "parent": self.parent,
+            "registry_calls": self.registry_calls,
+        }
+        if self.alarming:
+            payload["@type"] = ERROR_EVENT_TYPE
+        return payload
+
+
+def verdict_logger(stream: TextIO | None = None, labels: dict[str, str] | None = None) -> logging.Logger:
+    """A logger whose records are verdict lines on ``stream`` (stdout by default), and nowhere else."""
+    logger = logging.getLogger(VERDICT_LOGGER)
+    logger.handlers.clear()
+    logger.addHandler(StructuredLogHandler(stream=stream or sys.stdout, labels=labels))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def emit(logger: logging.Logger, verdict: Verdict, *, labels: dict[str, str] | None = None, **extra: Any) -> None:
+    """Write the verdict line; ``extra`` adds fields such as the Pub/Sub message id, ``labels`` log labels."""
+    payload = verdict.fields()
+    payload.update(extra)
+    logger.log(verdict.severity, payload, extra={"labels": labels} if labels else None)

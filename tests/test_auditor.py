@@ -1,0 +1,195 @@
+"""The decision from the index alone: every verdict of the contract, and its verdict line."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from function import manifests
+from function.auditor import Auditor
+from function.events import parse_payload
+from function.index import DigestIndex, Source
+from function.verdict import ERROR_EVENT_TYPE, Verdict, emit, verdict_logger
+from tests.support.manifests import digest, snapshot, write_project
+
+AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
+PAUSE = f"{AR}/pause"
+LOGGER = f"{AR}/logger"
+LIST, SINGLE, CHILD1, CHILD2 = digest("pause-list"), digest("pause-3.8"), digest("pause-amd64"), digest("pause-arm64")
+LOGGER_LIST, LOGGER_AMD, LOGGER_ARM = digest("logger-list"), digest("logger-amd"), digest("logger-arm")
+
+
+def build(root: Path, extra: dict[str, list[str]] | None = None) -> DigestIndex:
+    images: list[dict[str, Any]] = [
+        {"name": "pause", "dmap": {LIST: ["3.9"], SINGLE: ["3.8"]}},
+        {"name": "logger", "dmap": {LOGGER_LIST: ["v1"]}},
+        # The seed's case: a child also listed under another name, pushed under the parent's name.
+        {"name": "logger-amd", "dmap": {LOGGER_AMD: ["v1-amd64"]}},
+    ]
+    for name, digests in (extra or {}).items():
+        images.append({"name": name, "dmap": {d: ["new"] for d in digests}})
+    write_project(root, "p", destinations=[AR, AR.replace("us-central1", "europe-west1")], images=images)
+    index = DigestIndex.build(manifests.load(root), source=Source(commit="c1"))
+    index.record(LIST, [CHILD1, CHILD2])
+    index.record(SINGLE, [])
+    index.record(LOGGER_LIST, [LOGGER_AMD, LOGGER_ARM])
+    return index
+
+
+@pytest.fixture
+def auditor(tmp_path: Path) -> Auditor:
+    return Auditor(build(tmp_path))
+
+
+def event(action: str = "INSERT", path: str = PAUSE, d: str | None = None, tag: str | None = None) -> str:
+    payload: dict[str, str] = {"action": action}
+    if d:
+        payload["digest"] = f"{path}@{d}"
+    if tag:
+        payload["tag"] = f"{path}:{tag}"
+    return json.dumps(payload)
+
+
+def sig(d: str, kind: str = "sig") -> str:
+    return f"sha256-{d.removeprefix('sha256:')}.{kind}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (event(d=LIST, tag="3.9"), ("VERIFIED", "listed", None, None)),
+        (event(d=LIST), ("VERIFIED", "listed", None, None)),
+        (event(d=SINGLE, tag="3.8"), ("VERIFIED", "listed", None, None)),
+        (event(d=CHILD1), ("VERIFIED", "child", None, LIST)),
+        (event(d=CHILD2, tag="3.9"), ("VERIFIED", "child", None, LIST)),
+        (event(path=LOGGER, d=LOGGER_AMD), ("VERIFIED", "child", None, LOGGER_LIST)),
+        (event(d=digest("x"), tag=sig(LIST)), ("VERIFIED", "signature", None, None)),
+        (event(d=digest("x"), tag=sig(CHILD1, "att")), ("VERIFIED", "attestation", None, None)),
+        (event(tag=sig(SINGLE, "sbom")), ("VERIFIED", "sbom", None, None)),
+        (event(d=LIST, tag="3.8"), ("REJECTED", None, "tag_mismatch", None)),
+        (event(d=CHILD1, tag="latest"), ("REJECTED", None, "tag_mismatch", None)),
+        (event(d=digest("nope")), ("REJECTED", None, "unknown_digest", None)),
+        (event(d=digest("nope"), tag="3.9"), ("REJECTED", None, "unknown_digest", None)),
+        (event(path=LOGGER, d=CHILD1), ("REJECTED", None, "unknown_digest", None)),
+        (event(d=digest("x"), tag=sig(digest("nope"))), ("REJECTED", None, "orphan_artifact", None)),
+        (event(tag=sig(LOGGER_LIST)), ("REJECTED", None, "orphan_artifact", None)),
+        (event(path=f"{AR}/pauze", d=LIST), ("REJECTED", None, "unknown_image", None)),
+        (event("DELETE", d=LIST, tag="3.9"), ("REJECTED", None, "deletion", None)),
+        (event("DELETE", path=f"{AR}/pauze", tag="x"), ("REJECTED", None, "deletion", None)),
+        (event(path="gcr.io/someone/else", d=LIST), ("IGNORED", None, "not_audited", None)),
+        (event(path="127.0.0.1:5000/pause", d=LIST), ("IGNORED", None, "not_audited", None)),
+    ],
+)
+def test_verdicts_from_the_index(auditor: Auditor, payload: str, expected: tuple[Any, ...]) -> None:
+    verdict = auditor.audit_payload(payload)
+    assert (verdict.verdict, verdict.basis, verdict.reason, verdict.parent) == expected
+    assert verdict.registry_calls == 0
+    parsed = parse_payload(payload)
+    assert (verdict.action, verdict.path, verdict.digest, verdict.tag) == (
+        parsed.action,
+        parsed.path,
+        parsed.digest,
+        parsed.tag,
+    )
+    if verdict.verdict == "VERIFIED":
+        assert verdict.image in {"pause", "logger"}
+
+
+def test_malformed_and_unresolvable_events(auditor: Auditor) -> None:
+    malformed = auditor.audit_payload('{"action": "INSERT", "digest": "gcr.io/a@sha256:xyz"}')
+    assert (malformed.verdict, malformed.action, malformed.path) == ("MALFORMED", "INSERT", None)
+    assert "not a digest" in (malformed.reason or "")
+    # A tag alone names no content: without a registry the decision stays open, never an alarm.
+    open_ = auditor.audit_payload(event(tag="3.9"))
+    assert (open_.verdict, open_.path, open_.tag) == ("RETRY", PAUSE, "3.9")
+
+
+def test_a_newer_index_is_consulted_before_rejecting(tmp_path: Path) -> None:
+    fresh_digest = digest("merged-minutes-ago")
+    newer = build(tmp_path / "new", {"fresh": [fresh_digest]})
+    asked: list[int] = []
+
+    def refresh() -> DigestIndex | None:
+        asked.append(1)
+        return newer if len(asked) == 1 else None
+
+    auditor = Auditor(build(tmp_path / "old"), refresh=refresh)
+    assert auditor.audit_payload(event(d=LIST)).verdict == "VERIFIED"
+    assert asked == []  # a verified event never looks for a newer index
+    verdict = auditor.audit_payload(event(path=f"{AR}/fresh", d=fresh_digest, tag="new"))
+    assert (verdict.verdict, verdict.basis, verdict.image) == ("VERIFIED", "listed", "fresh")
+    assert auditor.index is newer
+    assert auditor.audit_payload(event(path=f"{AR}/fresh", d=digest("other"))).reason == "unknown_digest"
+    assert len(asked) == 2
+
+
+def read_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_verdict_lines_follow_the_contract(auditor: Auditor) -> None:
+    stream = io.StringIO()
+    logger = verdict_logger(stream)
+    for payload in (event(d=CHILD1), event(d=digest("nope")), "garbage", event(tag="3.9")):
+        emit(logger, auditor.audit_payload(payload), message_id="m-1")
+    lines = [line for line in read_lines(stream) if "verdict" in line]
+    assert [line["verdict"] for line in lines] == ["VERIFIED", "REJECTED", "MALFORMED", "RETRY"]
+    assert [line["severity"] for line in lines] == ["INFO", "ERROR", "ERROR", "WARNING"]
+    fields = {"severity", "message", "verdict", "basis", "reason", "action", "path", "digest", "tag", "image"}
+    for line in lines:
+        assert fields | {"parent", "registry_calls"} <= line.keys()
+        assert line["message_id"] == "m-1"
+        assert isinstance(line["message"], str) and line["message"]
+        assert ("@type" in line) == (line["verdict"] in {"REJECTED", "MALFORMED"})
+    assert lines[0]["parent"] == LIST and lines[0]["basis"] == "child" and lines[0]["registry_calls"] == 0
+    assert lines[1]["@type"] == ERROR_EVENT_TYPE
+    assert lines[2]["path"] is None and lines[2]["digest"] is None
+
+
+def test_severity_follows_the_verdict() -> None:
+    assert [Verdict(name, "m").severity for name in ("VERIFIED", "IGNORED", "RETRY", "REJECTED", "MALFORMED")] == [
+        20,
+        20,
+        30,
+        40,
+        40,
+    ]
+
+
+@pytest.mark.realdata
+def test_thousands_of_real_events() -> None:
+    index = DigestIndex.build(manifests.load(snapshot()), source=Source())
+    auditor = Auditor(index)
+    rng = random.Random(7)
+    project = index.projects
+    entries = [
+        (dest, image.name, d, sorted(tags))
+        for p in project.values()
+        for dest in p.destinations
+        for image in p.images.values()
+        for d, tags in image.digests.items()
+    ]
+    sample = rng.sample(entries, 3000)
+    counts: dict[tuple[str, str | None], int] = {}
+    for dest, name, d, tags in sample:
+        path = f"{dest}/{name}"
+        tag = rng.choice(tags) if tags else None
+        outcomes = [
+            ("VERIFIED", "listed", event(path=path, d=d, tag=tag)),
+            ("REJECTED", "unknown_digest", event(path=path, d=f"sha256:{rng.getrandbits(256):064x}", tag=tag)),
+            ("REJECTED", "tag_mismatch", event(path=path, d=d, tag="not-a-promoted-tag")),
+            ("REJECTED", "unknown_image", event(path=f"{dest}/{name}-mutated", d=d)),
+            ("REJECTED", "deletion", event("DELETE", path=path, d=d)),
+            ("IGNORED", "not_audited", event(path=f"gcr.io/k8s-staging-elsewhere/{name}", d=d)),
+        ]
+        for expected_verdict, word, payload in outcomes:
+            verdict = auditor.audit_payload(payload)
+            assert (verdict.verdict, verdict.basis or verdict.reason) == (expected_verdict, word), payload
+            assert verdict.registry_calls == 0
+            counts[(expected_verdict, word)] = counts.get((expected_verdict, word), 0) + 1
+    assert counts[("VERIFIED", "listed")] == 3000
