@@ -1,0 +1,135 @@
+# ---------------------------------------------------------------------------------------------------------
+# audit: one registry event in, one verdict out.
+#
+# Deliberately without `event_trigger`: the Pub/Sub subscription that an Eventarc trigger creates cannot be
+# given a dead-letter topic, so pubsub.tf creates its own push subscription to this function's URL instead.
+# main.py registers `audit` with @functions_framework.cloud_event, which turns the plain Pub/Sub push body
+# into the same CloudEvent an Eventarc trigger would deliver.
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "audit" {
+  project     = var.project
+  location    = var.region
+  name        = "${var.name_prefix}-audit"
+  description = "Audits every change to the production registries against the promotion manifests."
+
+  build_config {
+    runtime           = var.runtime
+    entry_point       = "audit"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.audit.email
+    available_memory                 = var.audit_memory
+    available_cpu                    = var.audit_cpu
+    max_instance_request_concurrency = var.audit_concurrency
+    timeout_seconds                  = var.audit_timeout_seconds
+    min_instance_count               = var.audit_min_instances
+    max_instance_count               = var.audit_max_instances
+    ingress_settings                 = var.audit_ingress
+    all_traffic_on_latest_revision   = true
+
+    environment_variables = {
+      AUDITOR_INDEX_URI = local.index_uri
+    }
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_storage_bucket_iam_member.audit_index_reader,
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_writer,
+  ]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# sync_index: GitHub push webhook of k8s.io and the scheduler's periodic resync.
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_secret_manager_secret" "webhook" {
+  project   = var.project
+  secret_id = "${var.name_prefix}-webhook"
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+resource "random_password" "webhook" {
+  length  = 48
+  special = false
+}
+
+resource "google_secret_manager_secret_version" "webhook" {
+  secret      = google_secret_manager_secret.webhook.id
+  secret_data = var.webhook_secret != null ? var.webhook_secret : random_password.webhook.result
+}
+
+resource "google_cloudfunctions2_function" "sync" {
+  project     = var.project
+  location    = var.region
+  name        = "${var.name_prefix}-sync"
+  description = "Rebuilds the auditor's digest index from the promotion manifests of a k8s.io commit."
+
+  build_config {
+    runtime           = var.runtime
+    entry_point       = "sync_index"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.sync.email
+    available_memory      = var.sync_memory
+    timeout_seconds       = var.sync_timeout_seconds
+    min_instance_count    = 0
+    max_instance_count    = var.sync_max_instances
+    # One rebuild per instance: a rebuild is CPU- and memory-bound.
+    max_instance_request_concurrency = 1
+    # GitHub's webhook comes from the internet; the function checks its HMAC signature itself.
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      AUDITOR_INDEX_URI        = local.index_uri
+      AUDITOR_MANIFESTS        = local.manifests_url
+      AUDITOR_MANIFESTS_SUBDIR = var.manifests_subdir
+      # Pushes to other branches are ignored; a resync rebuilds this branch's head.
+      AUDITOR_BRANCH = var.k8s_io_branch
+    }
+
+    secret_environment_variables {
+      key        = "AUDITOR_WEBHOOK_SECRET"
+      project_id = var.project
+      secret     = google_secret_manager_secret.webhook.secret_id
+      version    = "latest"
+    }
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_secret_manager_secret_version.webhook,
+    google_secret_manager_secret_iam_member.sync_webhook_accessor,
+    google_storage_bucket_iam_member.sync_index_writer,
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_writer,
+  ]
+}

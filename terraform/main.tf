@@ -1,0 +1,130 @@
+data "google_project" "this" {
+  project_id = var.project
+}
+
+locals {
+  registry_project = coalesce(var.registry_project, var.project)
+  gcr_topic_id     = "projects/${local.registry_project}/topics/${var.gcr_topic}"
+
+  index_bucket_name  = coalesce(var.index_bucket_name, "${var.project}-${var.name_prefix}-index")
+  source_bucket_name = coalesce(var.source_bucket_name, "${var.project}-${var.name_prefix}-source")
+  bucket_location    = coalesce(var.bucket_location, var.region)
+  index_uri          = "gs://${google_storage_bucket.index.name}/${var.index_object}"
+
+  manifests_url = coalesce(var.manifests_url, "https://github.com/${var.k8s_io_repository}/archive/{sha}.tar.gz")
+  source_dir    = coalesce(var.source_dir, "${path.module}/..")
+
+  # Dead lettering is done by the Pub/Sub service agent of the project that owns the subscription.
+  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  runbook = coalesce(var.runbook_url, "docs/runbook.md in the auditor's repository")
+
+  apis = [
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "storage.googleapis.com",
+  ]
+}
+
+resource "google_project_service" "this" {
+  for_each = toset(var.enable_apis ? local.apis : [])
+
+  project = var.project
+  service = each.value
+  # Other workloads in the project may rely on the same APIs.
+  disable_on_destroy = false
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Index bucket: versioned so that a bad rebuild can be rolled back to an earlier generation.
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_storage_bucket" "index" {
+  project                     = var.project
+  name                        = local.index_bucket_name
+  location                    = local.bucket_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy_buckets
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = var.index_versions_kept
+      with_state         = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Function source and build
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_storage_bucket" "source" {
+  project                     = var.project
+  name                        = local.source_bucket_name
+  location                    = local.bucket_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy_buckets
+
+  depends_on = [google_project_service.this]
+}
+
+data "archive_file" "source" {
+  type        = "zip"
+  source_dir  = local.source_dir
+  output_path = "${path.module}/.build/function-source.zip"
+  excludes    = var.source_excludes
+}
+
+resource "google_storage_bucket_object" "source" {
+  # Naming the object after its content makes every source change redeploy both functions.
+  name   = "function-source-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+# Function images go to a repository of their own so that the build account never needs write access
+# to the registries being audited.
+resource "google_artifact_registry_repository" "functions" {
+  project       = var.project
+  location      = var.region
+  repository_id = "${var.name_prefix}-functions"
+  format        = "DOCKER"
+  description   = "Images built from the registry auditor's Cloud Functions source."
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s"
+    }
+  }
+
+  depends_on = [google_project_service.this]
+}

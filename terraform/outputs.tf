@@ -1,0 +1,70 @@
+output "index_uri" {
+  description = "AUDITOR_INDEX_URI of both functions; pass it to the CLI's --index / --out."
+  value       = local.index_uri
+}
+
+output "index_bucket" {
+  description = "Versioned bucket holding the digest index."
+  value       = google_storage_bucket.index.name
+}
+
+output "audit_function" {
+  description = "Name of the audit function (and of its Cloud Run service)."
+  value       = google_cloudfunctions2_function.audit.name
+}
+
+output "audit_function_uri" {
+  description = "URL the audit subscription pushes to."
+  value       = google_cloudfunctions2_function.audit.service_config[0].uri
+}
+
+output "sync_function" {
+  description = "Name of the sync_index function (and of its Cloud Run service)."
+  value       = google_cloudfunctions2_function.sync.name
+}
+
+output "webhook_url" {
+  description = "Payload URL for the GitHub push webhook of the k8s.io repository."
+  value       = google_cloudfunctions2_function.sync.service_config[0].uri
+}
+
+output "webhook_secret_id" {
+  description = "Secret Manager secret holding the GitHub webhook secret."
+  value       = google_secret_manager_secret.webhook.secret_id
+}
+
+output "audit_subscription" {
+  description = "Push subscription on the registry's gcr topic that feeds the audit function."
+  value       = google_pubsub_subscription.audit.id
+}
+
+output "gcr_topic" {
+  description = "Audited topic."
+  value       = local.gcr_topic_id
+}
+
+output "dead_letter_topic" {
+  description = "Topic that receives registry events the audit function never decided."
+  value       = google_pubsub_topic.dead_letter.id
+}
+
+output "dead_letter_hold_subscription" {
+  description = "Pull subscription that keeps dead-lettered events for inspection and replay."
+  value       = google_pubsub_subscription.dead_letter_hold.name
+}
+
+output "resync_job" {
+  description = "Cloud Scheduler job of the periodic resync; `gcloud scheduler jobs run` it to rebuild now."
+  value       = google_cloud_scheduler_job.resync.name
+}
+
+output "service_accounts" {
+  description = "Service account of each role."
+  value = {
+    audit     = google_service_account.audit.email
+    sync      = google_service_account.sync.email
+    push      = google_service_account.push.email
+    scheduler = google_service_account.scheduler.email
+    build     = google_service_account.build.email
+  }
+}
