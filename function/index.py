@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,18 +30,36 @@ class InvalidIndex(ValueError):
     """A document that is not a digest index this code can read."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Image:
     """One promoted image name; the same object answers for each of its destination paths."""
 
     name: str
     project: str
     # digest -> tags it is promoted with
-    digests: dict[str, frozenset[str]]
-    # platform child -> the listed manifest lists / indexes that contain it
-    parents: dict[str, list[str]] = field(default_factory=dict)
+    digests: dict[str, list[str]]
+    # The index's resolved manifests (digest -> children), shared by every image.
+    manifests: dict[str, list[str]]
+    _parents: dict[str, list[str]] | None = None
 
-    def tags_of(self, digest: str) -> frozenset[str] | None:
+    @property
+    def parents(self) -> dict[str, list[str]]:
+        """Platform child -> the listed manifest lists / indexes that contain it.
+
+        Derived on first use: most images never see a miss, so loading stays proportional to the
+        listed digests rather than to all their children."""
+        if self._parents is None:
+            parents: dict[str, list[str]] = {}
+            for digest in self.digests:
+                for child in self.manifests.get(digest, ()):
+                    parents.setdefault(child, []).append(digest)
+            self._parents = parents
+        return self._parents
+
+    def forget_parents(self) -> None:
+        self._parents = None
+
+    def tags_of(self, digest: str) -> list[str] | None:
         return self.digests.get(digest)
 
     def parents_of(self, digest: str) -> list[str]:
@@ -108,13 +126,14 @@ class DigestIndex:
         previous: DigestIndex | None = None,
     ) -> DigestIndex:
         projects: dict[str, ProjectEntry] = {}
+        manifests: dict[str, list[str]] = {}
         for name, project in manifest_set.projects.items():
             images = {
-                image: Image(image, name, {d: frozenset(tags) for d, tags in dmap.items()})
+                image: Image(image, name, {d: sorted(tags) for d, tags in dmap.items()}, manifests)
                 for image, dmap in project.images.items()
             }
             projects[name] = ProjectEntry(project.staging, project.destinations, images)
-        index = cls(projects, {}, source=source, built_at=_now(), problems=_problem_lines(manifest_set.problems))
+        index = cls(projects, manifests, source=source, built_at=_now(), problems=_problem_lines(manifest_set.problems))
         if previous is not None:
             index.adopt(previous)
         return index
@@ -143,15 +162,6 @@ class DigestIndex:
                     # Two projects promote the same name to one shared root: the path promotes both sets.
                     image = _merged(known.image, image)
                 self._paths[path] = Location(destination, image)
-        for parent, children in self.manifests.items():
-            self._link_children(parent, children)
-
-    def _link_children(self, parent: str, children: Iterable[str]) -> None:
-        for image in self._images_listing(parent):
-            for child in children:
-                parents = image.parents.setdefault(child, [])
-                if parent not in parents:
-                    parents.append(parent)
 
     def _images_listing(self, digest: str) -> list[Image]:
         if self._listed_in is None:
@@ -169,7 +179,8 @@ class DigestIndex:
         kept = list(children)
         self.manifests[digest] = kept
         if kept:
-            self._link_children(digest, kept)
+            for image in self._images_listing(digest):
+                image.forget_parents()
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -243,7 +254,7 @@ class DigestIndex:
                     "staging": project.staging,
                     "destinations": list(project.destinations),
                     "images": {
-                        image.name: {d: sorted(tags) for d, tags in sorted(image.digests.items())}
+                        image.name: dict(sorted(image.digests.items()))
                         for image in sorted(project.images.values(), key=lambda i: i.name)
                     },
                 }
@@ -268,18 +279,18 @@ class DigestIndex:
                 "(python -m function build-index)"
             )
         try:
+            manifests = _checked_manifests(document["manifests"])
             projects = {
                 name: ProjectEntry(
                     entry["staging"],
                     tuple(entry["destinations"]),
                     {
-                        image: Image(image, name, {d: frozenset(tags) for d, tags in dmap.items()})
+                        image: Image(image, name, _checked_dmap(dmap), manifests)
                         for image, dmap in entry["images"].items()
                     },
                 )
                 for name, entry in document["projects"].items()
             }
-            manifests = _checked_manifests(document["manifests"])
             source = Source(**document.get("source") or {})
             return cls(
                 projects,
@@ -301,13 +312,19 @@ def _checked_manifests(raw: Mapping[str, Any]) -> dict[str, list[str]]:
     return manifests
 
 
+def _checked_dmap(dmap: Any) -> dict[str, list[str]]:
+    if not isinstance(dmap, dict):
+        raise TypeError(f"an image's digests are a {type(dmap).__name__}, not an object")
+    return dmap
+
+
 def _merged(first: Image | None, second: Image) -> Image:
     if first is None:
         return second
     digests = dict(first.digests)
     for digest, tags in second.digests.items():
-        digests[digest] = digests.get(digest, frozenset()) | tags
-    return Image(second.name, f"{first.project}+{second.project}", digests)
+        digests[digest] = sorted({*digests.get(digest, ()), *tags})
+    return Image(second.name, f"{first.project}+{second.project}", digests, second.manifests)
 
 
 def _problem_lines(problems: list[Problem]) -> list[str]:
