@@ -18,7 +18,7 @@ from function.content import Manifest
 from function.events import Event, MalformedEvent, parse_payload
 from function.index import DigestIndex, Image
 from function.reference import artifact_subject
-from function.registry import ManifestNotFound, RegistryError, UnreadableManifest
+from function.registry import HostNotAllowed, ManifestNotFound, RegistryError, UnreadableManifest
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,13 @@ class ManifestSource(Protocol):
 
 
 class Undecided(Exception):
-    """The decision is open because a dependency failed; the event must be redelivered."""
+    """The decision is open because a dependency failed; the event must be redelivered.
+
+    ``reason`` is the verdict line's short reason; the message carries the details."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 # Returns a newer index than the one in use, or None when the one in use is current.
@@ -185,7 +191,7 @@ class Auditor:
 
     def _resolve_tag(self, event: Event, image: Image) -> Verdict:
         if self.registry is None:
-            raise Undecided(f"resolving tag {event.tag} of {event.path} needs a registry client")
+            raise Undecided("no registry client", f"resolving tag {event.tag} of {event.path} needs a registry client")
         host, _, repository = event.path.partition("/")
         digest = self.registry.resolve_tag(host, repository, event.tag or "")
         verdict = self._digest(event, image, digest)
@@ -205,8 +211,9 @@ class Auditor:
                 return verdict
         if remaining:
             raise Undecided(
+                "parents still unresolved",
                 f"{remaining} listed digests of {image.name} are still unresolved (run sync_index); "
-                "resolution continues on redelivery"
+                "resolution continues on redelivery",
             )
         if event.digest is None or artifact_subject(event.tag or "") is not None or verdict.reason != "unknown_digest":
             return verdict
@@ -278,7 +285,7 @@ def _verdict(event: Event, kind: str, message: str, **fields: Any) -> Verdict:
     return Verdict(kind, message, action=event.action, path=event.path, digest=event.digest, tag=event.tag, **fields)
 
 
-def _tag_text(tags: frozenset[str]) -> str:
+def _tag_text(tags: list[str]) -> str:
     if not tags:
         return " (untagged)"
     shown = sorted(tags)
@@ -286,5 +293,10 @@ def _tag_text(tags: frozenset[str]) -> str:
 
 
 def _short_reason(error: Exception) -> str:
-    text = str(error)
-    return text if len(text) <= 200 else text[:197] + "..."
+    if isinstance(error, Undecided):
+        return error.reason
+    if isinstance(error, HostNotAllowed):
+        return "registry host not allowed"
+    if isinstance(error, UnreadableManifest):
+        return "unreadable manifest"
+    return "registry unavailable"
