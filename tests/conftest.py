@@ -8,4 +8,4 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 os.environ["GCE_METADATA_HOST"] = "127.0.0.1:1"
 os.environ["GCE_METADATA_IP"] = "127.0.0.1:1"
 
-pytest_plugins = ["tests.support.registry", "tests.support.proxy"]
+pytest_plugins = ["tests.support.registry", "tests.support.proxy", "tests.support.gcs", "tests.support.pubsub"]

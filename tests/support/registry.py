@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -25,6 +24,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from tests.support.net import free_port
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -70,7 +71,7 @@ class RegistryServer:
     def __enter__(self) -> RegistryServer:
         self._workdir = tempfile.TemporaryDirectory(prefix="registry-")
         workdir = Path(self._workdir.name)
-        self.port = _free_port()
+        self.port = free_port()
         config = workdir / "config.yml"
         config.write_text(_config_yaml(workdir / "storage", self.port))
         log = (workdir / "registry.log").open("wb")
@@ -115,13 +116,6 @@ class RegistryServer:
         raise RuntimeError(
             f"docker-registry did not answer on {self.url} within {STARTUP_TIMEOUT} s: {log.read_text()}"
         )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _config_yaml(storage: Path, port: int) -> str:

@@ -1,0 +1,375 @@
+"""Where the digest index is kept: one object in Cloud Storage or one local file, behind ``IndexStore``.
+
+Every write is conditional on the generation the writer last read, so two syncs that race cannot lose
+each other's work: the second one gets ``GenerationMismatch``, re-reads and tries again.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import os
+import re
+import tempfile
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
+from google.auth import exceptions as auth_exceptions
+from google.cloud import storage
+from google.cloud.storage import exceptions as storage_exceptions
+from google.cloud.storage.retry import DEFAULT_RETRY, _should_retry
+
+GZIP_MAGIC = b"\x1f\x8b"
+# gzip writes the current time into its header; a fixed one makes equal indexes equal bytes, which is
+# what lets a write whose reply was lost recognise itself afterwards.
+_GZIP_MTIME = 0
+_GZIP_LEVEL = 6
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one HTTP request to Cloud Storage may take (connect, then each read)."""
+DEFAULT_RETRY_TIMEOUT = 120.0
+"""Seconds one store operation may spend retrying transient Cloud Storage faults before it gives up."""
+
+_READ_ATTEMPTS = 3
+
+ClientFactory = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Stored:
+    data: bytes
+    """The index JSON, already decompressed."""
+    generation: int
+    """Opaque version of exactly these bytes; only compare it with ``==``."""
+
+
+class StoreError(Exception):
+    """The store could not be read or written; the decision stays open and the caller retries later."""
+
+
+class GenerationMismatch(StoreError):
+    """The write's precondition failed: someone else wrote first. Re-read, merge, write again."""
+
+
+class IndexStore(Protocol):
+    uri: str
+
+    def read(self) -> Stored | None:
+        """The stored index, or None when nothing has been stored yet."""
+        ...
+
+    def generation(self) -> int | None:
+        """The current generation from metadata alone (no download), or None when absent."""
+        ...
+
+    def write(self, data: bytes, *, if_generation: int | None) -> int:
+        """Store ``data`` if the object is still at ``if_generation`` (None: does not exist yet).
+
+        Returns the new generation; raises ``GenerationMismatch`` when the precondition fails.
+        """
+        ...
+
+
+def open_store(
+    uri: str,
+    *,
+    client_factory: ClientFactory | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+) -> IndexStore:
+    """The store for ``gs://bucket/object`` or a local path.
+
+    ``client_factory``, ``timeout`` and ``retry_timeout`` apply to Cloud Storage only.
+    """
+    if not uri or not uri.strip():
+        raise ValueError("index URI is empty: give gs://bucket/object or a local path")
+    if uri[:3].lower() == "gs:":
+        bucket, name = parse_gs_uri(uri)
+        return GcsStore(bucket, name, client_factory=client_factory, timeout=timeout, retry_timeout=retry_timeout)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", uri):
+        raise ValueError(f"index URI {uri!r}: unsupported scheme; give gs://bucket/object or a local path")
+    return LocalStore(Path(uri))
+
+
+# Bucket naming rules: https://cloud.google.com/storage/docs/buckets#naming
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+
+
+def parse_gs_uri(uri: str) -> tuple[str, str]:
+    """``gs://bucket/object`` as (bucket, object); ValueError for anything looser."""
+    if not uri.startswith("gs://"):
+        raise ValueError(f"index URI {uri!r}: Cloud Storage URIs are written gs://bucket/object")
+    bucket, slash, name = uri[len("gs://") :].partition("/")
+    if not bucket or not slash or not name:
+        raise ValueError(f"index URI {uri!r}: needs both a bucket and an object name, as in gs://bucket/object")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise ValueError(
+            f"index URI {uri!r}: {bucket!r} is not a valid bucket name "
+            "(3-222 characters: lowercase letters, digits, '-', '_' and '.', starting and ending alphanumeric)"
+        )
+    if name.startswith("/") or name.endswith("/"):
+        raise ValueError(f"index URI {uri!r}: the object name must not start or end with '/'")
+    if "\n" in name or "\r" in name or len(name.encode()) > 1024:
+        raise ValueError(f"index URI {uri!r}: the object name must be at most 1024 bytes without line breaks")
+    return bucket, name
+
+
+def _decompress(raw: bytes, uri: str) -> bytes:
+    if not raw.startswith(GZIP_MAGIC):
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise StoreError(
+            f"{uri}: the stored index is not valid gzip ({error}); rebuild it with build-index or sync_index"
+        ) from error
+
+
+def _compress(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=_GZIP_MTIME)
+
+
+def default_client() -> Any:
+    """A storage client: anonymous against ``STORAGE_EMULATOR_HOST`` when set, else default credentials."""
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        # Other Google tools accept host:port without a scheme; the Python library needs one. With the
+        # variable set, the library itself picks anonymous credentials.
+        endpoint = emulator if "://" in emulator else f"http://{emulator}"
+        return storage.Client(project=None, client_options={"api_endpoint": endpoint})
+    # Object reads and writes need no project; asking for none avoids failing where none is configured.
+    return storage.Client(project=None)
+
+
+class GcsStore:
+    """The index as one gzip object in a bucket.
+
+    The object holds plain gzip bytes with content type ``application/gzip`` and no Content-Encoding, so
+    Cloud Storage never transcodes it and the checksums cover exactly the stored bytes.
+
+    A read is one download: its generation comes from that response's ``x-goog-generation`` header, and
+    the library pins it (``generation=``) should it have to resume the transfer, so bytes and generation
+    always belong together with no separate metadata call. fake-gcs-server ignores that pin, like every
+    download precondition; real Cloud Storage honours them.
+
+    Uploads of up to 8 MiB (compressed) are single requests. Larger ones go as the library's resumable
+    upload, whose ``ifGenerationMatch`` real Cloud Storage enforces too and which only becomes visible
+    when it completes; fake-gcs-server ignores preconditions on resumable uploads, so tests of races
+    must stay below 8 MiB.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        name: str,
+        *,
+        client_factory: ClientFactory | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+    ) -> None:
+        self.bucket_name = bucket
+        self.name = name
+        self.uri = f"gs://{bucket}/{name}"
+        self._client_factory = client_factory or default_client
+        self._timeout = timeout
+        self._retry_timeout = retry_timeout
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    def read(self) -> Stored | None:
+        """The object, or None when it is absent (a missing bucket reads as absent too)."""
+        for _ in range(_READ_ATTEMPTS):
+            blob = self._bucket().blob(self.name)
+            try:
+                with self._faults("download"):
+                    # One request: the library takes the generation from this response's headers and
+                    # pins it when it resumes an interrupted transfer, so data and generation match.
+                    raw = blob.download_as_bytes(raw_download=True, timeout=self._timeout, retry=self._read_retry())
+            except api_exceptions.NotFound:
+                # A resumed transfer pinned to a generation that was replaced in the meantime also
+                # ends here; only the metadata says whether the object is really gone.
+                if self.generation() is None:
+                    return None
+                continue
+            if blob.generation is None:
+                raise StoreError(
+                    f"{self.uri}: the download carried no x-goog-generation header; "
+                    "check STORAGE_EMULATOR_HOST or any proxy in between"
+                )
+            return Stored(_decompress(raw, self.uri), int(blob.generation))
+        raise StoreError(f"{self.uri} changed during {_READ_ATTEMPTS} downloads in a row; try again")
+
+    def generation(self) -> int | None:
+        with self._faults("metadata lookup"):
+            blob = self._bucket().get_blob(self.name, timeout=self._timeout, retry=self._read_retry())
+        return None if blob is None else int(blob.generation)
+
+    def write(self, data: bytes, *, if_generation: int | None) -> int:
+        payload = _compress(data)
+        blob = self._bucket().blob(self.name)
+        # Filled by the retry on every transient fault, so a 412 after one can be checked for being
+        # our own earlier attempt that landed although its answer was lost. api_core offers no public
+        # way to hook DEFAULT_RETRY, hence the library's own predicate rebuilt into a Retry here.
+        retried: list[Exception] = []
+        try:
+            with self._faults("upload"):
+                blob.upload_from_string(
+                    payload,
+                    content_type="application/gzip",
+                    if_generation_match=if_generation or 0,
+                    timeout=self._timeout,
+                    retry=Retry(predicate=_should_retry, timeout=self._retry_timeout, on_error=retried.append),
+                )
+        except api_exceptions.PreconditionFailed:
+            current = self._landed(payload) if retried else None
+            if current is not None:
+                return current
+            expected = "absent" if not if_generation else f"at generation {if_generation}"
+            raise GenerationMismatch(
+                f"{self.uri} is no longer {expected}: another writer published first; re-read and retry"
+            ) from None
+        except api_exceptions.NotFound as error:
+            raise StoreError(
+                f"{self.uri}: upload failed, bucket {self.bucket_name!r} does not exist ({error}); "
+                "create it or fix the index URI"
+            ) from error
+        return int(blob.generation)
+
+    def _landed(self, payload: bytes) -> int | None:
+        """The object's generation if it holds ``payload``: after a retry, a 412 may be our own first try."""
+        with self._faults("metadata lookup"):
+            blob = self._bucket().get_blob(self.name, timeout=self._timeout, retry=self._read_retry())
+        md5 = base64.b64encode(hashlib.md5(payload, usedforsecurity=False).digest()).decode()
+        if blob is None or blob.md5_hash != md5:
+            return None
+        return int(blob.generation)
+
+    def _read_retry(self) -> Any:
+        return DEFAULT_RETRY.with_timeout(self._retry_timeout)
+
+    def _bucket(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                with self._faults("client set-up"):
+                    self._client = self._client_factory()
+            return self._client.bucket(self.bucket_name)
+
+    @contextlib.contextmanager
+    def _faults(self, what: str) -> Iterator[None]:
+        """Turn library faults into StoreError; NotFound and PreconditionFailed pass for the caller."""
+        try:
+            yield
+        except (api_exceptions.NotFound, api_exceptions.PreconditionFailed):
+            raise
+        except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as error:
+            raise StoreError(
+                f"{self.uri}: {what} refused ({error}); grant the service account object read/write "
+                f"on bucket {self.bucket_name!r}"
+            ) from error
+        except auth_exceptions.DefaultCredentialsError as error:
+            raise StoreError(
+                f"{self.uri}: {what} failed, no Google credentials ({error}); run on Google Cloud, "
+                "set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator"
+            ) from error
+        except (
+            api_exceptions.GoogleAPIError,
+            auth_exceptions.GoogleAuthError,
+            requests.RequestException,
+            storage_exceptions.InvalidResponse,
+            storage_exceptions.DataCorruption,
+            OSError,
+        ) as error:
+            raise StoreError(
+                f"{self.uri}: {what} failed ({type(error).__name__}: {error}); "
+                "Cloud Storage is unreachable or failing, try again later"
+            ) from error
+
+
+class LocalStore:
+    """The index as one local file: gzip when the name ends in ``.gz``, plain JSON otherwise.
+
+    The generation is the file's ``st_mtime_ns``, best effort for local use. Writers replace the file
+    atomically and check their precondition under an ``fcntl`` lock on ``<path>.lock``, so two local
+    builds cannot interleave; a writer that ignores the lock is not detected.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.uri = str(path)
+        self._lock_path = path.with_name(path.name + ".lock")
+
+    def read(self) -> Stored | None:
+        try:
+            with self.path.open("rb") as file:
+                raw = file.read()
+                # The open file is the inode just read even if a writer has replaced the path since.
+                generation = os.fstat(file.fileno()).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StoreError(f"{self.uri}: cannot read the index ({error})") from error
+        return Stored(_decompress(raw, self.uri), generation)
+
+    def generation(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StoreError(f"{self.uri}: cannot stat the index ({error})") from error
+
+    def write(self, data: bytes, *, if_generation: int | None) -> int:
+        payload = _compress(data) if self.path.name.endswith(".gz") else data
+        try:
+            with self._locked():
+                current = self.generation()
+                if current != if_generation:
+                    expected = "absent" if if_generation is None else f"at generation {if_generation}"
+                    raise GenerationMismatch(
+                        f"{self.uri} is no longer {expected}: another writer published first; re-read and retry"
+                    )
+                return self._replace(payload, current)
+        except OSError as error:
+            raise StoreError(f"{self.uri}: cannot write the index ({error})") from error
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # The lock file stays: removing it would let a waiter lock a file a newcomer no longer sees.
+        with self._lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _replace(self, payload: bytes, current: int | None) -> int:
+        mode = self.path.stat().st_mode & 0o777 if current is not None else 0o644
+        fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(payload)
+                file.flush()
+                os.fchmod(file.fileno(), mode)
+                stat = os.fstat(file.fileno())
+                # The file system's clock ticks coarsely; two quick writes must still differ.
+                if current is not None and stat.st_mtime_ns <= current:
+                    os.utime(file.fileno(), ns=(stat.st_atime_ns, current + 1))
+                os.fsync(file.fileno())
+                generation = os.fstat(file.fileno()).st_mtime_ns
+            Path(temp).replace(self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return generation
