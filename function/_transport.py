@@ -59,6 +59,10 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_total_delay: float = 60.0
+    # After a host failed every attempt, further requests fail at once for this long (or its Retry-After,
+    # up to max_delay): a registry in trouble is not hammered by every event, and a dead host costs one
+    # retry budget per cool-down, not one per event.
+    cooldown: float = 10.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Wait before attempt `attempt + 1`: the server's Retry-After, else full-jitter exponential backoff."""
@@ -223,6 +227,7 @@ class Transport:
         self._lock = threading.Lock()
         self._calls = 0
         self._buckets: dict[str, TokenBucket] = {}
+        self._down_until: dict[str, float] = {}
         self._tokens: dict[tuple[str, str], _CachedToken] = {}
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -285,8 +290,11 @@ class Transport:
     def _send(
         self, method: str, url: str, headers: Mapping[str, str], params: Mapping[str, str] | None = None
     ) -> Reply:
-        bucket = self._bucket(urlsplit(url).netloc)
+        netloc = urlsplit(url).netloc
+        self._check_not_down(netloc, method, url)
+        bucket = self._bucket(netloc)
         waited = 0.0
+        retry_after: float | None = None
         for attempt in range(1, self._retry.max_attempts + 1):
             bucket.acquire()
             self._count()
@@ -294,21 +302,37 @@ class Transport:
             try:
                 reply = self._once(method, url, headers, params, attempt)
                 if reply.status not in RETRYABLE_STATUSES:
+                    with self._lock:
+                        self._down_until.pop(netloc, None)
                     return reply
                 failure = f"HTTP {reply.status}"
             except requests.RequestException as error:
                 failure = f"{type(error).__name__}: {error}"
+            retry_after = parse_retry_after(reply.headers.get("Retry-After") if reply else None)
             if attempt == self._retry.max_attempts:
                 break
-            delay = self._retry.delay(attempt, parse_retry_after(reply.headers.get("Retry-After") if reply else None))
+            delay = self._retry.delay(attempt, retry_after)
             if waited + delay > self._retry.max_total_delay:
                 break
             log.info("%s %s: %s on attempt %d; retrying in %.2f s", method, url, failure, attempt, delay)
             self._sleep(delay)
             waited += delay
+        cooldown = min(max(self._retry.cooldown, retry_after or 0.0), self._retry.max_delay)
+        with self._lock:
+            self._down_until[netloc] = self._clock() + cooldown
         if reply is not None:
             return reply
         raise TransportError(f"{method} {url} failed on all {attempt} attempts, the last with {failure}")
+
+    def _check_not_down(self, netloc: str, method: str, url: str) -> None:
+        with self._lock:
+            until = self._down_until.get(netloc)
+        remaining = until - self._clock() if until is not None else 0.0
+        if remaining > 0:
+            raise TransportError(
+                f"{method} {url} not sent: {netloc} failed every attempt moments ago and is left alone for "
+                f"another {remaining:.1f} s"
+            )
 
     def _once(
         self, method: str, url: str, headers: Mapping[str, str], params: Mapping[str, str] | None, attempt: int

@@ -15,6 +15,7 @@ from types import TracebackType
 from function import content
 from function._transport import (
     RETRYABLE_STATUSES,
+    Clock,
     CredentialsFactory,
     GoogleTokens,
     Reply,
@@ -95,6 +96,7 @@ class RegistryClient:
         rate_per_host: float = 80.0,
         credentials: CredentialsFactory | None = google_default_credentials,
         sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._allowed_hosts = frozenset(_checked_host(host) for host in allowed_hosts)
         if max_attempts < 1:
@@ -105,6 +107,7 @@ class RegistryClient:
             rate_per_host=rate_per_host,
             google_tokens=GoogleTokens(credentials),
             sleep=sleep,
+            clock=clock,
         )
 
     @property
