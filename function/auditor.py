@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 # A true miss resolves the image's still-unresolved lists at most this many at a time; the rest waits
 # for the next delivery (the process keeps what it fetched), so one event never floods a registry.
 MAX_PARENT_FETCHES = 100
-# Reasons the registry may overturn: the index lacks what only the registry knows.
-_RESOLVABLE = frozenset({"unknown_digest", "tag_mismatch", "orphan_artifact"})
+# Reasons the registry may overturn: the digest may be a child of a listed list the index has not
+# resolved yet, or an OCI referrer of something promoted. A tag mismatch is settled by the index: the
+# digest it names is listed (or a known child) and the tag is not among those promoted with it.
+_RESOLVABLE = frozenset({"unknown_digest", "orphan_artifact"})
 
 
 class ManifestSource(Protocol):

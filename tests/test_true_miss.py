@@ -1,0 +1,263 @@
+"""Multi-arch images, signatures, referrers and true misses, decided against Debian's registry.
+
+The manifests name the counting proxy's host, so every request the auditor or the sync makes is seen
+(and counted) by the proxy in front of the real registry.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from function.auditor import Auditor
+from function.events import parse_payload
+from function.index import DigestIndex, Source
+from function.registry import RegistryClient
+from function.store import open_store
+from function.sync import read_index, rebuild
+from tests.support import registry as reg
+from tests.support import scenario
+from tests.support.proxy import RegistryProxy
+
+pytestmark = pytest.mark.registry
+
+
+class FakeClock:
+    """Time that moves only when a test (or a client's sleep) moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def client(hosts: frozenset[str], clock: FakeClock | None = None) -> RegistryClient:
+    # No real sleeping: retries and Retry-After are asserted on the proxy's records instead.
+    clock = clock or FakeClock()
+    return RegistryClient(hosts, sleep=clock.sleep, clock=clock)
+
+
+@pytest.fixture
+def promotion(registry_proxy: RegistryProxy) -> scenario.Promotion:
+    promotion = scenario.promote(registry_proxy.host, via=registry_proxy.host)
+    registry_proxy.clear()
+    return promotion
+
+
+def publish(tmp_path: Path, promotion: scenario.Promotion, commit: str, out: Path, *, offline: bool = False) -> int:
+    root = promotion.write_manifests(commit, tmp_path / commit)
+    published = rebuild(
+        root, open_store(str(out)), source=Source(commit=commit), registry_factory=None if offline else client
+    )
+    return published.resolution.calls if published.resolution else 0
+
+
+def load(out: Path) -> DigestIndex:
+    loaded = read_index(open_store(str(out)))
+    assert loaded is not None
+    return loaded[0]
+
+
+def test_every_promoted_artifact_is_decided_without_a_registry_call(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
+) -> None:
+    out = tmp_path / "index.json"
+    # Four listed digests (pause, logger, logger-amd, etcd): one GET each, from one destination.
+    assert publish(tmp_path, promotion, "commit-2", out) == 4
+    assert len(registry_proxy.registry_requests()) == 4
+    index = load(out)
+    assert index.counts()["unresolved"] == 0
+    registry_proxy.clear()
+    auditor = Auditor(index, client(index.registry_hosts()))
+    seen: dict[str, int] = {}
+    for image in ("pause", "logger", "etcd"):
+        for payload in promotion.events(image):
+            verdict = auditor.audit_payload(json.dumps(payload))
+            assert verdict.verdict == "VERIFIED", verdict
+            seen[verdict.basis or ""] = seen.get(verdict.basis or "", 0) + 1
+            if verdict.basis != "referrer":
+                assert verdict.registry_calls == 0, verdict
+    assert seen == {"listed": 9, "child": 21, "signature": 3, "attestation": 3, "referrer": 3}
+    # The SBOM referrer is the only true miss: its own manifest, fetched once and then remembered.
+    assert [r.method for r in registry_proxy.registry_requests()] == ["GET"]
+
+
+def test_the_seed_case_and_children_that_do_not_belong(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
+) -> None:
+    out = tmp_path / "index.json"
+    publish(tmp_path, promotion, "commit-1", out)
+    index = load(out)
+    auditor = Auditor(index, client(index.registry_hosts()))
+    path = f"{registry_proxy.host}/us-central1/images"
+    logger_list, logger_amd = promotion.artifacts["logger"][0].digest, promotion.artifacts["logger"][1].digest
+    registry_proxy.clear()
+
+    # logger-amd is listed under its own name and pushed as a child under logger's name.
+    child = auditor.audit_payload(json.dumps({"action": "INSERT", "digest": f"{path}/logger@{logger_amd}"}))
+    assert (child.verdict, child.basis, child.parent, child.image, child.registry_calls) == (
+        "VERIFIED",
+        "child",
+        logger_list,
+        "logger",
+        0,
+    )
+    # A child pushed with a tag its parent does not carry.
+    tagged = auditor.audit_payload(
+        json.dumps({"action": "INSERT", "digest": f"{path}/logger@{logger_amd}", "tag": f"{path}/logger:v2"})
+    )
+    assert (tagged.verdict, tagged.reason, tagged.registry_calls) == ("REJECTED", "tag_mismatch", 0)
+
+    # A list nobody promoted, and its child: each a true miss costing exactly its own manifest.
+    repo = "us-central1/images/pause"
+    stray_child = reg.push_image(registry_proxy.host, repo, platform=("linux", "s390x"), seed="stray")
+    stray_list = reg.push_index(registry_proxy.host, repo, [stray_child], tag="stray")
+    registry_proxy.clear()
+    for digest in (stray_child, stray_list):
+        verdict = auditor.audit_payload(json.dumps({"action": "INSERT", "digest": f"{path}/pause@{digest}"}))
+        assert (verdict.verdict, verdict.reason, verdict.registry_calls) == ("REJECTED", "unknown_digest", 1)
+    assert len(registry_proxy.registry_requests()) == 2
+
+    # A referrer whose subject is not promoted here, and a signature of it.
+    orphan = reg.push_referrer(registry_proxy.host, repo, stray_list)
+    verdict = auditor.audit_payload(json.dumps({"action": "INSERT", "digest": f"{path}/pause@{orphan}"}))
+    assert (verdict.verdict, verdict.reason, verdict.registry_calls) == ("REJECTED", "orphan_artifact", 1)
+    sig_tag = stray_list.replace(":", "-") + ".sig"
+    signature = reg.push_signature(registry_proxy.host, repo, stray_list)
+    verdict = auditor.audit_payload(
+        json.dumps({"action": "INSERT", "digest": f"{path}/pause@{signature}", "tag": f"{path}/pause:{sig_tag}"})
+    )
+    assert (verdict.verdict, verdict.reason, verdict.registry_calls) == ("REJECTED", "orphan_artifact", 0)
+
+
+def test_incremental_rebuild_fetches_only_new_digests(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
+) -> None:
+    out = tmp_path / "index.json"
+    assert publish(tmp_path, promotion, "commit-1", out) == 3
+    registry_proxy.clear()
+    assert publish(tmp_path, promotion, "commit-2", out) == 1
+    assert len(registry_proxy.registry_requests()) == 1
+    assert load(out).counts()["unresolved"] == 0
+
+
+def test_offline_index_resolves_parents_in_the_events_repository_once(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
+) -> None:
+    out = tmp_path / "index.json"
+    publish(tmp_path, promotion, "commit-1", out, offline=True)
+    assert registry_proxy.requests == []
+    index = load(out)
+    auditor = Auditor(index, client(index.registry_hosts()))
+    children = [a for a in promotion.artifacts["pause"] if a.kind == "child"]
+    path = f"{registry_proxy.host}/europe-west1/images/pause"
+    first = auditor.audit_payload(json.dumps({"action": "INSERT", "digest": f"{path}@{children[0].digest}"}))
+    assert (first.verdict, first.basis, first.registry_calls) == ("VERIFIED", "child", 1)
+    assert {r.path for r in registry_proxy.registry_requests()} == {
+        f"/v2/europe-west1/images/pause/manifests/{promotion.artifacts['pause'][0].digest}"
+    }
+    second = auditor.audit_payload(json.dumps({"action": "INSERT", "digest": f"{path}@{children[1].digest}"}))
+    assert (second.verdict, second.basis, second.registry_calls) == ("VERIFIED", "child", 0)
+
+
+def test_tag_only_insert_costs_one_head(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
+) -> None:
+    out = tmp_path / "index.json"
+    publish(tmp_path, promotion, "commit-1", out)
+    index = load(out)
+    auditor = Auditor(index, client(index.registry_hosts()))
+    registry_proxy.clear()
+    path = f"{registry_proxy.host}/asia-east1/images/pause"
+    verdict = auditor.audit_payload(json.dumps({"action": "INSERT", "tag": f"{path}:3.10"}))
+    assert (verdict.verdict, verdict.basis, verdict.registry_calls, verdict.digest) == ("VERIFIED", "listed", 1, None)
+    assert [r.method for r in registry_proxy.registry_requests()] == ["HEAD"]
+
+
+def test_faults_leave_the_decision_open(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
+) -> None:
+    out = tmp_path / "index.json"
+    publish(tmp_path, promotion, "commit-1", out)
+    index = load(out)
+    clock = FakeClock()
+    auditor = Auditor(index, client(index.registry_hosts(), clock))
+    path = f"{registry_proxy.host}/us-central1/images/pause"
+    sbom = next(a for a in promotion.artifacts["pause"] if a.kind == "referrer").digest
+    payload = json.dumps({"action": "INSERT", "digest": f"{path}@{sbom}"})
+    registry_proxy.clear()
+    registry_proxy.fail_always(503)
+    down = auditor.audit_payload(payload)
+    assert (down.verdict, down.reason, down.registry_calls) == ("RETRY", "registry unavailable", 4)
+    assert len(registry_proxy.registry_requests()) == 4
+    # The redelivery moments later is not sent at all: a failing registry is left alone for a while.
+    again = auditor.audit_payload(payload)
+    assert (again.verdict, again.registry_calls) == ("RETRY", 0)
+    assert len(registry_proxy.registry_requests()) == 4
+    registry_proxy.heal()
+    clock.now += 11
+    registry_proxy.fail_next(1, 429, retry_after="2")
+    up = auditor.audit_payload(payload)
+    assert (up.verdict, up.basis, up.registry_calls) == ("VERIFIED", "referrer", 2)
+    # Promoted artifacts need no registry, so an outage cannot touch them.
+    registry_proxy.fail_always(503)
+    listed = promotion.events("pause", "us-central1")[0]
+    assert auditor.audit_payload(json.dumps(listed)).registry_calls == 0
+
+
+def test_hosts_outside_the_manifests_are_never_contacted(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy, registry: reg.RegistryServer
+) -> None:
+    out = tmp_path / "index.json"
+    publish(tmp_path, promotion, "commit-1", out)
+    index = load(out)
+    auditor = Auditor(index, client(index.registry_hosts()))
+    registry_proxy.clear()
+    # The real registry's own address holds the same repositories, but no manifest names it.
+    payload = {"action": "INSERT", "digest": f"{registry.host}/us-central1/images/pause@{reg.digest_of(b'x')}"}
+    verdict = auditor.audit_payload(json.dumps(payload))
+    assert (verdict.verdict, verdict.reason, verdict.registry_calls) == ("IGNORED", "not_audited", 0)
+    assert registry_proxy.requests == []
+    assert parse_payload(json.dumps(payload)).path.startswith(registry.host)
+
+
+def test_cli_exit_codes(tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy) -> None:
+    root = promotion.write_manifests("commit-1", tmp_path / "m")
+    out = tmp_path / "index.json"
+    build = subprocess.run(
+        [sys.executable, "-m", "function", "build-index", "--manifests", str(root), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    assert "3 registry calls" in build.stdout
+
+    def audit(payloads: list[dict[str, str]]) -> tuple[int, list[dict[str, object]]]:
+        run = subprocess.run(
+            [sys.executable, "-m", "function", "audit", "--index", str(out)],
+            input="\n".join(json.dumps(p) for p in payloads) + "\n",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        return run.returncode, [line for line in lines if "verdict" in line]
+
+    good = promotion.events("pause", "us-central1")[:4]
+    code, verdicts = audit(good)
+    assert (code, [v["verdict"] for v in verdicts]) == (0, ["VERIFIED"] * 4)
+    code, verdicts = audit([*good, {"action": "DELETE", "digest": good[0]["digest"]}])
+    assert (code, verdicts[-1]["reason"]) == (1, "deletion")
+    sbom = {"action": "INSERT", "digest": promotion.events("pause", "us-central1")[-1]["digest"]}
+    registry_proxy.fail_always(503)
+    code, verdicts = audit([good[0], sbom])
+    assert (code, [v["verdict"] for v in verdicts]) == (75, ["VERIFIED", "RETRY"])
