@@ -1,0 +1,48 @@
+"""Cloud Functions entry points: ``audit`` (Pub/Sub CloudEvent) and ``sync_index`` (HTTP)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+from google.cloud.logging_v2.handlers import StructuredLogHandler
+
+from function.service import AuditService, SyncService
+
+
+def _setup_logging() -> None:
+    if os.environ.get("K_SERVICE"):
+        # In the cloud: google-cloud-logging picks the structured stdout handler for Cloud Run.
+        import google.cloud.logging
+
+        google.cloud.logging.Client().setup_logging(log_level=logging.INFO)
+    else:
+        logging.basicConfig(level=logging.INFO, handlers=[StructuredLogHandler()])
+
+
+_setup_logging()
+_audit: AuditService | None = None
+_sync: SyncService | None = None
+
+
+@functions_framework.cloud_event
+def audit(cloud_event: CloudEvent) -> None:
+    """One registry event in, one verdict line out; raises on RETRY so Pub/Sub redelivers."""
+    global _audit
+    if _audit is None:
+        _audit = AuditService.from_environment()
+    data: Any = cloud_event.get_data()
+    _audit.handle(data, labels={"function": "audit"})
+
+
+@functions_framework.http
+def sync_index(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
+    """Rebuild and publish the digest index for a verified k8s.io push or a resync request."""
+    global _sync
+    if _sync is None:
+        _sync = SyncService.from_environment()
+    return _sync.handle(request.method, request.headers, request.get_data()).flask()
