@@ -1,0 +1,141 @@
+"""The auditor end to end on this machine: a promotion merges, its images land, and some pushes go wrong.
+
+Everything is real and on loopback: Debian's registry (behind a proxy that counts requests and can fail
+them), fake-gcs-server holding the index, the Pub/Sub emulator pushing topic ``gcr`` to
+``functions-framework --target audit``, and ``sync_index`` fetching k8s.io commit tarballs from a local
+server as it would from GitHub. Ends with a table of every verdict line the audit function wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support import pubsub as pubsub_rig
+from tests.support import registry as reg
+from tests.support.gcs import GcsEmulator
+from tests.support.stack import Stack, running
+
+WORK = Path(__file__).resolve().parents[1] / ".demo"
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def sync(stack: Stack, commit: str, **kwargs: Any) -> None:
+    response = stack.webhook(commit, **kwargs)
+    body = response.json()
+    print(
+        f"   sync_index {commit}: HTTP {response.status_code} {body.get('status')}: "
+        f"{body.get('message') or body.get('reason')}"
+    )
+
+
+def replay(stack: Stack, label: str, payloads: Sequence[dict[str, str] | str], rows: list[list[str]]) -> None:
+    ids = [stack.publish(p) for p in payloads]
+    verdicts = stack.verdicts_for(ids, timeout=120)
+    for message_id in ids:
+        line = verdicts[message_id]
+        rows.append(
+            [label, _event(line), line["verdict"], line["basis"] or line["reason"] or "", str(line["registry_calls"])]
+        )
+
+
+def _event(line: dict[str, Any]) -> str:
+    if line["path"] is None:
+        return "(not a registry event)"
+    where = line["path"].split("/", 1)[1]
+    what = f"@{line['digest'][7:19]}" if line["digest"] else ""
+    if line["tag"]:
+        what += f":{line['tag'][:24]}"
+    return f"{line['action'].lower()} {where}{what}"
+
+
+def main() -> int:
+    reason = pubsub_rig.missing()
+    if reason or not Path(reg.REGISTRY_BINARY).exists():
+        print(f"cannot run the demo: {reason or 'docker-registry is not installed'}", file=sys.stderr)
+        return 2
+    WORK.mkdir(exist_ok=True)
+    rows: list[list[str]] = []
+    with reg.RegistryServer() as registry, GcsEmulator() as gcs, pubsub_rig.PubSubEmulator() as pubsub:
+        say("starting registry, GCS and Pub/Sub emulators, audit and sync_index on loopback")
+        with running(registry, gcs, pubsub, WORK) as stack:
+            host = stack.promotion.host
+            print(f"   registry {host}, manifests and logs in {WORK}")
+            say("commit-1 merges (pause: 3-platform OCI index, signed, attested, SBOM; logger: Docker list)")
+            sync(stack, "commit-1")
+            say("the promoter pushes pause and logger to 3 regional registries")
+            replay(stack, "promotion", stack.promotion.events("pause") + stack.promotion.events("logger"), rows)
+            say("commit-2 merges (etcd) and is pushed; the audit instance reloads the index on its first miss")
+            sync(stack, "commit-2")
+            replay(stack, "promotion", stack.promotion.events("etcd"), rows)
+            say("pushes nobody promoted")
+            path = f"{host}/us-central1/images"
+            stray = reg.push_image(registry.host, "us-central1/images/pause", seed="demo-unpromoted")
+            pause = stack.promotion.artifacts["pause"][0].digest
+            bad: list[dict[str, str] | str] = [
+                {"action": "INSERT", "digest": f"{path}/pause@{stray}"},
+                {"action": "INSERT", "digest": f"{path}/pause@{pause}", "tag": f"{path}/pause:latest"},
+                {"action": "INSERT", "digest": f"{path}/backdoor@{stray}", "tag": f"{path}/backdoor:v1"},
+                {"action": "INSERT", "tag": f"{path}/pause:sha256-{'0' * 64}.sig"},
+                {"action": "DELETE", "digest": f"{path}/pause@{pause}"},
+                {"action": "INSERT", "digest": f"127.0.0.1:9/k8s-staging-demo/pause@{stray}"},
+                '{"action": "INSERT", "digest": "not a reference"}',
+            ]
+            replay(stack, "bad push", bad, rows)
+            say("a registry outage while a new SBOM referrer arrives: RETRY, redelivered, then VERIFIED")
+            etcd = stack.promotion.artifacts["etcd"][0].digest
+            sbom = reg.push_referrer(registry.host, "asia-east1/images/etcd", etcd)
+            stack.proxy.fail_always(503)
+            message_id = stack.publish({"action": "INSERT", "digest": f"{host}/asia-east1/images/etcd@{sbom}"})
+            while not [v for v in stack.audit.verdicts() if v.get("message_id") == message_id]:
+                time.sleep(0.2)
+            stack.proxy.heal()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                lines = [v for v in stack.audit.verdicts() if v.get("message_id") == message_id]
+                if lines[-1]["verdict"] != "RETRY":
+                    break
+                time.sleep(0.2)
+            for line in lines:
+                rows.append(
+                    [
+                        "outage",
+                        _event(line),
+                        line["verdict"],
+                        line["basis"] or line["reason"] or "",
+                        str(line["registry_calls"]),
+                    ]
+                )
+            say("k8s.io pushes that must not replace the index")
+            sync(stack, "commit-2", secret="not-the-secret")
+            sync(stack, "broken", committed_at="2027-01-01T00:00:00Z")
+            sync(stack, "commit-1")
+    print_table(rows)
+    (WORK / "verdicts.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def print_table(rows: list[list[str]]) -> None:
+    say(f"{len(rows)} verdict lines written by the audit function")
+    header = ["step", "event (repository@digest:tag)", "verdict", "basis / reason", "calls"]
+    rows = [[cell[:60] for cell in row] for row in rows]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row[2]] = counts.get(row[2], 0) + 1
+    print("\n" + ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
