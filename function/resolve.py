@@ -67,13 +67,22 @@ def candidate_paths(index: DigestIndex) -> dict[str, list[str]]:
 
 
 def _fetch(registry: ManifestSource, digest: str, paths: list[str]) -> Manifest | None:
-    """The manifest from the first repository that has it; None when every one says 404."""
+    """The manifest from the first repository that serves it; None when every one says 404.
+
+    A fault at one repository moves on to the next (another region usually answers); only when no
+    repository served it and one of them failed is the fault raised, so the digest stays unresolved
+    instead of being taken as absent."""
+    fault: RegistryError | None = None
     for path in dict.fromkeys(paths):
         host, _, repository = path.partition("/")
         try:
             return registry.get_manifest(host, repository, digest)
         except ManifestNotFound:
             continue
+        except RegistryError as error:
+            fault = error
+    if fault is not None:
+        raise fault
     return None
 
 

@@ -21,6 +21,7 @@ from function.store import open_store
 from function.sync import read_index, rebuild
 from tests.support import registry as reg
 from tests.support import scenario
+from tests.support.manifests import write_project
 from tests.support.proxy import RegistryProxy
 
 pytestmark = pytest.mark.registry
@@ -261,3 +262,27 @@ def test_cli_exit_codes(tmp_path: Path, promotion: scenario.Promotion, registry_
     registry_proxy.fail_always(503)
     code, verdicts = audit([good[0], sbom])
     assert (code, [v["verdict"] for v in verdicts]) == (75, ["VERIFIED", "RETRY"])
+
+
+def test_a_failing_region_does_not_leave_digests_unresolved(
+    tmp_path: Path, promotion: scenario.Promotion, registry: reg.RegistryServer
+) -> None:
+    with RegistryProxy(registry.url) as broken, RegistryProxy(registry.url) as healthy:
+        destinations = [f"{broken.host}/us-central1/images", f"{healthy.host}/europe-west1/images"]
+        images = [{"name": name, "dmap": dmap} for name, dmap in promotion.commits["commit-1"].items()]
+        write_project(tmp_path / "m", scenario.PROJECT, destinations=destinations, images=images)
+        broken.fail_always(503)
+        published = rebuild(
+            tmp_path / "m", open_store(str(tmp_path / "index.json")), source=Source(), registry_factory=client
+        )
+        assert published.resolution is not None
+        assert (published.resolution.resolved, published.resolution.failed) == (3, 0)
+        # At most one retry budget per request already in flight when the region failed; after that it
+        # is left alone while the other region answers.
+        assert len(broken.requests) <= 4 * 3
+        healthy.fail_always(503)
+        again = rebuild(
+            tmp_path / "m", open_store(str(tmp_path / "other.json")), source=Source(), registry_factory=client
+        )
+        assert again.resolution is not None
+        assert (again.resolution.failed, again.index.counts()["unresolved"]) == (3, 3)
