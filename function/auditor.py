@@ -73,6 +73,8 @@ class Auditor:
         # (path, digest) pairs the registry answered 404 for: asked once per process.
         self._absent: set[tuple[str, str]] = set()
         self._manifests: dict[str, Manifest] = {}
+        # Tags move, so what a tag pointed at is remembered only while its own event is being decided.
+        self._tag_digests: dict[Event, str] = {}
 
     def audit_payload(self, raw: bytes | str) -> Verdict:
         try:
@@ -83,6 +85,7 @@ class Auditor:
 
     def audit(self, event: Event) -> Verdict:
         calls_before = self._calls()
+        self._tag_digests.clear()
         try:
             verdict = self._decide(event)
         except (Undecided, RegistryError) as error:
@@ -194,8 +197,10 @@ class Auditor:
     def _resolve_tag(self, event: Event, image: Image) -> Verdict:
         if self.registry is None:
             raise Undecided("no registry client", f"resolving tag {event.tag} of {event.path} needs a registry client")
-        host, _, repository = event.path.partition("/")
-        digest = self.registry.resolve_tag(host, repository, event.tag or "")
+        digest = self._tag_digests.get(event)
+        if digest is None:
+            host, _, repository = event.path.partition("/")
+            digest = self._tag_digests[event] = self.registry.resolve_tag(host, repository, event.tag or "")
         verdict = self._digest(event, image, digest)
         return replace(verdict, message=f"{event.tag} is {digest}: {verdict.message}")
 

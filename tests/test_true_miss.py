@@ -181,6 +181,13 @@ def test_tag_only_insert_costs_one_head(
     verdict = auditor.audit_payload(json.dumps({"action": "INSERT", "tag": f"{path}:3.10"}))
     assert (verdict.verdict, verdict.basis, verdict.registry_calls, verdict.digest) == ("VERIFIED", "listed", 1, None)
     assert [r.method for r in registry_proxy.registry_requests()] == ["HEAD"]
+    # A tag moved onto an unpromoted image: still one HEAD, even though a fresher index is consulted.
+    stray = reg.push_image(registry_proxy.host, "asia-east1/images/pause", tag="moved", seed="moved-tag")
+    refreshed = Auditor(index, client(index.registry_hosts()), refresh=lambda: load(out))
+    registry_proxy.clear()
+    moved = refreshed.audit_payload(json.dumps({"action": "INSERT", "tag": f"{path}:moved"}))
+    assert (moved.verdict, moved.reason, moved.registry_calls) == ("REJECTED", "unknown_digest", 1)
+    assert stray in moved.message
 
 
 def test_faults_leave_the_decision_open(
