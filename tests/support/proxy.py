@@ -15,12 +15,12 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.support.process import ThreadedHTTPServer
 from tests.support.registry import RegistryServer
 
 HOP_BY_HOP = frozenset(
@@ -57,7 +57,7 @@ class _Fault:
     retry_after: str | None
 
 
-class RegistryProxy:
+class RegistryProxy(ThreadedHTTPServer):
     """Forwards to `upstream` (e.g. "http://127.0.0.1:5000") from 127.0.0.1:<free port>."""
 
     def __init__(self, upstream: str, *, require_token: bool = False, token_lifetime: int | None = 300) -> None:
@@ -70,31 +70,7 @@ class RegistryProxy:
         self._fault: _Fault | None = None
         self._tamper: Tamper | None = None
         self._issued: dict[str, str] = {}  # token -> the repository it grants
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # A short poll interval keeps shutdown, and so every test's teardown, quick.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name="registry-proxy", daemon=True
-        )
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def __enter__(self) -> RegistryProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_handler_for(self))
 
     # --- what tests see ---
 

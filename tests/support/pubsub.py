@@ -20,15 +20,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -37,92 +31,44 @@ from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
-from tests.support.net import free_port
+from tests.support.process import LoopbackProcess
 
 EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 PROJECT = "test-project"
-STARTUP_TIMEOUT = 60.0
 RPC_TIMEOUT = 30.0
-_START_ATTEMPTS = 3
 
 
-class PubSubEmulator:
-    """One cloud-pubsub-emulator on 127.0.0.1:<free port>, in its own process group."""
+class PubSubEmulator(LoopbackProcess):
+    """One cloud-pubsub-emulator on 127.0.0.1:<free port>; `host` is what `PUBSUB_EMULATOR_HOST` must hold.
+
+    gRPC and HTTP share the port; GET / answers "Ok" once both are served.
+    """
+
+    name = "pubsub-emulator"
+    startup_timeout = 60.0
+    # Its own session, so that stopping it also ends the java child of the launcher script.
+    own_group = True
 
     def __init__(self, launcher: Path = EMULATOR, project: str = PROJECT) -> None:
+        super().__init__()
         self.launcher = launcher
         self.project = project
-        self.port = 0
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._publisher: Any = None
         self._subscriber: Any = None
-
-    @property
-    def host(self) -> str:
-        """What `PUBSUB_EMULATOR_HOST` must hold (host:port, no scheme)."""
-        return f"127.0.0.1:{self.port}"
 
     @property
     def env(self) -> dict[str, str]:
         """Environment for a process that should talk to this emulator."""
         return {"PUBSUB_EMULATOR_HOST": self.host, "PUBSUB_PROJECT_ID": self.project}
 
-    def __enter__(self) -> PubSubEmulator:
-        self._workdir = tempfile.TemporaryDirectory(prefix="pubsub-emulator-")
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def command(self) -> list[str]:
+        return [str(self.launcher), "--host=127.0.0.1", f"--port={self.port}", f"--dir={self.workdir / 'data'}"]
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _start(self) -> None:
-        assert self._workdir is not None
-        workdir = Path(self._workdir.name)
-        log_path = workdir / "emulator.log"
-        for _ in range(_START_ATTEMPTS):
-            # The free port may be taken between the probe and the emulator's bind: then start again.
-            self.port = free_port()
-            with log_path.open("wb") as log:
-                # Its own session, so that stopping it also ends the java child of the launcher script.
-                self._process = subprocess.Popen(
-                    [str(self.launcher), "--host=127.0.0.1", f"--port={self.port}", f"--dir={workdir / 'data'}"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    cwd=workdir,
-                    start_new_session=True,
-                )
-            if self._wait_ready(log_path):
-                channel = grpc.insecure_channel(self.host)
-                self._publisher = PublisherClient(transport=PublisherGrpcTransport(channel=channel))
-                self._subscriber = SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
-                return
-        raise RuntimeError(f"Pub/Sub emulator exited at start: {_tail(log_path)}")
-
-    def _wait_ready(self, log_path: Path) -> bool:
-        assert self._process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                _stop_group(self._process)
-                self._process = None
-                return False
-            try:
-                # gRPC and HTTP share the port; GET / answers "Ok" once both are served.
-                with urllib.request.urlopen(f"http://{self.host}/", timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"Pub/Sub emulator not ready after {STARTUP_TIMEOUT}s: {_tail(log_path)}")
+    def start(self) -> None:
+        super().start()
+        channel = grpc.insecure_channel(self.host)
+        self._publisher = PublisherClient(transport=PublisherGrpcTransport(channel=channel))
+        self._subscriber = SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
 
     def stop(self) -> None:
         if self._publisher is not None:
@@ -131,12 +77,7 @@ class PubSubEmulator:
         if self._subscriber is not None:
             self._subscriber.close()
             self._subscriber = None
-        if self._process is not None:
-            _stop_group(self._process)
-            self._process = None
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
+        super().stop()
 
     def topic_path(self, topic: str) -> str:
         return f"projects/{self.project}/topics/{topic}"
@@ -178,26 +119,6 @@ class PubSubEmulator:
         """Publishes one message and waits for the emulator to take it; returns the message id."""
         message_id: str = self._publisher.publish(topic_path, data, **attributes).result(timeout=RPC_TIMEOUT)
         return message_id
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        process.wait()
-        return
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _tail(log_path: Path) -> str:
-    try:
-        return log_path.read_text(errors="replace")[-2000:] or "(no output)"
-    except OSError:
-        return "(no log)"
 
 
 def missing() -> str | None:

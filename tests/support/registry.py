@@ -12,20 +12,16 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
 import tarfile
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
 import requests
 
-from tests.support.net import free_port
+from tests.support.process import LoopbackProcess
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -47,75 +43,23 @@ SIGNATURE_LAYERS = {
     "sbom": "text/spdx+json",
 }
 
-STARTUP_TIMEOUT = 15.0
 HTTP_TIMEOUT = 10.0
 
 
-class RegistryServer:
+class RegistryServer(LoopbackProcess):
     """One docker-registry process on 127.0.0.1:<free port>, storing into its own temporary folder."""
 
+    name = "docker-registry"
+    ready_path = "/v2/"
+
     def __init__(self, binary: str = REGISTRY_BINARY) -> None:
+        super().__init__()
         self.binary = binary
-        self.port = 0
-        self._workdir: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def __enter__(self) -> RegistryServer:
-        self._workdir = tempfile.TemporaryDirectory(prefix="registry-")
-        workdir = Path(self._workdir.name)
-        self.port = free_port()
-        config = workdir / "config.yml"
-        config.write_text(_config_yaml(workdir / "storage", self.port))
-        log = (workdir / "registry.log").open("wb")
-        try:
-            self._process = subprocess.Popen([self.binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
-        try:
-            self._wait_until_ready(workdir / "registry.log")
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
-
-    def _wait_until_ready(self, log: Path) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"docker-registry exited with {self._process.returncode}: {log.read_text()}")
-            try:
-                if requests.get(f"{self.url}/v2/", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"docker-registry did not answer on {self.url} within {STARTUP_TIMEOUT} s: {log.read_text()}"
-        )
+    def command(self) -> list[str]:
+        config = self.workdir / "config.yml"
+        config.write_text(_config_yaml(self.workdir / "storage", self.port))
+        return [self.binary, "serve", str(config)]
 
 
 def _config_yaml(storage: Path, port: int) -> str:
