@@ -61,6 +61,15 @@ def publish(tmp_path: Path, promotion: scenario.Promotion, commit: str, out: Pat
     return published.resolution.calls if published.resolution else 0
 
 
+def audited(
+    tmp_path: Path, promotion: scenario.Promotion, commit: str = "commit-1", *, clock: FakeClock | None = None
+) -> Auditor:
+    """An auditor over the index published for ``commit`` at ``tmp_path / "index.json"``."""
+    publish(tmp_path, promotion, commit, tmp_path / "index.json")
+    index = load(tmp_path / "index.json")
+    return Auditor(index, client(index.registry_hosts(), clock))
+
+
 def load(out: Path) -> DigestIndex:
     loaded = read_index(open_store(str(out)))
     assert loaded is not None
@@ -94,10 +103,7 @@ def test_every_promoted_artifact_is_decided_without_a_registry_call(
 def test_the_seed_case_and_children_that_do_not_belong(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    out = tmp_path / "index.json"
-    publish(tmp_path, promotion, "commit-1", out)
-    index = load(out)
-    auditor = Auditor(index, client(index.registry_hosts()))
+    auditor = audited(tmp_path, promotion)
     path = f"{registry_proxy.host}/us-central1/images"
     logger_list, logger_amd = promotion.artifacts["logger"][0].digest, promotion.artifacts["logger"][1].digest
     registry_proxy.clear()
@@ -172,10 +178,7 @@ def test_offline_index_resolves_parents_in_the_events_repository_once(
 def test_tag_only_insert_costs_one_head(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    out = tmp_path / "index.json"
-    publish(tmp_path, promotion, "commit-1", out)
-    index = load(out)
-    auditor = Auditor(index, client(index.registry_hosts()))
+    auditor = audited(tmp_path, promotion)
     registry_proxy.clear()
     path = f"{registry_proxy.host}/asia-east1/images/pause"
     verdict = auditor.audit_payload(json.dumps({"action": "INSERT", "tag": f"{path}:3.10"}))
@@ -183,7 +186,8 @@ def test_tag_only_insert_costs_one_head(
     assert [r.method for r in registry_proxy.registry_requests()] == ["HEAD"]
     # A tag moved onto an unpromoted image: still one HEAD, even though a fresher index is consulted.
     stray = reg.push_image(registry_proxy.host, "asia-east1/images/pause", tag="moved", seed="moved-tag")
-    refreshed = Auditor(index, client(index.registry_hosts()), refresh=lambda: load(out))
+    index = auditor.index
+    refreshed = Auditor(index, client(index.registry_hosts()), refresh=lambda: load(tmp_path / "index.json"))
     registry_proxy.clear()
     moved = refreshed.audit_payload(json.dumps({"action": "INSERT", "tag": f"{path}:moved"}))
     assert (moved.verdict, moved.reason, moved.registry_calls) == ("REJECTED", "unknown_digest", 1)
@@ -193,11 +197,8 @@ def test_tag_only_insert_costs_one_head(
 def test_faults_leave_the_decision_open(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    out = tmp_path / "index.json"
-    publish(tmp_path, promotion, "commit-1", out)
-    index = load(out)
     clock = FakeClock()
-    auditor = Auditor(index, client(index.registry_hosts(), clock))
+    auditor = audited(tmp_path, promotion, clock=clock)
     path = f"{registry_proxy.host}/us-central1/images/pause"
     sbom = next(a for a in promotion.artifacts["pause"] if a.kind == "referrer").digest
     payload = json.dumps({"action": "INSERT", "digest": f"{path}@{sbom}"})
@@ -224,10 +225,7 @@ def test_faults_leave_the_decision_open(
 def test_hosts_outside_the_manifests_are_never_contacted(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy, registry: reg.RegistryServer
 ) -> None:
-    out = tmp_path / "index.json"
-    publish(tmp_path, promotion, "commit-1", out)
-    index = load(out)
-    auditor = Auditor(index, client(index.registry_hosts()))
+    auditor = audited(tmp_path, promotion)
     registry_proxy.clear()
     # The real registry's own address holds the same repositories, but no manifest names it.
     payload = {"action": "INSERT", "digest": f"{registry.host}/us-central1/images/pause@{reg.digest_of(b'x')}"}
