@@ -101,6 +101,12 @@ def _decode_data(data: Any) -> bytes:
 
 def unwrap_pubsub(body: Any) -> Delivery:
     """The message inside a CloudEvent's data or a plain push body: both are ``{"message": {...}}``."""
+    if isinstance(body, bytes | str):
+        # CloudEvent data arrives undecoded when the sender did not declare it JSON.
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise MalformedEvent("CloudEvent data is not JSON") from None
     if not isinstance(body, Mapping) or not isinstance(body.get("message"), Mapping):
         raise MalformedEvent("request is neither a Pub/Sub CloudEvent nor a Pub/Sub push body")
     message = body["message"]

@@ -123,6 +123,10 @@ def test_pubsub_envelopes() -> None:
         unwrap_pubsub({"message": {"data": "!!!"}})
     with pytest.raises(MalformedEvent, match="neither"):
         unwrap_pubsub({"data": data})
+    undecoded = json.dumps({"message": {"data": data, "messageId": "7"}}).encode()
+    assert unwrap_pubsub(undecoded).message_id == "7"
+    with pytest.raises(MalformedEvent, match="not JSON"):
+        unwrap_pubsub(b"\x00")
 
 
 # --- property-based: no input crashes the parsers ---------------------------------------------------
