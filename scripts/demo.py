@@ -105,35 +105,41 @@ def main() -> int:
                 if lines[-1]["verdict"] != "RETRY":
                     break
                 time.sleep(0.2)
-            for line in lines:
-                rows.append(
-                    [
-                        "outage",
-                        _event(line),
-                        line["verdict"],
-                        line["basis"] or line["reason"] or "",
-                        str(line["registry_calls"]),
-                    ]
-                )
+            retries = lines[:-1]
+            rows.append(["outage", _event(lines[0]), "RETRY", retries[0]["reason"], str(retries[0]["registry_calls"])])
+            if len(retries) > 1:
+                calls = sum(line["registry_calls"] for line in retries[1:])
+                rows.append(["outage", f"... redelivered {len(retries) - 1} more times", "RETRY", "", str(calls)])
+            final = lines[-1]
+            rows.append(
+                [
+                    "outage",
+                    _event(final),
+                    final["verdict"],
+                    final["basis"] or final["reason"] or "",
+                    str(final["registry_calls"]),
+                ]
+            )
             say("k8s.io pushes that must not replace the index")
             sync(stack, "commit-2", secret="not-the-secret")
             sync(stack, "broken", committed_at="2027-01-01T00:00:00Z")
             sync(stack, "commit-1")
-    print_table(rows)
-    (WORK / "verdicts.json").write_text(json.dumps(rows, indent=1))
+            written = stack.audit.verdicts()
+    print_table(rows, written)
+    (WORK / "verdicts.json").write_text(json.dumps(written, indent=1))
     return 0
 
 
-def print_table(rows: list[list[str]]) -> None:
-    say(f"{len(rows)} verdict lines written by the audit function")
+def print_table(rows: list[list[str]], written: list[dict[str, Any]]) -> None:
+    say(f"{len(written)} verdict lines written by the audit function (all of them in .demo/verdicts.json)")
     header = ["step", "event (repository@digest:tag)", "verdict", "basis / reason", "calls"]
     rows = [[cell[:60] for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     counts: dict[str, int] = {}
-    for row in rows:
-        counts[row[2]] = counts.get(row[2], 0) + 1
+    for line in written:
+        counts[line["verdict"]] = counts.get(line["verdict"], 0) + 1
     print("\n" + ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items())))
 
 
