@@ -187,6 +187,8 @@ class SyncService:
                 push = webhook.parse_push(document, self.subdir)
                 if push.ref != f"refs/heads/{self.branch}":
                     return Response(202, {"status": "ignored", "reason": f"push to {push.ref}, not {self.branch}"})
+                if push.deleted:
+                    return Response(202, {"status": "ignored", "reason": f"{push.ref} was deleted"})
                 if not push.touches_manifests:
                     return Response(202, {"status": "ignored", "reason": "the push touches no manifest"})
                 source = Source(commit=push.sha, committed_at=push.committed_at)

@@ -73,6 +73,8 @@ def rebuild(
     workers: int = DEFAULT_WORKERS,
 ) -> Published:
     """Build the index of the manifests at ``root`` on top of the published one, and publish it."""
+    if source.committed_at:
+        _instant(source.committed_at)  # refuse an unreadable commit time before any work
     manifest_set = manifests.load(root)
     for problem in manifest_set.problems:
         log.warning("manifest problem: %s", problem)
@@ -129,7 +131,10 @@ def _check_order(source: Source, previous: DigestIndex | None) -> None:
 
 
 def _instant(text: str) -> dt.datetime:
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused(f"commit time {text!r} is not ISO 8601; the published index is kept") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 

@@ -34,6 +34,7 @@ class Push:
     sha: str
     committed_at: str | None
     touches_manifests: bool
+    deleted: bool = False
 
 
 def parse_push(document: Any, subdir: str) -> Push:
@@ -50,6 +51,8 @@ def parse_push(document: Any, subdir: str) -> Push:
         sha=sha,
         committed_at=committed_at if isinstance(committed_at, str) else None,
         touches_manifests=_touches(document.get("commits"), subdir),
+        # A deleted branch has no tree to build from.
+        deleted=document.get("deleted") is True,
     )
 
 

@@ -97,5 +97,7 @@ def test_a_rebuild_that_would_drop_most_digests_is_refused(tmp_path: Path) -> No
     refused = cli("build-index", "--manifests", str(root), "--out", str(out), "--offline")
     assert refused.returncode == 1 and "would drop 15 of 20" in refused.stderr
     assert out.read_bytes() == before
+    garbled = cli("build-index", "--manifests", str(root), "--out", str(out), "--offline", "--committed-at", "soon")
+    assert garbled.returncode == 1 and "not ISO 8601" in garbled.stderr
     allowed = cli("build-index", "--manifests", str(root), "--out", str(out), "--offline", "--max-loss", "0.9")
     assert allowed.returncode == 0 and "published 5 digests" in allowed.stdout

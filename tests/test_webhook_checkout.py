@@ -37,6 +37,8 @@ def test_pushes_that_touch_manifests() -> None:
     assert webhook.parse_push(push(["README.md"], commits=20), "registry.k8s.io").touches_manifests
     parsed = webhook.parse_push(push([]), "registry.k8s.io")
     assert (parsed.ref, parsed.sha, parsed.committed_at) == ("refs/heads/main", "abc", "t")
+    assert not parsed.deleted
+    assert webhook.parse_push({**push([]), "deleted": True}, "registry.k8s.io").deleted
     with pytest.raises(webhook.BadRequest):
         webhook.parse_push({"ref": "refs/heads/main"}, "registry.k8s.io")
 
