@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -69,7 +70,9 @@ def verdict_logger(stream: TextIO | None = None, labels: dict[str, str] | None =
     """A logger whose records are verdict lines on ``stream`` (stdout by default), and nowhere else."""
     logger = logging.getLogger(VERDICT_LOGGER)
     logger.handlers.clear()
-    logger.addHandler(StructuredLogHandler(stream=stream or sys.stdout, labels=labels))
+    # With the project known, the handler names the request's trace in full, as Cloud Logging needs it.
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    logger.addHandler(StructuredLogHandler(stream=stream or sys.stdout, labels=labels, project_id=project))
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger

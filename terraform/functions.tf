@@ -40,6 +40,8 @@ resource "google_cloudfunctions2_function" "audit" {
 
     environment_variables = {
       AUDITOR_INDEX_URI = local.index_uri
+      # Lets verdict lines carry the full trace name, so Cloud Logging correlates them with the request.
+      GOOGLE_CLOUD_PROJECT = var.project
     }
   }
 
@@ -110,6 +112,7 @@ resource "google_cloudfunctions2_function" "sync" {
 
     environment_variables = {
       AUDITOR_INDEX_URI        = local.index_uri
+      GOOGLE_CLOUD_PROJECT     = var.project
       AUDITOR_MANIFESTS        = local.manifests_url
       AUDITOR_MANIFESTS_SUBDIR = var.manifests_subdir
       # Pushes to other branches are ignored; a resync rebuilds this branch's head.

@@ -193,3 +193,16 @@ def test_thousands_of_real_events() -> None:
             assert verdict.registry_calls == 0
             counts[(expected_verdict, word)] = counts.get((expected_verdict, word), 0) + 1
     assert counts[("VERIFIED", "listed")] == 3000
+
+
+def test_verdict_lines_carry_the_requests_trace(auditor: Auditor, monkeypatch: pytest.MonkeyPatch) -> None:
+    import flask
+
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "auditor-project")
+    stream = io.StringIO()
+    logger = verdict_logger(stream, labels={"function": "audit"})
+    with flask.Flask("t").test_request_context(headers={"X-Cloud-Trace-Context": "0af7651916cd43dd/1;o=1"}):
+        emit(logger, auditor.audit_payload(event(d=LIST)))
+    line = next(line for line in read_lines(stream) if "verdict" in line)
+    assert line["logging.googleapis.com/trace"] == "projects/auditor-project/traces/0af7651916cd43dd"
+    assert line["logging.googleapis.com/labels"]["function"] == "audit"

@@ -273,6 +273,7 @@ def test_function_environment() -> None:
     sync_env = sync_config["environment_variables"]
 
     assert audit_env["AUDITOR_INDEX_URI"] == sync_env["AUDITOR_INDEX_URI"] == "${local.index_uri}"
+    assert audit_env["GOOGLE_CLOUD_PROJECT"] == sync_env["GOOGLE_CLOUD_PROJECT"] == "${var.project}"
     index_uri = locals_()["index_uri"]
     assert index_uri == "gs://${google_storage_bucket.index.name}/${var.index_object}"
     assert default("index_object") == "index.json.gz"
