@@ -89,11 +89,13 @@ class Auditor:
         try:
             verdict = self._decide(event)
         except (Undecided, RegistryError) as error:
+            location = self.index.locate(event.path)
             verdict = _verdict(
                 event,
                 v.RETRY,
                 f"Decision left open, the message will be redelivered: {error}",
                 reason=_short_reason(error),
+                image=location.image.name if location is not None and location.image is not None else None,
             )
         return replace(verdict, registry_calls=self._calls() - calls_before)
 
@@ -277,6 +279,20 @@ class Auditor:
         return manifest
 
 
+def without_index(raw: bytes | str, detail: str) -> Verdict:
+    """The verdict for a payload when no index could be read: MALFORMED needs none, all else waits."""
+    try:
+        event = parse_payload(raw)
+    except MalformedEvent as error:
+        return malformed(error)
+    return _verdict(
+        event,
+        v.RETRY,
+        f"No index to decide with, the message will be redelivered: {detail}",
+        reason="index unavailable",
+    )
+
+
 def malformed(error: MalformedEvent) -> Verdict:
     return Verdict(
         v.MALFORMED,
@@ -284,6 +300,8 @@ def malformed(error: MalformedEvent) -> Verdict:
         reason=error.reason,
         action=error.action,
         path=error.path,
+        digest=error.digest,
+        tag=error.tag,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
+from function.manifests import folder_prefixes
 from function.reference import is_loopback
 
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024
@@ -27,7 +28,7 @@ class CheckoutError(Exception):
 def local_root(folder: str, subdir: str) -> Path:
     """A local checkout: either the repository root (holding ``subdir``) or ``subdir`` itself."""
     base = Path(folder)
-    for candidate in (base / subdir, base):
+    for candidate in (base / subdir.strip("/"), base):
         if (candidate / "manifests").is_dir():
             return candidate
     raise CheckoutError(f"{folder} holds no manifests/ folder (nor {subdir}/manifests/)")
@@ -58,7 +59,7 @@ def download(url: str, subdir: str, into: Path) -> Path:
 
 
 def _extract(archive: Path, subdir: str, target: Path, url: str) -> Path:
-    wanted = tuple(f"{subdir.strip('/')}/{folder}/" for folder in ("images", "manifests"))
+    wanted = folder_prefixes(subdir)
     try:
         with tarfile.open(archive, "r:*") as tar:
             members, total, tops = [], 0, set()
@@ -79,7 +80,7 @@ def _extract(archive: Path, subdir: str, target: Path, url: str) -> Path:
             tar.extractall(target, members=members, filter="data")
     except (tarfile.TarError, OSError) as error:
         raise CheckoutError(f"{url} is not a readable tarball: {error}") from None
-    return target / tops.pop() / subdir
+    return target / tops.pop() / subdir.strip("/")
 
 
 def temporary_folder() -> tempfile.TemporaryDirectory[str]:

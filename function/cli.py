@@ -11,16 +11,17 @@ import argparse
 import datetime as dt
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 
 from function import verdict as v
-from function.auditor import Auditor
+from function.auditor import Auditor, without_index
 from function.index import DigestIndex, InvalidIndex, Source
 from function.registry import RegistryClient
-from function.store import StoreError, open_store
+from function.store import IndexStore, StoreError, open_store
 from function.sync import DEFAULT_MAX_LOSS, Refused, read_index, rebuild
+from function.verdict import Verdict
 
 EXIT_OK = 0
 EXIT_ALARM = 1
@@ -37,10 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
     try:
         code: int = args.run(args)
+    except UsageError as error:
+        parser.error(str(error))
     except (StoreError, InvalidIndex) as error:
         log.error("%s", error)
         return EXIT_TEMPFAIL if isinstance(error, StoreError) else EXIT_ALARM
     return code
+
+
+class UsageError(Exception):
+    """A command line that names something this tool cannot use."""
+
+
+def _open(uri: str) -> IndexStore:
+    try:
+        return open_store(uri)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _build_index(args: argparse.Namespace) -> int:
-    store = open_store(args.out)
+    store = _open(args.out)
     source = Source(commit=args.commit, committed_at=args.committed_at, manifests=args.manifests)
     try:
         published = rebuild(
@@ -100,7 +114,7 @@ def _build_index(args: argparse.Namespace) -> int:
 
 
 def _load(uri: str) -> DigestIndex | None:
-    loaded = read_index(open_store(uri))
+    loaded = read_index(_open(uri))
     if loaded is None:
         log.error("no digest index at %s: build one with `python -m function build-index`", uri)
         return None
@@ -108,20 +122,26 @@ def _load(uri: str) -> DigestIndex | None:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    index = _load(args.index)
-    if index is None:
-        return EXIT_ALARM
-    auditor = Auditor(index, RegistryClient(index.registry_hosts()))
     logger = v.verdict_logger(sys.stdout)
-    return audit_stream(auditor, sys.stdin, logger)
+    try:
+        index = _load(args.index)
+        problem = f"no digest index at {args.index}"
+    except (StoreError, InvalidIndex) as error:
+        index, problem = None, str(error)
+    if index is None:
+        # Still one verdict line per payload: malformed ones are decided, the rest wait for an index.
+        log.error("%s: every well-formed event is left open (RETRY)", problem)
+        return audit_stream(lambda line: without_index(line, problem), sys.stdin, logger)
+    auditor = Auditor(index, RegistryClient(index.registry_hosts()))
+    return audit_stream(auditor.audit_payload, sys.stdin, logger)
 
 
-def audit_stream(auditor: Auditor, lines: Iterable[str], logger: logging.Logger) -> int:
+def audit_stream(decide: Callable[[str], Verdict], lines: Iterable[str], logger: logging.Logger) -> int:
     seen: set[str] = set()
     for line in lines:
         if not line.strip():
             continue
-        verdict = auditor.audit_payload(line)
+        verdict = decide(line)
         v.emit(logger, verdict)
         seen.add(verdict.verdict)
     if v.RETRY in seen:

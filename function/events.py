@@ -33,11 +33,21 @@ class Event:
 class MalformedEvent(ValueError):
     """A payload that is not a registry event. Keeps the fields that were readable, for the verdict."""
 
-    def __init__(self, reason: str, *, action: str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        action: str | None = None,
+        path: str | None = None,
+        digest: str | None = None,
+        tag: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.action = action
         self.path = path
+        self.digest = digest
+        self.tag = tag
 
 
 def parse_payload(raw: bytes | str) -> Event:
@@ -54,32 +64,36 @@ def parse_payload(raw: bytes | str) -> Event:
 def parse_event(document: Any) -> Event:
     if not isinstance(document, Mapping):
         raise MalformedEvent(f"payload is a JSON {type(document).__name__}, not an object")
-    action = document.get("action")
-    if not isinstance(action, str) or action not in ACTIONS:
-        raise MalformedEvent(f"action must be INSERT or DELETE, got {action!r}")
-    digest_text = document.get("digest")
-    tag_text = document.get("tag")
-    if digest_text is None and tag_text is None:
-        raise MalformedEvent("payload has neither a digest nor a tag reference", action=action)
-    references: list[Reference] = []
-    for field, text, parse in (
-        ("digest", digest_text, parse_digest_reference),
-        ("tag", tag_text, parse_tag_reference),
-    ):
-        if text is None:
+    raw_action = document.get("action")
+    action = raw_action if isinstance(raw_action, str) else None
+    references: dict[str, Reference] = {}
+    problems: list[str] = []
+    for field, parse in (("digest", parse_digest_reference), ("tag", parse_tag_reference)):
+        text = document.get(field)
+        # Absent, null and "" all mean "no such reference": producers differ in how they leave it out.
+        if text is None or text == "":
             continue
         if not isinstance(text, str):
-            raise MalformedEvent(f"{field} must be a string, got {type(text).__name__}", action=action)
+            problems.append(f"{field} must be a string, got {type(text).__name__}")
+            continue
         try:
-            references.append(parse(text))
+            references[field] = parse(text)
         except InvalidReference as error:
-            raise MalformedEvent(f"{field}: {error}", action=action) from None
-    paths = {reference.path for reference in references}
+            problems.append(f"{field}: {error}")
+    paths = {reference.path for reference in references.values()}
+    digest = references["digest"].digest if "digest" in references else None
+    tag = references["tag"].tag if "tag" in references else None
+    path = next(iter(paths)) if len(paths) == 1 else None
+    if action not in ACTIONS:
+        problems.insert(0, f"action must be INSERT or DELETE, got {raw_action!r}")
+    if not references and not problems:
+        problems.append("payload has neither a digest nor a tag reference")
     if len(paths) > 1:
-        raise MalformedEvent(f"digest and tag name different repositories: {sorted(paths)}", action=action)
-    digest = next((r.digest for r in references if r.digest), None)
-    tag = next((r.tag for r in references if r.tag), None)
-    return Event(action=action, path=paths.pop(), digest=digest, tag=tag)
+        problems.append(f"digest and tag name different repositories: {sorted(paths)}")
+    if problems:
+        raise MalformedEvent("; ".join(problems), action=action, path=path, digest=digest, tag=tag)
+    assert action is not None and path is not None
+    return Event(action=action, path=path, digest=digest, tag=tag)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,8 +158,9 @@ class DigestIndex:
             for name, image in project.images.items():
                 path = f"{destination}/{name}"
                 known = self._paths.get(path)
-                if known is not None and known.destination == destination and known.image is not image:
-                    # Two projects promote the same name to one shared root: the path promotes both sets.
+                if known is not None and known.image is not None and known.image is not image:
+                    # Two projects promote to this very path (one name under a shared root, or "a/b" under
+                    # ".../x" and "b" under ".../x/a"): it promotes both sets, so neither raises a false alarm.
                     image = _merged(known.image, image)
                 self._paths[path] = Location(destination, image)
 

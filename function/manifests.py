@@ -18,13 +18,20 @@ from typing import Any
 
 import yaml
 
-from function.reference import InvalidReference, is_digest, is_tag, split_path
+from function.reference import InvalidReference, is_digest, is_tag, normalize_host, split_path
 
 # libyaml's loader is an order of magnitude faster on the 2 MB of real manifests.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 PROMOTER_MANIFEST = "promoter-manifest.yaml"
 IMAGES_FILE = "images.yaml"
+FOLDERS = ("images", "manifests")
+
+
+def folder_prefixes(subdir: str) -> tuple[str, ...]:
+    """Path prefixes, inside a k8s.io checkout, of the files this layout reads; ``subdir`` may be empty."""
+    base = subdir.strip("/")
+    return tuple(f"{base}/{folder}/" if base else f"{folder}/" for folder in FOLDERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +129,7 @@ def _read_registries(path: Path, base: Path, problems: list[Problem]) -> tuple[s
         if not isinstance(name, str) or not _valid_registry(name):
             problems.append(Problem(file, f"registry entry {entry!r} has no valid 'name'"))
             continue
-        name = name.rstrip("/")
+        name = _normalized_registry(name)
         if entry.get("src") is True:
             staging = name
         elif name not in destinations:
@@ -130,6 +137,11 @@ def _read_registries(path: Path, base: Path, problems: list[Problem]) -> tuple[s
     if not destinations:
         problems.append(Problem(file, "names no destination registry"))
     return staging, tuple(destinations)
+
+
+def _normalized_registry(name: str) -> str:
+    host, _, rest = name.rstrip("/").partition("/")
+    return f"{normalize_host(host)}/{rest}" if rest else normalize_host(host)
 
 
 def _valid_registry(name: str) -> bool:

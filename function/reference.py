@@ -62,11 +62,21 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def normalize_host(host: str) -> str:
+    """Host names are case-insensitive and ``:443`` is https's own port: one spelling per registry, so
+    that ``EU.GCR.IO:443/x`` is audited as ``eu.gcr.io/x`` and cannot slip past the index."""
+    host = host.lower()
+    if host.endswith(":443") and not is_loopback(host):
+        host = host.removesuffix(":443")
+    return host
+
+
 def split_path(path: str) -> tuple[str, str]:
-    """Split ``host/repository`` and validate both parts."""
+    """Split ``host/repository``, validate both parts, and normalize the host."""
     host, sep, repository = path.partition("/")
     if not sep or not repository:
         raise InvalidReference(f"{path!r} has no repository after the registry host")
+    host = normalize_host(host)
     if _HOST_RE.fullmatch(host) is None:
         raise InvalidReference(f"{host!r} is not a valid registry host")
     if "." not in host and ":" not in host and host != "localhost":

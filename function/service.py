@@ -19,7 +19,7 @@ import orjson
 
 from function import checkout, webhook
 from function import verdict as v
-from function.auditor import Auditor, Undecided, malformed
+from function.auditor import Auditor, Undecided, malformed, without_index
 from function.events import MalformedEvent, unwrap_pubsub
 from function.index import DigestIndex, InvalidIndex, Source
 from function.registry import RegistryClient
@@ -79,15 +79,14 @@ class AuditService:
             delivery = unwrap_pubsub(body)
             message_id = delivery.message_id
             with self._lock:
-                verdict = self._auditor_or_load().audit_payload(delivery.data)
+                try:
+                    auditor = self._auditor_or_load()
+                except (Undecided, StoreError, InvalidIndex) as error:
+                    verdict = without_index(delivery.data, str(error))
+                else:
+                    verdict = auditor.audit_payload(delivery.data)
         except MalformedEvent as error:
             verdict = malformed(error)
-        except (Undecided, StoreError, InvalidIndex) as error:
-            verdict = Verdict(
-                v.RETRY,
-                f"No index to decide with, the message will be redelivered: {error}",
-                reason=error.reason if isinstance(error, Undecided) else "index unavailable",
-            )
         v.emit(self.logger, verdict, labels=dict(labels) if labels else None, message_id=message_id)
         if verdict.verdict == v.RETRY:
             raise RetryLater(verdict.message)
@@ -168,16 +167,17 @@ class SyncService:
             open_store(_setting("AUDITOR_INDEX_URI")),
             secret=os.environ.get("AUDITOR_WEBHOOK_SECRET"),
             manifests=_setting("AUDITOR_MANIFESTS", DEFAULT_MANIFESTS),
-            subdir=_setting("AUDITOR_MANIFESTS_SUBDIR", DEFAULT_SUBDIR),
+            # Empty means the tarball holds images/ and manifests/ at its top.
+            subdir=os.environ.get("AUDITOR_MANIFESTS_SUBDIR", DEFAULT_SUBDIR),
             branch=_setting("AUDITOR_BRANCH", DEFAULT_BRANCH),
         )
 
     def handle(self, method: str, headers: Headers, body: bytes) -> Response:
-        if method != "POST":
-            return Response(405, {"status": "refused", "reason": "POST a GitHub push webhook or a resync request"})
         if not webhook.verify(self.secret, body, headers.get("X-Hub-Signature-256")):
             log.warning("sync request refused: missing or invalid X-Hub-Signature-256")
             return Response(401, {"status": "refused", "reason": "missing or invalid X-Hub-Signature-256"})
+        if method != "POST":
+            return Response(405, {"status": "refused", "reason": "POST a GitHub push webhook or a resync request"})
         kind = headers.get("X-GitHub-Event")
         if kind == "ping":
             return Response(200, {"status": "ok", "reason": "pong"})

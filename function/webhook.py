@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from function.manifests import folder_prefixes
+
 # GitHub lists at most this many commits in a push payload; a longer push may touch unlisted files.
 GITHUB_COMMIT_LIST_LIMIT = 20
 
@@ -59,7 +61,7 @@ def parse_push(document: Any, subdir: str) -> Push:
 def _touches(commits: Any, subdir: str) -> bool:
     if not isinstance(commits, list) or len(commits) >= GITHUB_COMMIT_LIST_LIMIT:
         return True  # the file lists may be incomplete: assume the manifests changed
-    prefixes = tuple(f"{subdir.strip('/')}/{folder}/" for folder in ("images", "manifests"))
+    prefixes = folder_prefixes(subdir)
     for commit in commits:
         if not isinstance(commit, Mapping):
             return True

@@ -75,8 +75,22 @@ def test_offline_build_stats_and_audit_on_the_real_snapshot(tmp_path: Path) -> N
 
 
 def test_a_missing_index_and_broken_manifests_are_errors(tmp_path: Path) -> None:
-    missing = cli("audit", "--index", str(tmp_path / "none.json"), stdin="")
-    assert missing.returncode == 1 and "no digest index" in missing.stderr
+    payloads = json.dumps({"action": "INSERT", "tag": f"{AR}/a:v1"}) + "\n{oops\n"
+    missing = cli("audit", "--index", str(tmp_path / "none.json"), stdin=payloads)
+    # Still one line per payload: a malformed one is decided without an index, the rest wait for one.
+    assert missing.returncode == 75 and "no digest index" in missing.stderr
+    lines = verdicts(missing.stdout)
+    assert [(v["verdict"], v["reason"] if v["verdict"] == "RETRY" else "") for v in lines] == [
+        ("RETRY", "index unavailable"),
+        ("MALFORMED", ""),
+    ]
+    assert lines[0]["tag"] == "v1"
+    (tmp_path / "damaged.json").write_text("garbage")
+    damaged = cli("audit", "--index", str(tmp_path / "damaged.json"), stdin=payloads)
+    assert damaged.returncode == 75 and "not JSON" in damaged.stderr
+    assert len(verdicts(damaged.stdout)) == 2
+    unsupported = cli("audit", "--index", "s3://bucket/index.json", stdin=payloads)
+    assert unsupported.returncode == 2 and "s3://" in unsupported.stderr and unsupported.stdout == ""
     write_project(tmp_path / "m", "p", destinations=[AR], images=[{"name": "a", "dmap": {digest("1"): ["v1"]}}])
     (tmp_path / "m" / "images" / "p" / "images.yaml").write_text("- name: [\n")
     out = tmp_path / "index.json"

@@ -37,6 +37,13 @@ def test_digest_references(text: str, host: str, repository: str) -> None:
     assert (reference.host, reference.repository, reference.digest) == (host, repository, f"sha256:{HEX}")
 
 
+def test_hosts_are_normalized() -> None:
+    reference = parse_digest_reference(f"US-CENTRAL1-Docker.PKG.dev:443/k8s-artifacts-prod/images/pause@sha256:{HEX}")
+    assert reference.path == f"{AR}/pause"
+    assert parse_tag_reference("LOCALHOST:5000/a:v1").host == "localhost:5000"
+    assert parse_tag_reference("127.0.0.1:443/a:v1").host == "127.0.0.1:443"
+
+
 def test_a_port_is_not_a_tag() -> None:
     reference = parse_tag_reference("127.0.0.1:5000/a/b:v1.2.3")
     assert (reference.host, reference.repository, reference.tag) == ("127.0.0.1:5000", "a/b", "v1.2.3")
@@ -113,6 +120,24 @@ def test_tag_only_and_digest_only_payloads() -> None:
 def test_malformed_payloads(payload: str, fragment: str) -> None:
     with pytest.raises(MalformedEvent, match=fragment):
         parse_payload(payload)
+
+
+def test_malformed_events_keep_what_was_readable() -> None:
+    try:
+        parse_payload(json.dumps({"action": "UPDATE", "digest": f"{AR}/pause@sha256:{HEX}", "tag": f"{AR}/pause:1"}))
+    except MalformedEvent as error:
+        assert (error.action, error.path, error.digest, error.tag) == ("UPDATE", f"{AR}/pause", f"sha256:{HEX}", "1")
+    try:
+        parse_payload(json.dumps({"action": "INSERT", "digest": f"{AR}/a@sha256:{HEX}", "tag": f"{AR}/b:1"}))
+    except MalformedEvent as error:
+        assert (error.action, error.path, error.digest, error.tag) == ("INSERT", None, f"sha256:{HEX}", "1")
+
+
+def test_empty_references_count_as_absent() -> None:
+    event = parse_payload(json.dumps({"action": "INSERT", "digest": f"{AR}/pause@sha256:{HEX}", "tag": ""}))
+    assert (event.digest, event.tag) == (f"sha256:{HEX}", None)
+    with pytest.raises(MalformedEvent, match="neither"):
+        parse_payload(json.dumps({"action": "INSERT", "digest": "", "tag": ""}))
 
 
 def test_pubsub_envelopes() -> None:

@@ -153,6 +153,7 @@ def test_bad_signatures_and_broken_manifests_keep_the_good_index(stack: Stack) -
     assert stack.webhook("commit-2", secret="wrong").status_code == 401
     unsigned = requests.post(stack.syncs[0].url, data=b"{}", timeout=30)
     assert unsigned.status_code == 401
+    assert requests.get(stack.syncs[0].url, timeout=30).status_code == 401
     broken = stack.webhook("broken", committed_at="2027-01-01T00:00:00Z")
     assert broken.status_code == 409
     assert "could not be read" in broken.json()["reason"]

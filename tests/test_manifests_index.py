@@ -126,16 +126,32 @@ def test_lookup_prefers_the_longest_destination(tmp_path: Path) -> None:
     write_project(tmp_path, "root", destinations=[AR], images=[{"name": "kubernetes/foo", "dmap": {digest("1"): []}}])
     write_project(tmp_path, "nested", destinations=[f"{AR}/kubernetes"], images=[{"name": "foo", "dmap": {}}])
     write_project(tmp_path, "shared", destinations=[AR], images=[{"name": "bar/baz", "dmap": {digest("2"): ["v"]}}])
+    write_project(tmp_path, "deep", destinations=[f"{AR}/deep"], images=[{"name": "x", "dmap": {digest("3"): []}}])
     index = DigestIndex.build(manifests.load(tmp_path), source=Source())
+    # Both projects promote to this very path: the longer destination names it, both digest sets count.
     foo = index.locate(f"{AR}/kubernetes/foo")
     assert foo is not None and foo.image is not None
-    assert (foo.image.project, foo.destination) == ("nested", f"{AR}/kubernetes")
+    assert (foo.image.name, foo.destination) == ("foo", f"{AR}/kubernetes")
+    assert foo.image.promotes(digest("1"))
     baz = index.locate(f"{AR}/bar/baz")
     assert baz is not None and baz.image is not None and baz.image.project == "shared"
     unknown = index.locate(f"{AR}/kubernetes/nope")
     assert unknown is not None and unknown.image is None and unknown.destination == f"{AR}/kubernetes"
+    under_deep = index.locate(f"{AR}/deep/y/z")
+    assert under_deep is not None and under_deep.image is None and under_deep.destination == f"{AR}/deep"
     assert index.locate("gcr.io/somewhere/else") is None
     assert index.locate(f"{AR}x/foo") is None
+
+
+def test_registry_hosts_are_matched_whatever_their_case(tmp_path: Path) -> None:
+    write_project(tmp_path, "p", destinations=["EU.GCR.IO/Prod"], images=[{"name": "a", "dmap": {}}])
+    manifest_set = manifests.load(tmp_path)
+    # The host is case-insensitive; repository components are lowercase by grammar, so "Prod" is refused.
+    assert any("has no valid 'name'" in p.message for p in manifest_set.problems)
+    write_project(tmp_path, "p", destinations=["EU.GCR.IO:443/prod"], images=[{"name": "a", "dmap": {}}])
+    index = DigestIndex.build(manifests.load(tmp_path), source=Source())
+    assert index.registry_hosts() >= {"eu.gcr.io"}
+    assert index.locate("eu.gcr.io/prod/a") is not None
 
 
 def test_two_projects_promoting_one_name_to_a_shared_root(tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ def test_pushes_that_touch_manifests() -> None:
     parsed = webhook.parse_push(push([]), "registry.k8s.io")
     assert (parsed.ref, parsed.sha, parsed.committed_at) == ("refs/heads/main", "abc", "t")
     assert not parsed.deleted
+    # An empty subdir: images/ and manifests/ at the top of the repository.
+    assert webhook.parse_push(push(["images/p/images.yaml"]), "").touches_manifests
+    assert not webhook.parse_push(push(["registry.k8s.io/images/p/images.yaml"]), "").touches_manifests
     assert webhook.parse_push({**push([]), "deleted": True}, "registry.k8s.io").deleted
     with pytest.raises(webhook.BadRequest):
         webhook.parse_push({"ref": "refs/heads/main"}, "registry.k8s.io")
@@ -80,6 +83,15 @@ def test_only_manifest_files_are_unpacked_from_a_tarball(tmp_path: Path) -> None
         with pytest.raises(checkout.CheckoutError, match="unsafe path"):
             checkout.download(f"{server.url}/evil.tar.gz", "registry.k8s.io", tmp_path / "evil")
     assert not list((tmp_path / "evil").rglob("*.yaml"))
+
+
+def test_a_tarball_with_the_layout_at_its_top(tmp_path: Path) -> None:
+    data = tarball([("k8s.io-abc/images/p/images.yaml", b"- name: a\n", None), ("k8s.io-abc/x.md", b"x", None)])
+    with TarballServer() as server:
+        server.files["abc.tar.gz"] = data
+        root = checkout.download(f"{server.url}/abc.tar.gz", "", tmp_path)
+    assert root == tmp_path / "tree" / "k8s.io-abc"
+    assert [p.name for p in root.rglob("*") if p.is_file()] == ["images.yaml"]
 
 
 def test_unusable_tarballs_are_faults_with_reasons(tmp_path: Path) -> None:
