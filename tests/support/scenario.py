@@ -21,7 +21,6 @@ from tests.support import registry as reg
 PROJECT = "k8s-staging-demo"
 REGIONS = ("us-central1", "europe-west1", "asia-east1")
 PLATFORMS = (("linux", "amd64"), ("linux", "arm64"), ("linux", "ppc64le"))
-SAMPLE_HOST = "registry.example:5000"
 
 
 def destinations(host: str) -> list[str]:
