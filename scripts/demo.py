@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,17 +93,7 @@ def main() -> int:
             say("a registry outage while a new SBOM referrer arrives: RETRY, redelivered, then VERIFIED")
             etcd = stack.promotion.artifacts["etcd"][0].digest
             sbom = reg.push_referrer(registry.host, "asia-east1/images/etcd", etcd)
-            stack.proxy.fail_always(503)
-            message_id = stack.publish({"action": "INSERT", "digest": f"{host}/asia-east1/images/etcd@{sbom}"})
-            while not [v for v in stack.audit.verdicts() if v.get("message_id") == message_id]:
-                time.sleep(0.2)
-            stack.proxy.heal()
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                lines = [v for v in stack.audit.verdicts() if v.get("message_id") == message_id]
-                if lines[-1]["verdict"] != "RETRY":
-                    break
-                time.sleep(0.2)
+            lines = stack.outage({"action": "INSERT", "digest": f"{host}/asia-east1/images/etcd@{sbom}"})
             retries = lines[:-1]
             rows.append(["outage", _event(lines[0]), "RETRY", retries[0]["reason"], str(retries[0]["registry_calls"])])
             if len(retries) > 1:

@@ -88,7 +88,10 @@ def test_images_files(tmp_path: Path, entries: Any) -> None:
     valid = {
         (entry["name"], d)
         for entry in entries
-        if isinstance(entry, dict) and entry.get("name") in {"a", "b/c", "x"} and isinstance(entry.get("dmap"), dict)
+        if isinstance(entry, dict)
+        and isinstance(entry.get("name"), str)
+        and entry["name"] in {"a", "b/c", "x"}
+        and isinstance(entry.get("dmap"), dict)
         for d in entry["dmap"]
         if isinstance(d, str) and len(d) == 71 and d.startswith("sha256:") and set(d[7:]) <= set("0123456789abcdef")
     }

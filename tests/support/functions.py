@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -73,15 +72,6 @@ class FunctionServer(LoopbackProcess):
 
     def verdicts(self) -> list[dict[str, Any]]:
         return [line for line in self.lines() if "verdict" in line]
-
-    def wait_for_verdicts(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            verdicts = self.verdicts()
-            if len(verdicts) >= count:
-                return verdicts
-            time.sleep(0.2)
-        raise AssertionError(f"{len(self.verdicts())} verdict lines after {timeout}s, expected {count}")
 
 
 class TarballServer(ThreadedHTTPServer):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +80,27 @@ class Stack:
                 assert len(found) == len(message_ids), f"verdicts for {len(found)} of {len(message_ids)} messages"
                 return found
             time.sleep(0.2)
+
+    def lines_of(
+        self, message_id: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """Every verdict line of one message (redeliveries included), once ``until`` holds for them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.audit.verdicts() if line.get("message_id") == message_id]
+            if until(lines):
+                return lines
+            assert time.monotonic() < deadline, f"message {message_id}: {len(lines)} lines after {timeout}s"
+            time.sleep(0.2)
+
+    def outage(self, payload: dict[str, str]) -> list[dict[str, Any]]:
+        """Publish ``payload`` while the registry fails, heal it after the first RETRY, and return every
+        verdict line of the message until it is decided."""
+        self.proxy.fail_always(503)
+        message_id = self.publish(payload)
+        self.lines_of(message_id, bool)
+        self.proxy.heal()
+        return self.lines_of(message_id, lambda lines: lines[-1]["verdict"] != "RETRY")
 
 
 @contextmanager
