@@ -624,6 +624,16 @@ def _grants(account: str) -> dict[str, set[str]]:
     return found
 
 
+def _bucket_of_grant(account: str) -> str:
+    """The bucket of the account's one bucket-level grant."""
+    (grant,) = (
+        body
+        for body in resources("google_storage_bucket_iam_member").values()
+        if service_account(body["member"]) == account
+    )
+    return str(grant["bucket"])
+
+
 def test_audit_account_reads_the_index_and_the_registries_only() -> None:
     _, audit = function_by_entry_point("audit")
     account = service_account(block(audit, "service_config")["service_account_email"])
@@ -632,12 +642,7 @@ def test_audit_account_reads_the_index_and_the_registries_only() -> None:
         "google_storage_bucket_iam_member": {"roles/storage.objectViewer"},
         "google_project_iam_member": {"roles/artifactregistry.reader", "roles/logging.logWriter"},
     }
-    (bucket_grant,) = (
-        body
-        for body in resources("google_storage_bucket_iam_member").values()
-        if service_account(body["member"]) == account
-    )
-    assert bucket_grant["bucket"] == "${google_storage_bucket.index.name}"
+    assert _bucket_of_grant(account) == "${google_storage_bucket.index.name}"
     (registry_grant,) = (
         body
         for body in resources("google_project_iam_member").values()
@@ -656,12 +661,7 @@ def test_sync_account_writes_the_index_and_reads_its_secret() -> None:
         "google_secret_manager_secret_iam_member": {"roles/secretmanager.secretAccessor"},
         "google_project_iam_member": {"roles/artifactregistry.reader", "roles/logging.logWriter"},
     }
-    (bucket_grant,) = (
-        body
-        for body in resources("google_storage_bucket_iam_member").values()
-        if service_account(body["member"]) == account
-    )
-    assert bucket_grant["bucket"] == "${google_storage_bucket.index.name}"
+    assert _bucket_of_grant(account) == "${google_storage_bucket.index.name}"
     (secret_grant,) = resources("google_secret_manager_secret_iam_member").values()
     assert secret_grant["secret_id"] == "${google_secret_manager_secret.webhook.id}"
 
