@@ -11,7 +11,8 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
-from function.service import AuditService, SyncService
+from function.services.audit import AuditService
+from function.services.sync import SyncService
 
 
 def _setup_logging() -> None:

@@ -11,14 +11,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from function import verdict as v
-from function.content import Manifest
 from function.events import Event, MalformedEvent, parse_payload
-from function.index import DigestIndex, Image
+from function.index.digests import DigestIndex, Image
 from function.reference import artifact_subject
-from function.registry import HostNotAllowed, ManifestNotFound, RegistryError, UnreadableManifest
+from function.registry.client import (
+    HostNotAllowed,
+    ManifestNotFound,
+    ManifestSource,
+    RegistryError,
+    UnreadableManifest,
+)
+from function.registry.content import Manifest
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -30,17 +36,6 @@ MAX_PARENT_FETCHES = 100
 # resolved yet, or an OCI referrer of something promoted. A tag mismatch is settled by the index: the
 # digest it names is listed (or a known child) and the tag is not among those promoted with it.
 _RESOLVABLE = frozenset({"unknown_digest", "orphan_artifact"})
-
-
-class ManifestSource(Protocol):
-    """What the auditor needs of a registry client (function.registry.RegistryClient)."""
-
-    @property
-    def calls(self) -> int: ...
-
-    def get_manifest(self, host: str, repository: str, reference: str) -> Manifest: ...
-
-    def resolve_tag(self, host: str, repository: str, tag: str) -> str: ...
 
 
 class Undecided(Exception):

@@ -17,10 +17,10 @@ import orjson
 
 from function import verdict as v
 from function.auditor import Auditor, without_index
-from function.index import DigestIndex, InvalidIndex, Source
-from function.registry import RegistryClient
-from function.store import IndexStore, StoreError, open_store
-from function.sync import DEFAULT_MAX_LOSS, Refused, read_index, rebuild
+from function.index.digests import DigestIndex, InvalidIndex, Source
+from function.index.publish import DEFAULT_MAX_LOSS, Refused, read_index, rebuild
+from function.index.store import IndexStore, StoreError, open_store
+from function.registry.client import RegistryClient
 from function.verdict import Verdict
 
 EXIT_OK = 0

@@ -31,12 +31,12 @@ os.environ["GCE_METADATA_HOST"] = os.environ["GCE_METADATA_IP"] = "127.0.0.1:1"
 
 import requests
 
-from function import manifests
 from function.auditor import Auditor
-from function.index import DigestIndex, Source
-from function.registry import RegistryClient
-from function.store import open_store
-from function.sync import rebuild
+from function.index import manifests
+from function.index.digests import DigestIndex, Source
+from function.index.publish import rebuild
+from function.index.store import open_store
+from function.registry.client import RegistryClient
 from function.verdict import emit, verdict_logger
 from tests.support import registry as reg
 from tests.support.manifests import SNAPSHOT
@@ -58,8 +58,8 @@ COLD_START = """
 import json, sys, time
 started = time.perf_counter()
 from function.auditor import Auditor
-from function.index import DigestIndex
-from function.store import open_store
+from function.index.digests import DigestIndex
+from function.index.store import open_store
 imported = time.perf_counter()
 stored = open_store(sys.argv[1]).read()
 fetched = time.perf_counter()

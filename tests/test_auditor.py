@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from function import manifests
 from function.auditor import Auditor
 from function.events import parse_payload
-from function.index import DigestIndex, Source
+from function.index import manifests
+from function.index.digests import DigestIndex, Source
 from function.verdict import ERROR_EVENT_TYPE, Verdict, emit, verdict_logger
 from tests.support.manifests import digest, snapshot, write_project
 

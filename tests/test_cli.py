@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from function.index import DigestIndex
+from function.index.digests import DigestIndex
 from tests.support.manifests import digest, snapshot, write_project
 
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"

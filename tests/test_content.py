@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from function import content
-from function.content import InvalidManifest, parse_manifest
+from function.registry import content
+from function.registry.content import InvalidManifest, parse_manifest
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

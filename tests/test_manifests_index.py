@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from function import manifests
-from function.index import DigestIndex, InvalidIndex, Source
+from function.index import manifests
+from function.index.digests import DigestIndex, InvalidIndex, Source
 from tests.support.manifests import digest, snapshot, write_project
 
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"

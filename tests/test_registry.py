@@ -16,8 +16,8 @@ import google.auth.credentials
 import google.auth.exceptions
 import pytest
 
-from function import content
-from function._transport import (
+from function.registry import content
+from function.registry._transport import (
     GoogleTokens,
     TokenBucket,
     TransportError,
@@ -27,7 +27,7 @@ from function._transport import (
     parse_retry_after,
     scheme_for,
 )
-from function.registry import (
+from function.registry.client import (
     DigestMismatch,
     HostNotAllowed,
     InvalidReference,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from google.cloud import storage
 
-from function.store import (
+from function.index.store import (
     GcsStore,
     GenerationMismatch,
     IndexStore,

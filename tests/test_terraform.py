@@ -22,7 +22,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from function import webhook
+from function.services import webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "terraform"

@@ -15,9 +15,9 @@ from typing import Any
 
 import requests
 
-from function.index import DigestIndex
-from function.store import IndexStore, open_store
-from function.webhook import signature
+from function.index.digests import DigestIndex
+from function.index.store import IndexStore, open_store
+from function.services.webhook import signature
 from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.functions import FunctionServer, TarballServer

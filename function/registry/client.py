@@ -11,9 +11,10 @@ import re
 import time
 from collections.abc import Iterable
 from types import TracebackType
+from typing import Protocol
 
-from function import content
-from function._transport import (
+from function.registry import content
+from function.registry._transport import (
     RETRYABLE_STATUSES,
     Clock,
     CredentialsFactory,
@@ -31,6 +32,7 @@ __all__ = [
     "HostNotAllowed",
     "InvalidReference",
     "ManifestNotFound",
+    "ManifestSource",
     "RegistryClient",
     "RegistryError",
     "RegistryUnavailable",
@@ -78,6 +80,17 @@ class HostNotAllowed(RegistryError):
 
 class InvalidReference(RegistryError, ValueError):
     """A repository, tag or digest that no registry could hold; nothing was sent."""
+
+
+class ManifestSource(Protocol):
+    """What deciding and resolving need of a registry: `RegistryClient`, or a test's stand-in."""
+
+    @property
+    def calls(self) -> int: ...
+
+    def get_manifest(self, host: str, repository: str, reference: str) -> content.Manifest: ...
+
+    def resolve_tag(self, host: str, repository: str, tag: str) -> str: ...
 
 
 class RegistryClient:

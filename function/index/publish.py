@@ -15,11 +15,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from function import manifests
-from function.auditor import ManifestSource
-from function.index import DigestIndex, InvalidIndex, Source
-from function.resolve import DEFAULT_WORKERS, Summary, resolve
-from function.store import GenerationMismatch, IndexStore, Stored
+from function.index import manifests
+from function.index.digests import DigestIndex, InvalidIndex, Source
+from function.index.resolve import DEFAULT_WORKERS, Summary, resolve
+from function.index.store import GenerationMismatch, IndexStore, Stored
+from function.registry.client import ManifestSource
 
 log = logging.getLogger(__name__)
 

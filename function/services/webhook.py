@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from function.manifests import folder_prefixes
+from function.index.manifests import folder_prefixes
 
 # GitHub lists at most this many commits in a push payload; a longer push may touch unlisted files.
 GITHUB_COMMIT_LIST_LIMIT = 20

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from function.manifests import ManifestSet, Problem
+from function.index.manifests import ManifestSet, Problem
 from function.reference import is_digest
 
 SCHEMA_VERSION = 1

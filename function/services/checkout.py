@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
-from function.manifests import folder_prefixes
+from function.index.manifests import folder_prefixes
 from function.reference import is_loopback
 
 MAX_DOWNLOAD_BYTES = 256 * 1024 * 1024

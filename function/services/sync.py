@@ -1,31 +1,23 @@
-"""The two Cloud Functions behind ``main.py``: per-instance state and request handling.
-
-``AuditService`` keeps the index in memory for the instance's life and, before anything would be
-rejected, asks the store (one metadata call) whether a newer index was published. ``SyncService``
-turns a verified k8s.io push into a rebuilt, published index.
-"""
+"""The ``sync_index`` Cloud Function: a verified k8s.io push (or a resync) in, a rebuilt, published index out."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from function import checkout, webhook
-from function import verdict as v
-from function.auditor import Auditor, Undecided, malformed, without_index
-from function.events import MalformedEvent, unwrap_pubsub
-from function.index import DigestIndex, InvalidIndex, Source
-from function.registry import RegistryClient
-from function.store import IndexStore, StoreError, open_store
-from function.sync import Refused, rebuild
-from function.verdict import Verdict
+from function.index.digests import Source
+from function.index.publish import Refused, rebuild
+from function.index.store import IndexStore, StoreError, open_store
+from function.registry.client import RegistryClient
+from function.services import checkout, webhook
+from function.services.config import setting
 
 log = logging.getLogger(__name__)
 
@@ -38,98 +30,6 @@ class Headers(Protocol):
     """Request headers with case-insensitive lookup (flask's ``Headers``)."""
 
     def get(self, key: str) -> str | None: ...
-
-
-class RetryLater(Exception):
-    """Raised out of the function so that Pub/Sub redelivers the message."""
-
-
-def _setting(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, default)
-    if not value:
-        raise RuntimeError(f"{name} is not set: see the configuration table in the README")
-    return value
-
-
-class AuditService:
-    def __init__(
-        self,
-        store: IndexStore,
-        *,
-        registry_factory: Callable[[frozenset[str]], Any] = RegistryClient,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        self.store = store
-        self.registry_factory = registry_factory
-        self.logger = logger or v.verdict_logger()
-        self._auditor: Auditor | None = None
-        self._generation: int | None = None
-        self._hosts: frozenset[str] = frozenset()
-        # functions-framework may run requests on several threads; the auditor's caches are not shared-safe.
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_environment(cls) -> AuditService:
-        return cls(open_store(_setting("AUDITOR_INDEX_URI")))
-
-    def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
-        """Decide one delivery and write its verdict line; raises RetryLater for RETRY."""
-        message_id = None
-        try:
-            delivery = unwrap_pubsub(body)
-            message_id = delivery.message_id
-            with self._lock:
-                try:
-                    auditor = self._auditor_or_load()
-                except (Undecided, StoreError, InvalidIndex) as error:
-                    verdict = without_index(delivery.data, str(error))
-                else:
-                    verdict = auditor.audit_payload(delivery.data)
-        except MalformedEvent as error:
-            verdict = malformed(error)
-        v.emit(self.logger, verdict, labels=dict(labels) if labels else None, message_id=message_id)
-        if verdict.verdict == v.RETRY:
-            raise RetryLater(verdict.message)
-        return verdict
-
-    def _auditor_or_load(self) -> Auditor:
-        if self._auditor is None:
-            index, generation = self._read()
-            self._auditor = Auditor(index, self._registry(index), refresh=self._refresh)
-            self._generation = generation
-        return self._auditor
-
-    def _read(self) -> tuple[DigestIndex, int]:
-        stored = self.store.read()
-        if stored is None:
-            raise Undecided("no index", f"no digest index at {self.store.uri} yet: run sync_index or build-index")
-        return DigestIndex.from_json(stored.data), stored.generation
-
-    def _registry(self, index: DigestIndex) -> Any:
-        hosts = index.registry_hosts()
-        if self._auditor is None or hosts != self._hosts:
-            self._hosts = hosts
-            return self.registry_factory(hosts)
-        return self._auditor.registry
-
-    def _refresh(self) -> DigestIndex | None:
-        """A newer published index, or None; faults leave the decision open."""
-        try:
-            generation = self.store.generation()
-            if generation is None or generation == self._generation:
-                return None
-            index, generation = self._read()
-        except (StoreError, InvalidIndex) as error:
-            raise Undecided(
-                "index unavailable", f"checking {self.store.uri} for a newer index failed: {error}"
-            ) from None
-        assert self._auditor is not None
-        # What this instance resolved on misses is as true in the new index as in the old one.
-        index.adopt(self._auditor.index)
-        self._auditor.registry = self._registry(index)
-        self._generation = generation
-        log.info("loaded index generation %s (%s)", generation, index.source.commit)
-        return index
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +64,12 @@ class SyncService:
     @classmethod
     def from_environment(cls) -> SyncService:
         return cls(
-            open_store(_setting("AUDITOR_INDEX_URI")),
+            open_store(setting("AUDITOR_INDEX_URI")),
             secret=os.environ.get("AUDITOR_WEBHOOK_SECRET"),
-            manifests=_setting("AUDITOR_MANIFESTS", DEFAULT_MANIFESTS),
+            manifests=setting("AUDITOR_MANIFESTS", DEFAULT_MANIFESTS),
             # Empty means the tarball holds images/ and manifests/ at its top.
             subdir=os.environ.get("AUDITOR_MANIFESTS_SUBDIR", DEFAULT_SUBDIR),
-            branch=_setting("AUDITOR_BRANCH", DEFAULT_BRANCH),
+            branch=setting("AUDITOR_BRANCH", DEFAULT_BRANCH),
         )
 
     def handle(self, method: str, headers: Headers, body: bytes) -> Response:

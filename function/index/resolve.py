@@ -15,10 +15,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from function.auditor import ManifestSource
-from function.content import Manifest
-from function.index import DigestIndex
-from function.registry import ManifestNotFound, RegistryError
+from function.index.digests import DigestIndex
+from function.registry.client import ManifestNotFound, ManifestSource, RegistryError
+from function.registry.content import Manifest
 
 log = logging.getLogger(__name__)
 

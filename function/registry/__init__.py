@@ -1,0 +1,1 @@
+"""Reading registries: the OCI content model, the registry client and its HTTP transport."""

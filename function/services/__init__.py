@@ -1,0 +1,1 @@
+"""The Cloud Functions behind main.py and what they need of the outside world (webhooks, checkouts)."""
