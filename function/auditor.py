@@ -92,7 +92,8 @@ class Auditor:
                 reason=_short_reason(error),
                 image=location.image.name if location is not None and location.image is not None else None,
             )
-        return replace(verdict, registry_calls=self._calls() - calls_before)
+        index = v.IndexRef(self.index.source.commit, self.index.generation)
+        return replace(verdict, registry_calls=self._calls() - calls_before, index=index)
 
     def _calls(self) -> int:
         return self.registry.calls if self.registry is not None else 0

@@ -15,13 +15,29 @@ REJECTED = "REJECTED"
 IGNORED = "IGNORED"
 MALFORMED = "MALFORMED"
 RETRY = "RETRY"
+# Only the sweep reports this: a promoted digest or tag that a destination registry does not hold.
+MISSING = "MISSING"
+
+EVENT = "event"
+SWEEP = "sweep"
 
 SEVERITY = {VERIFIED: logging.INFO, IGNORED: logging.INFO, RETRY: logging.WARNING, REJECTED: logging.ERROR}
-SEVERITY[MALFORMED] = logging.ERROR
+SEVERITY[MALFORMED] = SEVERITY[MISSING] = logging.ERROR
 # Error Reporting groups log entries of this type; the alerting policy keys on REJECTED/MALFORMED.
 ERROR_EVENT_TYPE = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
 
 VERDICT_LOGGER = "function.verdicts"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRef:
+    """Which published index a verdict was decided by."""
+
+    commit: str | None
+    generation: int | None
+
+    def fields(self) -> dict[str, Any]:
+        return {"commit": self.commit, "generation": self.generation}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +53,10 @@ class Verdict:
     image: str | None = None
     parent: str | None = None
     registry_calls: int = 0
+    # Where the line comes from: a registry event, or a finding of the sweep.
+    source: str = EVENT
+    # The index that decided (its k8s.io commit and store generation), so a past verdict can be traced.
+    index: IndexRef | None = None
 
     @property
     def severity(self) -> int:
@@ -44,7 +64,7 @@ class Verdict:
 
     @property
     def alarming(self) -> bool:
-        return self.verdict in (REJECTED, MALFORMED)
+        return self.verdict in (REJECTED, MALFORMED, MISSING)
 
     def fields(self) -> dict[str, Any]:
         """The verdict line's payload (severity is added by the log handler from the level)."""
@@ -59,7 +79,9 @@ class Verdict:
             "tag": self.tag,
             "image": self.image,
             "parent": self.parent,
+            "source": self.source,
             "registry_calls": self.registry_calls,
+            "index": self.index.fields() if self.index is not None else None,
         }
         if self.alarming:
             payload["@type"] = ERROR_EVENT_TYPE
@@ -83,3 +105,11 @@ def emit(logger: logging.Logger, verdict: Verdict, *, labels: dict[str, str] | N
     payload = verdict.fields()
     payload.update(extra)
     logger.log(verdict.severity, payload, extra={"labels": labels} if labels else None)
+
+
+def report(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
+    """Write an operational line (a sync outcome, a stale index, a sweep summary) as structured JSON.
+
+    Such lines never carry the key ``verdict``; alerts match them by their own keys (see terraform/)."""
+    assert "verdict" not in fields
+    logger.log(level, {"message": message, **fields})

@@ -110,6 +110,8 @@ class DigestIndex:
         self.source = source
         self.built_at = built_at
         self.problems = problems
+        # The store generation this index was read at; None for one built here and not yet read back.
+        self.generation: int | None = None
         self._paths: dict[str, Location] = {}
         self._destinations: set[str] = set()
         self._listed_in: dict[str, list[Image]] | None = None

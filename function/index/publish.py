@@ -60,7 +60,9 @@ def read_index(store: IndexStore) -> tuple[DigestIndex, int] | None:
     stored = store.read()
     if stored is None:
         return None
-    return DigestIndex.from_json(stored.data), stored.generation
+    index = DigestIndex.from_json(stored.data)
+    index.generation = stored.generation
+    return index, stored.generation
 
 
 def rebuild(

@@ -79,7 +79,9 @@ class AuditService:
         stored = self.store.read()
         if stored is None:
             raise Undecided("no index", f"no digest index at {self.store.uri} yet: run sync_index or build-index")
-        return DigestIndex.from_json(stored.data), stored.generation
+        index = DigestIndex.from_json(stored.data)
+        index.generation = stored.generation
+        return index, stored.generation
 
     def _registry(self, index: DigestIndex) -> Any:
         hosts = index.registry_hosts()
