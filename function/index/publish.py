@@ -1,10 +1,11 @@
 """Rebuilding and publishing the digest index: shared by ``sync_index`` and ``build-index``.
 
 The published index is only ever replaced by one that (a) parsed without a fatal problem, (b) comes
-from a commit no older than the one it replaces, and (c) does not lose a large share of the promoted
-digests; and it is written with a generation precondition, so two concurrent syncs cannot lose each
-other's work: the loser re-reads, keeps the winner's resolutions and tries again, or stands down when
-the winner published a newer commit.
+from a commit no older than the one it replaces (an index without a commit time never replaces one with
+a time), (c) does not lose a large share of the promoted digests, and (d) differs from it: a rebuild
+that changes nothing writes nothing. It is written with a generation precondition, so two concurrent
+syncs cannot lose each other's work: the loser re-reads, keeps the winner's resolutions and tries again
+(the guards apply to every attempt), or stands down when the winner published a newer commit.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import orjson
 
 from function.index import manifests
 from function.index.digests import DigestIndex, InvalidIndex, Source
+from function.index.pending import commit_time
 from function.index.resolve import DEFAULT_WORKERS, Summary, resolve
 from function.index.store import GenerationMismatch, IndexStore, Stored
 from function.registry.client import ManifestSource
@@ -27,6 +32,10 @@ log = logging.getLogger(__name__)
 # append-only in practice, and a broken checkout would otherwise silence the auditor for everything.
 DEFAULT_MAX_LOSS = 0.10
 WRITE_ATTEMPTS = 5
+# More unresolved digests than this (a first online build resolves ~20,000) are resolved in rounds of this
+# many, publishing after each, so the auditor has the offline index at once and every round's progress is
+# kept even when the request ends before the last round.
+ROUND_SIZE = 500
 
 RegistryFactory = Callable[[frozenset[str]], ManifestSource]
 
@@ -36,15 +45,39 @@ class Refused(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Round:
+    """One round of resolution and what became of it, for progress lines."""
+
+    number: int
+    summary: Summary
+    remaining: int
+    generation: int | None
+
+    def line(self) -> str:
+        published = f"published as generation {self.generation}" if self.generation else "nothing new to publish"
+        return f"round {self.number}: {self.summary.line()}; {self.remaining} still to resolve; {published}"
+
+
+@dataclass(slots=True)
 class Published:
     index: DigestIndex
     generation: int
     carried: int
     resolution: Summary | None
     previous_digests: int
+    changed: bool = True
+    """False when the store already held exactly this index: nothing was written."""
+    rounds: list[Round] = field(default_factory=list)
+    remaining: int = 0
+    """Unresolved digests left for a later sync because the time budget ran out."""
 
     def line(self) -> str:
         counts = self.index.counts()
+        if not self.changed:
+            return (
+                f"unchanged: generation {self.generation} already holds these {counts['digests']} digests of "
+                f"{counts['images']} images ({counts['unresolved']} unresolved); nothing written"
+            )
         text = (
             f"published {counts['digests']} digests of {counts['images']} images in {counts['projects']} "
             f"projects (was {self.previous_digests}); {counts['resolved']} resolved, {counts['unresolved']} "
@@ -52,6 +85,10 @@ class Published:
         )
         if self.resolution is not None:
             text += f"; {self.resolution.line()}"
+        if self.rounds:
+            text += f"; in {len(self.rounds)} rounds"
+        if self.remaining:
+            text += f"; {self.remaining} left for the next sync (time budget used up)"
         return text
 
 
@@ -73,8 +110,16 @@ def rebuild(
     registry_factory: RegistryFactory | None = None,
     max_loss: float = DEFAULT_MAX_LOSS,
     workers: int = DEFAULT_WORKERS,
+    force: bool = False,
+    round_size: int = ROUND_SIZE,
+    budget_seconds: float | None = None,
+    progress: Callable[[Round], None] | None = None,
 ) -> Published:
-    """Build the index of the manifests at ``root`` on top of the published one, and publish it."""
+    """Build the index of the manifests at ``root`` on top of the published one, and publish it.
+
+    ``force`` skips the commit-order guard (a person rebuilding by hand, knowingly). ``budget_seconds``
+    bounds the resolution rounds; what is left stays unresolved for the next sync (the auditor also
+    resolves on a miss). ``progress`` hears of every round."""
     if source.committed_at:
         _instant(source.committed_at)  # refuse an unreadable commit time before any work
     manifest_set = manifests.load(root)
@@ -85,30 +130,125 @@ def rebuild(
             f"{len(manifest_set.fatal)} manifest files could not be read ({manifest_set.fatal[0]}); "
             "the published index is kept"
         )
-    stored = store.read()
-    previous = _previous(stored, store.uri)
-    _check_order(source, previous)
+    target = _Target(store, source, force=force, max_loss=max_loss)
+    previous = target.previous
     index = DigestIndex.build(manifest_set, source=source, previous=previous)
-    carried = len(index.manifests)
-    resolution = None
-    if registry_factory is not None:
+    published = Published(
+        index,
+        target.generation or 0,
+        carried=len(index.manifests),
+        resolution=None,
+        previous_digests=len(previous.promoted_digests()) if previous else 0,
+        changed=False,
+    )
+    unresolved = sorted(index.unresolved())
+    if registry_factory is not None and unresolved:
         registry = registry_factory(index.registry_hosts())
-        resolution = resolve(index, registry, workers=workers, progress=_report_progress)
-    previous_digests = len(previous.promoted_digests()) if previous else 0
-    for _ in range(WRITE_ATTEMPTS):
-        _check_loss(index, previous, max_loss)
-        try:
-            generation = store.write(index.to_json(), if_generation=stored.generation if stored else None)
-        except GenerationMismatch:
-            # Another sync published first: keep what it resolved, and stand down if it is newer.
-            stored = store.read()
-            previous = _previous(stored, store.uri)
-            _check_order(source, previous)
-            if previous is not None:
-                carried += index.adopt(previous)
-            continue
-        return Published(index, generation, carried, resolution, previous_digests)
-    raise Refused(f"{store.uri} kept changing under {WRITE_ATTEMPTS} attempts to publish; try again")
+        if previous is not None and len(unresolved) <= round_size:
+            published.resolution = resolve(index, registry, workers=workers, progress=_report_progress)
+        else:
+            _in_rounds(published, target, registry, unresolved, workers, round_size, budget_seconds, progress)
+            return published
+    target.publish(published)
+    return published
+
+
+def _in_rounds(
+    published: Published,
+    target: _Target,
+    registry: ManifestSource,
+    unresolved: list[str],
+    workers: int,
+    round_size: int,
+    budget_seconds: float | None,
+    progress: Callable[[Round], None] | None,
+) -> None:
+    """Publish the index as it is, then resolve ``unresolved`` a round at a time, publishing after each."""
+    started = time.monotonic()
+    target.publish(published)
+    published.resolution = Summary()
+    chunks = [unresolved[i : i + round_size] for i in range(0, len(unresolved), round_size)]
+    for number, chunk in enumerate(chunks, start=1):
+        if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+            published.remaining = sum(len(c) for c in chunks[number - 1 :])
+            log.warning("resolution stopped after %d rounds: %d digests left", number - 1, published.remaining)
+            return
+        summary = resolve(published.index, registry, workers=workers, progress=_report_progress, only=chunk)
+        published.resolution.add(summary)
+        generation = target.publish(published) if summary.resolved else None
+        done = Round(number, summary, sum(len(c) for c in chunks[number:]), generation)
+        published.rounds.append(done)
+        if progress is not None:
+            progress(done)
+        else:
+            log.info("resolving: %s", done.line())
+
+
+class _Target:
+    """The store as this rebuild last read it; every write re-checks the guards against what is there."""
+
+    def __init__(self, store: IndexStore, source: Source, *, force: bool, max_loss: float) -> None:
+        self.store = store
+        self.source = source
+        self.force = force
+        self.max_loss = max_loss
+        self._reread()
+
+    def _reread(self) -> None:
+        stored = self.store.read()
+        self.generation = stored.generation if stored else None
+        self.previous = _previous(stored, self.store.uri)
+        self._stored = _Stored.of(self.previous)
+        _check_order(self.source, self.previous, force=self.force)
+
+    def publish(self, published: Published) -> int | None:
+        """Write ``published.index`` unless the store holds it already; the new generation, or None."""
+        index = published.index
+        for _ in range(WRITE_ATTEMPTS):
+            if self.generation is not None and self._stored is not None and self._stored.holds(index):
+                published.generation = self.generation
+                return None
+            _check_loss(index, self.previous, self.max_loss)
+            try:
+                generation = self.store.write(index.to_json(), if_generation=self.generation)
+            except GenerationMismatch:
+                # Another sync published first: keep what it resolved, and stand down if it is newer.
+                self._reread()
+                if self.previous is not None:
+                    published.carried += index.adopt(self.previous)
+                continue
+            # What is stored now is this index as it is now (later rounds add to it): compare with that.
+            self.generation, self.previous, self._stored = generation, index, _Stored.of(index)
+            published.generation, published.changed = generation, True
+            return generation
+        raise Refused(f"{self.store.uri} kept changing under {WRITE_ATTEMPTS} attempts to publish; try again")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the stored index tells the auditor, to recognise a rebuild that would change nothing."""
+
+    content: bytes
+    timed: bool
+
+    @classmethod
+    def of(cls, index: DigestIndex | None) -> _Stored | None:
+        return None if index is None else cls(_content(index), bool(index.source.committed_at))
+
+    def holds(self, index: DigestIndex) -> bool:
+        """The commit is left out on purpose: a k8s.io commit that does not change what is promoted (most
+        of them) needs no new generation. A stored index without a commit time is replaced by one with
+        a time, which arms the order guard."""
+        if index.source.committed_at and not self.timed:
+            return False
+        return _content(index) == self.content
+
+
+def _content(index: DigestIndex) -> bytes:
+    document = orjson.loads(index.to_json())
+    for incidental in ("built_at", "source"):
+        document.pop(incidental, None)
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
 def _previous(stored: Stored | None, uri: str) -> DigestIndex | None:
@@ -122,9 +262,15 @@ def _previous(stored: Stored | None, uri: str) -> DigestIndex | None:
         return None
 
 
-def _check_order(source: Source, previous: DigestIndex | None) -> None:
-    if previous is None or not source.committed_at or not previous.source.committed_at:
+def _check_order(source: Source, previous: DigestIndex | None, *, force: bool = False) -> None:
+    if previous is None or force or not previous.source.committed_at:
         return
+    if not source.committed_at:
+        raise Refused(
+            f"the published index records commit {previous.source.commit} of {previous.source.committed_at} "
+            f"and {source.commit or 'this build'} has no commit time, so it could be older; it is kept. "
+            "Give the commit's time (--committed-at), or --force to replace it knowingly"
+        )
     if _instant(source.committed_at) < _instant(previous.source.committed_at):
         raise Refused(
             f"the published index is from a newer commit ({previous.source.commit} of "
@@ -134,10 +280,9 @@ def _check_order(source: Source, previous: DigestIndex | None) -> None:
 
 def _instant(text: str) -> dt.datetime:
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return commit_time(text)
     except ValueError:
         raise Refused(f"commit time {text!r} is not ISO 8601; the published index is kept") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _check_loss(index: DigestIndex, previous: DigestIndex | None, max_loss: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 8
 PROGRESS_SECONDS = 5.0
+MAX_ERRORS_KEPT = 20
 
 
 @dataclass(slots=True)
@@ -36,6 +37,17 @@ class Summary:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: Summary) -> None:
+        """Count ``other`` (a later round) in as well."""
+        self.pending += other.pending
+        self.resolved += other.resolved
+        self.manifest_lists += other.manifest_lists
+        self.not_found += other.not_found
+        self.failed += other.failed
+        self.calls += other.calls
+        self.seconds += other.seconds
+        self.errors.extend(other.errors[: max(0, MAX_ERRORS_KEPT - len(self.errors))])
+
     def line(self) -> str:
         return (
             f"resolved {self.resolved} of {self.pending} unresolved digests ({self.manifest_lists} manifest "
@@ -44,9 +56,11 @@ class Summary:
         )
 
 
-def candidate_paths(index: DigestIndex) -> dict[str, list[str]]:
-    """For each unresolved digest: the repositories that should hold it, best first."""
+def candidate_paths(index: DigestIndex, only: Collection[str] | None = None) -> dict[str, list[str]]:
+    """For each unresolved digest (of ``only``, when given): the repositories that should hold it, best first."""
     unresolved = index.unresolved()
+    if only is not None:
+        unresolved &= set(only)
     candidates: dict[str, list[str]] = {}
     for project in index.projects.values():
         for image in project.images.values():
@@ -91,11 +105,12 @@ def resolve(
     *,
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[Summary], None] | None = None,
+    only: Collection[str] | None = None,
 ) -> Summary:
-    """Resolve every unresolved promoted digest into ``index``; returns what it did."""
+    """Resolve every unresolved promoted digest (of ``only``, when given) into ``index``; returns what it did."""
     started = time.monotonic()
     calls_before = registry.calls
-    candidates = candidate_paths(index)
+    candidates = candidate_paths(index, only)
     summary = Summary(pending=len(candidates))
     last_report = started
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="resolve") as pool:
@@ -106,7 +121,7 @@ def resolve(
                 manifest = future.result()
             except RegistryError as error:
                 summary.failed += 1
-                if len(summary.errors) < 20:
+                if len(summary.errors) < MAX_ERRORS_KEPT:
                     summary.errors.append(f"{digest}: {error}")
                 continue
             # Recorded here, in the calling thread: the index is not shared with the workers.

@@ -61,6 +61,10 @@ class GenerationMismatch(StoreError):
     """The write's precondition failed: someone else wrote first. Re-read, merge, write again."""
 
 
+class CorruptIndex(StoreError):
+    """The stored bytes cannot be decoded: reading them again cannot help, only a new publication."""
+
+
 class IndexStore(Protocol):
     uri: str
 
@@ -77,6 +81,28 @@ class IndexStore(Protocol):
 
         Returns the new generation; raises ``GenerationMismatch`` when the precondition fails.
         """
+        ...
+
+    def records(self, folder: str) -> Records:
+        """Small documents kept beside the index (same bucket or directory, same permissions)."""
+        ...
+
+
+class Records(Protocol):
+    """A folder of small named documents next to the index, each created once and never rewritten."""
+
+    uri: str
+
+    def create(self, name: str, data: bytes) -> bool:
+        """Store ``data`` under ``name`` unless that name exists; returns whether it was created."""
+        ...
+
+    def read_all(self) -> dict[str, bytes]:
+        """Every document by name (none when the folder does not exist)."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; a name that is already gone is not an error."""
         ...
 
 
@@ -130,7 +156,7 @@ def _decompress(raw: bytes, uri: str) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
-        raise StoreError(
+        raise CorruptIndex(
             f"{uri}: the stored index is not valid gzip ({error}); rebuild it with build-index or sync_index"
         ) from error
 
@@ -254,6 +280,9 @@ class GcsStore:
             return None
         return int(blob.generation)
 
+    def records(self, folder: str) -> GcsRecords:
+        return GcsRecords(self, f"{self.name}.{folder}/")
+
     def _read_retry(self) -> Any:
         return DEFAULT_RETRY.with_timeout(self._retry_timeout)
 
@@ -342,6 +371,9 @@ class LocalStore:
         except OSError as error:
             raise StoreError(f"{self.uri}: cannot write the index ({error})") from error
 
+    def records(self, folder: str) -> LocalRecords:
+        return LocalRecords(self.path.with_name(f"{self.path.name}.{folder}"))
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         # The lock file stays: removing it would let a waiter lock a file a newcomer no longer sees.
@@ -373,3 +405,102 @@ class LocalStore:
         finally:
             os.close(directory)
         return generation
+
+
+class GcsRecords:
+    """Objects under ``<index object>.<folder>/`` in the index's bucket, created with ``ifGenerationMatch=0``
+    so that concurrent writers of one name cannot overwrite each other."""
+
+    def __init__(self, store: GcsStore, prefix: str) -> None:
+        self._store = store
+        self.prefix = prefix
+        self.uri = f"gs://{store.bucket_name}/{prefix}"
+
+    def create(self, name: str, data: bytes) -> bool:
+        store = self._store
+        blob = store._bucket().blob(self.prefix + name)
+        try:
+            with store._faults("record upload"):
+                # A retried upload whose first try landed meets its own object: "exists" is then right too.
+                blob.upload_from_string(
+                    data,
+                    content_type="application/json",
+                    if_generation_match=0,
+                    timeout=store._timeout,
+                    retry=DEFAULT_RETRY.with_timeout(store._retry_timeout),
+                )
+        except api_exceptions.PreconditionFailed:
+            return False
+        except api_exceptions.NotFound as error:
+            raise StoreError(
+                f"{self.uri}: bucket {store.bucket_name!r} does not exist ({error}); create it or fix the index URI"
+            ) from error
+        return True
+
+    def read_all(self) -> dict[str, bytes]:
+        store = self._store
+        found: dict[str, bytes] = {}
+        try:
+            with store._faults("record listing"):
+                blobs = list(
+                    store._bucket().list_blobs(prefix=self.prefix, timeout=store._timeout, retry=store._read_retry())
+                )
+            for blob in blobs:
+                with contextlib.suppress(api_exceptions.NotFound), store._faults("record download"):
+                    found[blob.name[len(self.prefix) :]] = blob.download_as_bytes(
+                        timeout=store._timeout, retry=store._read_retry()
+                    )
+        except api_exceptions.NotFound:
+            return {}  # no bucket: nothing recorded
+        return found
+
+    def delete(self, name: str) -> None:
+        store = self._store
+        with contextlib.suppress(api_exceptions.NotFound), store._faults("record deletion"):
+            store._bucket().blob(self.prefix + name).delete(timeout=store._timeout, retry=store._read_retry())
+
+
+class LocalRecords:
+    """Files in ``<index file>.<folder>/``; each is linked into place whole, so a reader never sees half."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.uri = str(folder)
+
+    def create(self, name: str, data: bytes) -> bool:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(data)
+                # link() fails when the name exists: the create-only precondition of the local store.
+                os.link(temp, self.folder / name)
+            except FileExistsError:
+                return False
+            finally:
+                Path(temp).unlink(missing_ok=True)
+        except OSError as error:
+            raise StoreError(f"{self.uri}: cannot write record {name} ({error})") from error
+        return True
+
+    def read_all(self) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        try:
+            entries = sorted(self.folder.iterdir())
+        except FileNotFoundError:
+            return found
+        except OSError as error:
+            raise StoreError(f"{self.uri}: cannot list records ({error})") from error
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                found[entry.name] = entry.read_bytes()
+        return found
+
+    def delete(self, name: str) -> None:
+        try:
+            (self.folder / name).unlink(missing_ok=True)
+        except OSError as error:
+            raise StoreError(f"{self.uri}: cannot delete record {name} ({error})") from error
