@@ -50,6 +50,12 @@ class Undecided(Exception):
 
 # Returns a newer index than the one in use, or None when the one in use is current.
 Refresh = Callable[[], DigestIndex | None]
+# Returns why the index in use is behind a k8s.io commit that is being synced (a would-be REJECTED must
+# wait for it), or None.
+Behind = Callable[[], str | None]
+INDEX_BEHIND = "index behind"
+# Never held back for a sync: no commit of the manifests can make a deletion or a frozen write right.
+_NOT_HELD_BACK = frozenset({"deletion", "frozen"})
 
 
 class Auditor:
@@ -59,11 +65,13 @@ class Auditor:
         registry: ManifestSource | None = None,
         *,
         refresh: Refresh | None = None,
+        behind: Behind | None = None,
         max_parent_fetches: int = MAX_PARENT_FETCHES,
     ) -> None:
         self.index = index
         self.registry = registry
         self.refresh = refresh
+        self.behind = behind
         self.max_parent_fetches = max_parent_fetches
         # (path, digest) pairs the registry answered 404 for: asked once per process.
         self._absent: set[tuple[str, str]] = set()
@@ -107,6 +115,10 @@ class Auditor:
                 verdict = self._from_index(event)
         if verdict.verdict == v.REJECTED and verdict.reason in _RESOLVABLE and self.registry is not None:
             verdict = self._from_registry(event, verdict)
+        if verdict.verdict == v.REJECTED and verdict.reason not in _NOT_HELD_BACK and self.behind is not None:
+            waiting = self.behind()
+            if waiting is not None:
+                raise Undecided(INDEX_BEHIND, waiting)
         return verdict
 
     # --- from the index alone -----------------------------------------------------------------

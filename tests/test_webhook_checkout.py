@@ -24,9 +24,12 @@ def test_signatures_are_checked_in_constant_time_against_the_secret() -> None:
     assert not webhook.verify("", body, webhook.signature("", body))
 
 
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
 def push(files: list[str], commits: int = 1) -> dict[str, object]:
     entry = {"added": [], "removed": [], "modified": files}
-    return {"ref": "refs/heads/main", "after": "abc", "head_commit": {"timestamp": "t"}, "commits": [entry] * commits}
+    return {"ref": "refs/heads/main", "after": SHA, "head_commit": {"timestamp": "t"}, "commits": [entry] * commits}
 
 
 def test_pushes_that_touch_manifests() -> None:
@@ -36,7 +39,7 @@ def test_pushes_that_touch_manifests() -> None:
     # GitHub lists at most 20 commits: a longer push may touch files it does not list.
     assert webhook.parse_push(push(["README.md"], commits=20), "registry.k8s.io").touches_manifests
     parsed = webhook.parse_push(push([]), "registry.k8s.io")
-    assert (parsed.ref, parsed.sha, parsed.committed_at) == ("refs/heads/main", "abc", "t")
+    assert (parsed.ref, parsed.sha, parsed.committed_at) == ("refs/heads/main", SHA, "t")
     assert not parsed.deleted
     # An empty subdir: images/ and manifests/ at the top of the repository.
     assert webhook.parse_push(push(["images/p/images.yaml"]), "").touches_manifests
@@ -44,6 +47,19 @@ def test_pushes_that_touch_manifests() -> None:
     assert webhook.parse_push({**push([]), "deleted": True}, "registry.k8s.io").deleted
     with pytest.raises(webhook.BadRequest):
         webhook.parse_push({"ref": "refs/heads/main"}, "registry.k8s.io")
+
+
+@pytest.mark.parametrize("after", ["../../../etc", SHA.upper(), SHA[:39], SHA + "0", "main", f"{SHA[:39]}/"])
+def test_a_push_names_its_commit_as_40_lowercase_hex_or_is_refused(after: str) -> None:
+    # 'after' becomes part of the tarball URL: '..' segments or a branch name must never reach it.
+    with pytest.raises(webhook.BadRequest, match="40 lowercase hex"):
+        webhook.parse_push({**push([]), "after": after}, "registry.k8s.io")
+
+
+def test_a_signature_header_that_is_not_ascii_is_a_failed_check_not_a_fault() -> None:
+    body = b"{}"
+    assert not webhook.verify("s3cret", body, "sha256=\u00e9" + "0" * 63)
+    assert not webhook.verify("s3cret", body, "sha256=" + "é" * 64)
 
 
 def tarball(entries: list[tuple[str, bytes | None, str | None]]) -> bytes:

@@ -44,6 +44,10 @@ class Refused(Exception):
     """The new index was not published; the one in the store stays. The message says why."""
 
 
+class Superseded(Refused):
+    """Refused because the published index comes from a newer commit than the one rebuilt."""
+
+
 @dataclass(frozen=True, slots=True)
 class Round:
     """One round of resolution and what became of it, for progress lines."""
@@ -272,7 +276,7 @@ def _check_order(source: Source, previous: DigestIndex | None, *, force: bool = 
             "Give the commit's time (--committed-at), or --force to replace it knowingly"
         )
     if _instant(source.committed_at) < _instant(previous.source.committed_at):
-        raise Refused(
+        raise Superseded(
             f"the published index is from a newer commit ({previous.source.commit} of "
             f"{previous.source.committed_at}) than {source.commit} of {source.committed_at}; it is kept"
         )

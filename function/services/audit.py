@@ -1,13 +1,16 @@
 """The ``audit`` Cloud Function: per-instance state and the handling of one Pub/Sub delivery.
 
-``AuditService`` keeps the index in memory for the instance's life and, before anything would be
-rejected, asks the store (one metadata call) whether a newer index was published.
+``AuditService`` keeps the index in memory for the instance's life. It checks the store for a newer
+generation (one metadata call) every ``AUDITOR_REFRESH_SECONDS`` whatever the verdicts, and before
+anything would be rejected at most once a second; a would-be REJECTED also waits while the index is
+behind a commit that ``sync_index`` accepted within ``AUDITOR_PENDING_GRACE_SECONDS`` (see freshness.py).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,9 +18,17 @@ from function import verdict as v
 from function.auditor import Auditor, Undecided, malformed, without_index
 from function.events import MalformedEvent, unwrap_pubsub
 from function.index.digests import DigestIndex, InvalidIndex
+from function.index.pending import PendingCommits
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services.config import setting
+from function.services.config import seconds, setting
+from function.services.freshness import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_REFRESH_SECONDS,
+    Clock,
+    IndexWatch,
+    PendingWatch,
+)
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -34,19 +45,35 @@ class AuditService:
         *,
         registry_factory: Callable[[frozenset[str]], Any] = RegistryClient,
         logger: logging.Logger | None = None,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
     ) -> None:
         self.store = store
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
+        self.watch = IndexWatch(store, refresh_seconds=refresh_seconds, clock=clock, logger=self.logger)
+        self.pending = PendingWatch(
+            PendingCommits.beside(store, wall=wall),
+            grace_seconds=grace_seconds,
+            refresh_seconds=refresh_seconds,
+            clock=clock,
+            wall=wall,
+            logger=self.logger,
+        )
         self._auditor: Auditor | None = None
-        self._generation: int | None = None
         self._hosts: frozenset[str] = frozenset()
         # functions-framework may run requests on several threads; the auditor's caches are not shared-safe.
         self._lock = threading.Lock()
 
     @classmethod
     def from_environment(cls) -> AuditService:
-        return cls(open_store(setting("AUDITOR_INDEX_URI")))
+        return cls(
+            open_store(setting("AUDITOR_INDEX_URI")),
+            refresh_seconds=seconds("AUDITOR_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS),
+            grace_seconds=seconds("AUDITOR_PENDING_GRACE_SECONDS", DEFAULT_GRACE_SECONDS),
+        )
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
         """Decide one delivery and write its verdict line; raises RetryLater for RETRY."""
@@ -70,18 +97,16 @@ class AuditService:
 
     def _auditor_or_load(self) -> Auditor:
         if self._auditor is None:
-            index, generation = self._read()
-            self._auditor = Auditor(index, self._registry(index), refresh=self._refresh)
-            self._generation = generation
+            index = self.watch.load()
+            self._auditor = Auditor(index, self._registry(index), refresh=self._refresh, behind=self._behind)
+        elif self.watch.due():
+            # The periodic check, whatever the verdict will be: a new destination or a yanked digest is
+            # seen within the refresh interval, and a stuck sync is reported even when nothing is rejected.
+            fresher = self._newer(eager=False)
+            if fresher is not None:
+                self._auditor.index = fresher
+            self.pending.check(self._auditor.index)
         return self._auditor
-
-    def _read(self) -> tuple[DigestIndex, int]:
-        stored = self.store.read()
-        if stored is None:
-            raise Undecided("no index", f"no digest index at {self.store.uri} yet: run sync_index or build-index")
-        index = DigestIndex.from_json(stored.data)
-        index.generation = stored.generation
-        return index, stored.generation
 
     def _registry(self, index: DigestIndex) -> Any:
         hosts = index.registry_hosts()
@@ -91,20 +116,19 @@ class AuditService:
         return self._auditor.registry
 
     def _refresh(self) -> DigestIndex | None:
-        """A newer published index, or None; faults leave the decision open."""
-        try:
-            generation = self.store.generation()
-            if generation is None or generation == self._generation:
-                return None
-            index, generation = self._read()
-        except (StoreError, InvalidIndex) as error:
-            raise Undecided(
-                "index unavailable", f"checking {self.store.uri} for a newer index failed: {error}"
-            ) from None
+        """The auditor's look for a newer index before a would-be REJECTED (at most once a second)."""
+        return self._newer(eager=True)
+
+    def _newer(self, *, eager: bool) -> DigestIndex | None:
+        index = self.watch.newer(eager=eager)
+        if index is None:
+            return None
         assert self._auditor is not None
         # What this instance resolved on misses is as true in the new index as in the old one.
         index.adopt(self._auditor.index)
         self._auditor.registry = self._registry(index)
-        self._generation = generation
-        log.info("loaded index generation %s (%s)", generation, index.source.commit)
         return index
+
+    def _behind(self) -> str | None:
+        assert self._auditor is not None
+        return self.pending.behind(self._auditor.index)

@@ -34,11 +34,16 @@ def local_root(folder: str, subdir: str) -> Path:
     raise CheckoutError(f"{folder} holds no manifests/ folder (nor {subdir}/manifests/)")
 
 
-def download(url: str, subdir: str, into: Path) -> Path:
-    """Fetch and unpack the tarball at ``url``; returns the folder holding images/ and manifests/."""
+def trusted_url(url: str) -> bool:
+    """Whether ``url`` may be fetched for the sync: https, or plain http to loopback (tests, local runs)."""
     scheme = url.split("://", 1)[0]
     host = url.split("://", 1)[-1].split("/", 1)[0]
-    if scheme != "https" and not (scheme == "http" and is_loopback(host)):
+    return scheme == "https" or (scheme == "http" and is_loopback(host))
+
+
+def download(url: str, subdir: str, into: Path) -> Path:
+    """Fetch and unpack the tarball at ``url``; returns the folder holding images/ and manifests/."""
+    if not trusted_url(url):
         raise CheckoutError(f"refusing {url}: manifests are fetched over https (http only on loopback)")
     into.mkdir(parents=True, exist_ok=True)
     archive = into / "manifests.tar.gz"

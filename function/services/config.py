@@ -10,3 +10,17 @@ def setting(name: str, default: str | None = None) -> str:
     if not value:
         raise RuntimeError(f"{name} is not set: see the configuration table in the README")
     return value
+
+
+def seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment, or ``default`` when it is unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise RuntimeError(f"{name}={raw!r} is not a positive number of seconds: see the README's configuration table")
+    return value

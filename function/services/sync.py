@@ -1,4 +1,22 @@
-"""The ``sync_index`` Cloud Function: a verified k8s.io push (or a resync) in, a rebuilt, published index out."""
+"""The ``sync_index`` Cloud Function: a verified k8s.io push (or a resync) in, a rebuilt, published index out.
+
+Three kinds of request arrive:
+
+- a GitHub push webhook (``X-GitHub-Event: push``, signed in ``X-Hub-Signature-256``): its ``after``
+  commit is rebuilt;
+- a resync (signed the same way, no ``X-GitHub-Event``; Cloud Scheduler): the branch head is first pinned
+  to a SHA and its committer time through ``AUDITOR_HEAD_URL``, and exactly that commit is rebuilt, so a
+  resync can never move the index to another commit than the one it names;
+- with ``AUDITOR_SYNC_QUEUE``, a Pub/Sub push envelope carrying a signed rebuild request that this
+  function queued itself.
+
+Every accepted commit is recorded as pending before anything is rebuilt (the auditor holds back alarms
+while the index is behind it). Without a queue the rebuild runs inside the request: 200 published or
+unchanged, 409 refused, 503 failed. With one, a webhook or resync is answered 202 once its rebuild
+request is queued, and the delivery of that request rebuilds: 2xx acknowledges it (a refusal too, as
+asking again cannot change it), 503 makes Pub/Sub deliver it again. Each outcome writes one structured
+line with the key ``sync`` (published, unchanged, refused, failed, queued) and the ``commit``.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +30,27 @@ from typing import Any, Protocol
 
 import orjson
 
+from function import verdict as v
 from function.index.digests import Source
-from function.index.publish import Refused, rebuild
+from function.index.pending import PendingCommits
+from function.index.publish import Published, Refused, Round, Superseded, rebuild
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services import checkout, webhook
+from function.services import checkout, head, queue, webhook
 from function.services.config import setting
+from function.services.queue import RebuildRequest, SyncQueue
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MANIFESTS = "https://github.com/kubernetes/k8s.io/archive/{sha}.tar.gz"
 DEFAULT_SUBDIR = "registry.k8s.io"
 DEFAULT_BRANCH = "main"
+# Resolution rounds stop after this long, well inside the function's 540 s timeout; what is left is
+# queued as a follow-up rebuild (or waits for the next resync without a queue).
+RESOLUTION_BUDGET_SECONDS = 300.0
+
+PUBLISHED, UNCHANGED, REFUSED, FAILED, QUEUED = "published", "unchanged", "refused", "failed", "queued"
+_STATUS = {PUBLISHED: 200, UNCHANGED: 200, REFUSED: 409, FAILED: 503, QUEUED: 202}
 
 
 class Headers(Protocol):
@@ -50,83 +77,196 @@ class SyncService:
         manifests: str = DEFAULT_MANIFESTS,
         subdir: str = DEFAULT_SUBDIR,
         branch: str = DEFAULT_BRANCH,
+        head_url: str = head.DEFAULT_HEAD_URL,
+        sync_queue: SyncQueue | None = None,
         registry_factory: Callable[[frozenset[str]], Any] | None = RegistryClient,
+        budget_seconds: float = RESOLUTION_BUDGET_SECONDS,
+        logger: logging.Logger | None = None,
     ) -> None:
         self.store = store
+        self.pending = PendingCommits.beside(store)
         self.secret = secret
         self.manifests = manifests
         self.subdir = subdir
         self.branch = branch
+        self.head_url = head_url
+        self.queue = sync_queue
         self.registry_factory = registry_factory
+        self.budget_seconds = budget_seconds
+        self.logger = logger or v.verdict_logger()
         # One rebuild at a time per instance; concurrent instances are serialised by the store's generations.
         self._lock = threading.Lock()
 
     @classmethod
     def from_environment(cls) -> SyncService:
+        secret = os.environ.get("AUDITOR_WEBHOOK_SECRET")
+        topic = os.environ.get("AUDITOR_SYNC_QUEUE", "").strip()
+        if topic and not secret:
+            raise RuntimeError("AUDITOR_SYNC_QUEUE needs AUDITOR_WEBHOOK_SECRET to sign the rebuild requests")
         return cls(
             open_store(setting("AUDITOR_INDEX_URI")),
-            secret=os.environ.get("AUDITOR_WEBHOOK_SECRET"),
+            secret=secret,
             manifests=setting("AUDITOR_MANIFESTS", DEFAULT_MANIFESTS),
             # Empty means the tarball holds images/ and manifests/ at its top.
             subdir=os.environ.get("AUDITOR_MANIFESTS_SUBDIR", DEFAULT_SUBDIR),
             branch=setting("AUDITOR_BRANCH", DEFAULT_BRANCH),
+            head_url=setting("AUDITOR_HEAD_URL", head.DEFAULT_HEAD_URL),
+            sync_queue=SyncQueue(topic, secret or "") if topic else None,
         )
 
     def handle(self, method: str, headers: Headers, body: bytes) -> Response:
+        kind = headers.get("X-GitHub-Event")
+        if method == "POST" and kind is None and self.queue is not None:
+            document = _json_or_none(body)
+            if queue.is_envelope(document):
+                return self._delivered(document)
         if not webhook.verify(self.secret, body, headers.get("X-Hub-Signature-256")):
             log.warning("sync request refused: missing or invalid X-Hub-Signature-256")
             return Response(401, {"status": "refused", "reason": "missing or invalid X-Hub-Signature-256"})
         if method != "POST":
             return Response(405, {"status": "refused", "reason": "POST a GitHub push webhook or a resync request"})
-        kind = headers.get("X-GitHub-Event")
         if kind == "ping":
             return Response(200, {"status": "ok", "reason": "pong"})
+        if kind is None:
+            return self._resync()
+        if kind != "push":
+            return Response(202, {"status": "ignored", "reason": f"GitHub event {kind!r} is not a push"})
         try:
-            document = orjson.loads(body) if body else {}
-            if kind == "push":
-                push = webhook.parse_push(document, self.subdir)
-                if push.ref != f"refs/heads/{self.branch}":
-                    return Response(202, {"status": "ignored", "reason": f"push to {push.ref}, not {self.branch}"})
-                if push.deleted:
-                    return Response(202, {"status": "ignored", "reason": f"{push.ref} was deleted"})
-                if not push.touches_manifests:
-                    return Response(202, {"status": "ignored", "reason": "the push touches no manifest"})
-                source = Source(commit=push.sha, committed_at=push.committed_at)
-            elif kind is None:
-                # A periodic resync (Cloud Scheduler): always the branch head. Naming a commit is not
-                # offered, since a replayed signed body could then roll the index back.
-                source = Source(commit=self.branch)
-            else:
-                return Response(202, {"status": "ignored", "reason": f"GitHub event {kind!r} is not a push"})
+            push = webhook.parse_push(orjson.loads(body) if body else {}, self.subdir)
         except (orjson.JSONDecodeError, webhook.BadRequest) as error:
             return Response(400, {"status": "refused", "reason": str(error)})
-        with self._lock:
-            return self._rebuild(source)
+        if push.ref != f"refs/heads/{self.branch}":
+            return Response(202, {"status": "ignored", "reason": f"push to {push.ref}, not {self.branch}"})
+        if push.deleted:
+            return Response(202, {"status": "ignored", "reason": f"{push.ref} was deleted"})
+        if not push.touches_manifests:
+            return Response(202, {"status": "ignored", "reason": "the push touches no manifest"})
+        return self._accept(RebuildRequest(push.sha, push.committed_at, "push"))
 
-    def _rebuild(self, source: Source) -> Response:
-        commit = source.commit or self.branch
-        with checkout.temporary_folder() as scratch:
+    # --- accepting a commit ---------------------------------------------------------------------
+
+    def _resync(self) -> Response:
+        # Naming a commit in the request is not offered: a replayed signed body could roll the index back.
+        try:
+            pinned = head.pin(self.head_url, self.branch)
+        except head.HeadError as error:
+            return self._outcome(FAILED, self.branch, f"pinning the head of {self.branch} failed: {error}")
+        log.info("resync: %s is at %s (%s)", self.branch, pinned.sha, pinned.committed_at)
+        return self._accept(RebuildRequest(pinned.sha, pinned.committed_at, "resync"))
+
+    def _accept(self, request: RebuildRequest) -> Response:
+        """Record the commit as pending, then rebuild it here or queue its rebuild."""
+        try:
+            self.pending.record(request.commit, request.committed_at)
+        except StoreError as error:
+            return self._outcome(FAILED, request.commit, f"recording the commit as pending failed: {error}")
+        if self.queue is None:
+            return self._rebuild(request)
+        return self._enqueue(request)
+
+    def _enqueue(self, request: RebuildRequest) -> Response:
+        assert self.queue is not None
+        try:
+            message_id = self.queue.publish(request)
+        except queue.QueueError as error:
+            return self._outcome(FAILED, request.commit, str(error))
+        return self._outcome(
+            QUEUED, request.commit, f"rebuild of {request.commit} ({request.reason}) queued", message_id=message_id
+        )
+
+    def _delivered(self, document: Any) -> Response:
+        try:
+            request, message_id = queue.delivered(document, self.secret)
+        except queue.BadDelivery as error:
+            # Only this function queues requests; anything else at this door is refused.
+            log.warning("queued rebuild refused: %s", error)
+            return Response(401, {"status": "refused", "reason": str(error)})
+        log.info("queued rebuild of %s (%s), message %s", request.commit, request.reason, message_id)
+        response = self._rebuild(request)
+        if response.status == _STATUS[REFUSED]:
+            # Acknowledged: delivering it again cannot change the answer.
+            return Response(200, response.body)
+        return response
+
+    # --- rebuilding -----------------------------------------------------------------------------
+
+    def _rebuild(self, request: RebuildRequest) -> Response:
+        with self._lock, checkout.temporary_folder() as scratch:
+            source = Source(request.commit, request.committed_at)
             try:
                 if "://" in self.manifests:
-                    url = self.manifests.format(sha=commit)
+                    url = self.manifests.format(sha=request.commit)
                     root = checkout.download(url, self.subdir, Path(scratch))
                     source = Source(source.commit, source.committed_at, url)
                 else:
                     root = checkout.local_root(self.manifests, self.subdir)
                     source = Source(source.commit, source.committed_at, str(root))
-                published = rebuild(root, self.store, source=source, registry_factory=self.registry_factory)
+                published = rebuild(
+                    root,
+                    self.store,
+                    source=source,
+                    registry_factory=self.registry_factory,
+                    budget_seconds=self.budget_seconds,
+                    progress=lambda done: self._progress(request.commit, done),
+                )
+            except Superseded as error:
+                self._clear(source)  # the published index already holds something newer than this commit
+                return self._outcome(REFUSED, request.commit, str(error))
             except Refused as error:
-                log.error("sync of %s refused: %s", commit, error)
-                return Response(409, {"status": "refused", "commit": commit, "reason": str(error)})
+                return self._outcome(REFUSED, request.commit, str(error))
             except (checkout.CheckoutError, StoreError) as error:
-                log.error("sync of %s failed: %s", commit, error)
-                return Response(503, {"status": "failed", "commit": commit, "reason": str(error)})
-        log.info("sync of %s: %s", commit, published.line())
-        body: dict[str, Any] = {
-            "status": "published",
-            "commit": commit,
-            "generation": published.generation,
-            "counts": published.index.counts(),
-            "message": published.line(),
-        }
-        return Response(200, body)
+                return self._outcome(FAILED, request.commit, str(error))
+        self._clear(source)
+        if published.remaining and self.queue is not None:
+            self._enqueue(RebuildRequest(request.commit, request.committed_at, "continue resolution"))
+        return self._published(request.commit, published)
+
+    def _published(self, commit: str, published: Published) -> Response:
+        status = PUBLISHED if published.changed else UNCHANGED
+        return self._outcome(
+            status,
+            commit,
+            published.line(),
+            generation=published.generation,
+            counts=published.index.counts(),
+        )
+
+    def _clear(self, rebuilt: Source) -> None:
+        """Drop the pending records that ``rebuilt`` makes obsolete; a fault leaves them for the next sync."""
+        try:
+            self.pending.clear(rebuilt)
+        except StoreError as error:
+            log.warning("pending commits up to %s stay recorded: %s", rebuilt.commit, error)
+
+    def _progress(self, commit: str, done: Round) -> None:
+        level = logging.WARNING if done.summary.failed else logging.INFO
+        v.report(
+            self.logger,
+            level,
+            f"sync of {commit}: {done.line()}",
+            resolution={
+                "commit": commit,
+                "round": done.number,
+                "resolved": done.summary.resolved,
+                "not_found": done.summary.not_found,
+                "failed": done.summary.failed,
+                "remaining": done.remaining,
+                "generation": done.generation,
+                "errors": done.summary.errors[:5],
+            },
+        )
+
+    def _outcome(self, status: str, commit: str, message: str, **fields: Any) -> Response:
+        """The structured ``sync`` line of this outcome, and the answer to the request."""
+        level = logging.ERROR if status in (REFUSED, FAILED) else logging.INFO
+        line_fields = {k: fields[k] for k in ("generation", "message_id") if k in fields}
+        v.report(self.logger, level, f"sync of {commit} {status}: {message}", sync=status, commit=commit, **line_fields)
+        key = "reason" if status in (REFUSED, FAILED) else "message"
+        return Response(_STATUS[status], {"status": status, "commit": commit, key: message, **fields})
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from function.index.manifests import folder_prefixes
 
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 # GitHub lists at most this many commits in a push payload; a longer push may touch unlisted files.
 GITHUB_COMMIT_LIST_LIMIT = 20
 
@@ -24,10 +26,16 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def verify(secret: str | None, body: bytes, header: str | None) -> bool:
-    """Constant-time check; an unconfigured secret verifies nothing."""
+    """Constant-time check; an unconfigured secret verifies nothing, nor does a header that is not ASCII."""
     if not secret or not header:
         return False
-    return hmac.compare_digest(signature(secret, body), header)
+    # Compared as bytes: compare_digest refuses non-ASCII text with a TypeError, which is a forgery, not a fault.
+    return hmac.compare_digest(signature(secret, body).encode(), header.encode("utf-8", "surrogateescape"))
+
+
+def is_commit_sha(value: object) -> TypeGuard[str]:
+    """A full commit SHA as GitHub writes it: 40 lowercase hex digits (it becomes part of a URL)."""
+    return isinstance(value, str) and COMMIT_SHA.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,8 @@ def parse_push(document: Any, subdir: str) -> Push:
     ref, sha = document.get("ref"), document.get("after")
     if not isinstance(ref, str) or not isinstance(sha, str) or not sha:
         raise BadRequest("push payload has no 'ref' and 'after'")
+    if not is_commit_sha(sha):
+        raise BadRequest(f"push payload's 'after' is not a commit SHA (40 lowercase hex digits): {sha[:80]!r}")
     head = document.get("head_commit")
     committed_at = head.get("timestamp") if isinstance(head, Mapping) else None
     return Push(

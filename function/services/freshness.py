@@ -1,0 +1,195 @@
+"""How current an audit instance's index is, and whether it is behind a commit that is being synced.
+
+``IndexWatch`` checks the published generation (one metadata call) at least every ``refresh_seconds``
+whatever the verdicts are, so a new destination or a yanked digest is seen within that time, and before a
+would-be REJECTED at most once per ``min_interval``, so a burst of alarms costs one call a second, not one
+per event. A newer generation that cannot be decoded is reported once and then left alone until a newer
+one appears.
+
+``PendingWatch`` reads the commits ``sync_index`` accepted but has not published (the same rate limit)
+and answers whether the index is behind one of them within the grace: then a would-be REJECTED waits
+(RETRY ``index behind``). A pending commit older than the grace is a stuck sync: the event is decided
+against the index there is, and an ERROR line names the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from function import verdict as v
+from function.auditor import Undecided
+from function.index.digests import DigestIndex, InvalidIndex, Source
+from function.index.pending import Pending, PendingCommits
+from function.index.store import CorruptIndex, IndexStore, StoreError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REFRESH_SECONDS = 60.0
+DEFAULT_GRACE_SECONDS = 1800.0
+MIN_CHECK_INTERVAL = 1.0
+
+Clock = Callable[[], float]
+
+
+class IndexWatch:
+    def __init__(
+        self,
+        store: IndexStore,
+        *,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        min_interval: float = MIN_CHECK_INTERVAL,
+        clock: Clock = time.monotonic,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.store = store
+        self.refresh_seconds = refresh_seconds
+        self.min_interval = min_interval
+        self.clock = clock
+        self.logger = logger or logging.getLogger(v.VERDICT_LOGGER)
+        self.generation: int | None = None
+        self.checks = 0
+        """Generation checks made (metadata calls), for the benchmark and the tests."""
+        self._checked_at = -math.inf
+        self._broken: int | None = None
+
+    def load(self) -> DigestIndex:
+        """The published index, read for the first time; Undecided when there is none yet."""
+        stored = self.store.read()
+        if stored is None:
+            raise Undecided("no index", f"no digest index at {self.store.uri} yet: run sync_index or build-index")
+        index = DigestIndex.from_json(stored.data)
+        index.generation = self.generation = stored.generation
+        self._checked_at = self.clock()
+        return index
+
+    def due(self) -> bool:
+        """Whether the generation has gone unchecked for ``refresh_seconds``."""
+        return self.clock() - self._checked_at >= self.refresh_seconds
+
+    def newer(self, *, eager: bool) -> DigestIndex | None:
+        """A newer published index, or None. ``eager`` (before a would-be REJECTED) checks at most once per
+        ``min_interval``; otherwise only when ``due()``. A storage fault leaves the decision open."""
+        now = self.clock()
+        if now - self._checked_at < (self.min_interval if eager else self.refresh_seconds):
+            return None
+        generation = None
+        try:
+            self.checks += 1
+            generation = self.store.generation()
+            self._checked_at = now
+            if generation is None or generation in (self.generation, self._broken):
+                return None
+            stored = self.store.read()
+            if stored is None:
+                return None
+            index = DigestIndex.from_json(stored.data)
+        except (CorruptIndex, InvalidIndex) as error:
+            self._unreadable(generation, error)
+            return None
+        except StoreError as error:
+            raise Undecided(
+                "index unavailable", f"checking {self.store.uri} for a newer index failed: {error}"
+            ) from None
+        index.generation = self.generation = stored.generation
+        log.info("loaded index generation %s (%s)", stored.generation, index.source.commit)
+        return index
+
+    def _unreadable(self, generation: int | None, error: Exception) -> None:
+        self._broken = generation
+        v.report(
+            self.logger,
+            logging.ERROR,
+            f"the index at {self.store.uri} generation {generation} cannot be read ({error}); this instance keeps "
+            f"deciding with generation {self.generation} until a newer one is published: rebuild it with "
+            "sync_index (a resync) or build-index",
+            freshness="index_unreadable",
+            uri=self.store.uri,
+            generation=generation,
+            in_use=self.generation,
+        )
+
+
+class PendingWatch:
+    def __init__(
+        self,
+        pending: PendingCommits,
+        *,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        min_interval: float = MIN_CHECK_INTERVAL,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.pending = pending
+        self.grace_seconds = grace_seconds
+        self.refresh_seconds = refresh_seconds
+        self.min_interval = min_interval
+        self.clock = clock
+        self.wall = wall
+        self.logger = logger or logging.getLogger(v.VERDICT_LOGGER)
+        self.reads = 0
+        """Reads of the pending records made, for the benchmark and the tests."""
+        self._known: list[Pending] = []
+        self._read_at = -math.inf
+        self._reported: dict[str, float] = {}
+
+    def behind(self, index: DigestIndex) -> str | None:
+        """Why a would-be REJECTED must wait for the sync, or None when the index is not behind a commit
+        accepted within the grace. A fault reading the records leaves the decision open."""
+        try:
+            waiting = self._waiting(index.source, self.min_interval)
+        except StoreError as error:
+            raise Undecided(
+                "index unavailable", f"reading the pending commits at {self.pending.records.uri} failed: {error}"
+            ) from None
+        young = [p for p in waiting if self.wall() - p.recorded_at < self.grace_seconds]
+        if not young:
+            return None
+        newest = young[-1]
+        return (
+            f"the index (commit {index.source.commit} of {index.source.committed_at}) is behind k8s.io commit "
+            f"{newest.commit} of {newest.committed_at}, accepted by sync_index {self.wall() - newest.recorded_at:.0f}s "
+            f"ago and not published yet; this is held back for up to {self.grace_seconds:.0f}s while it syncs"
+        )
+
+    def check(self, index: DigestIndex) -> None:
+        """The periodic look (every ``refresh_seconds``): reports a stuck sync even when nothing is rejected."""
+        try:
+            self._waiting(index.source, self.refresh_seconds)
+        except StoreError as error:
+            log.warning("reading the pending commits at %s failed: %s", self.pending.records.uri, error)
+
+    def _waiting(self, source: Source, max_age: float) -> list[Pending]:
+        now = self.clock()
+        if now - self._read_at >= max_age:
+            self.reads += 1
+            self._known = self.pending.all()
+            self._read_at = now
+        waiting = [p for p in self._known if p.newer_than(source)]
+        for pending in waiting:
+            if self.wall() - pending.recorded_at >= self.grace_seconds:
+                self._stale(pending, source, now)
+        return waiting
+
+    def _stale(self, pending: Pending, source: Source, now: float) -> None:
+        if now - self._reported.get(pending.commit, -math.inf) < self.refresh_seconds:
+            return
+        self._reported[pending.commit] = now
+        since = dt.datetime.fromtimestamp(pending.recorded_at, dt.UTC).isoformat(timespec="seconds")
+        v.report(
+            self.logger,
+            logging.ERROR,
+            f"sync_index accepted k8s.io commit {pending.commit} of {pending.committed_at} at {since} and has not "
+            f"published it within {self.grace_seconds:.0f}s; events are decided against the index of commit "
+            f"{source.commit}, so promotions of that commit may be REJECTED. See the runbook: stale sync",
+            freshness="stale_sync",
+            commit=pending.commit,
+            committed_at=pending.committed_at,
+            pending_since=since,
+            index_commit=source.commit,
+        )
