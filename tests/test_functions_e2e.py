@@ -8,17 +8,21 @@ tarballs from a local server, exactly as it fetches GitHub's.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
+from function.services.freshness import MIN_CHECK_INTERVAL
 from tests.support import registry as reg
+from tests.support import scenario
 from tests.support.gcs import GcsEmulator
 from tests.support.pubsub import PubSubEmulator
-from tests.support.stack import COMMIT_TIMES, Stack, running
+from tests.support.stack import COMMIT_TIMES, Stack, running, sha
 
 pytestmark = [pytest.mark.registry, pytest.mark.emulators]
 
@@ -35,7 +39,7 @@ def test_a_promotion_merges_and_its_images_are_verified_without_registry_calls(s
     first = stack.webhook("commit-1")
     assert first.status_code == 200, first.text
     index, generation = stack.index()
-    assert (index.source.commit, index.source.committed_at) == ("commit-1", COMMIT_TIMES["commit-1"])
+    assert (index.source.commit, index.source.committed_at) == (sha("commit-1"), COMMIT_TIMES["commit-1"])
     assert index.counts()["unresolved"] == 0
     # The raw object in GCS is gzip.
     assert stack.store.read() is not None
@@ -52,6 +56,9 @@ def test_a_promotion_merges_and_its_images_are_verified_without_registry_calls(s
     assert json.loads(second.text)["counts"]["digests"] == 4
     assert len(stack.proxy.registry_requests()) == 1  # only etcd's new digest was resolved
     assert stack.index()[1] != generation
+    # An instance looks for a newer index before a would-be REJECTED at most once a second; the
+    # promoter's pushes come minutes after the merge, here a second is enough.
+    time.sleep(MIN_CHECK_INTERVAL)
     ids = [stack.publish(p) for p in stack.promotion.events("etcd")]
     verdicts = stack.verdicts_for(ids)
     assert [(v["verdict"], v["registry_calls"]) for v in verdicts.values()] == [("VERIFIED", 0)] * 9
@@ -105,14 +112,19 @@ def test_a_registry_outage_is_retried_until_the_registry_is_back(stack: Stack) -
 
 
 def test_racing_syncs_leave_the_newest_commit_and_lose_nothing(stack: Stack) -> None:
+    etcd = stack.promotion.artifacts["etcd"][0].digest
     for round_ in range(3):
-        # Two commits of the same manifests, an hour apart, pushed to two sync instances at once.
+        # Two commits an hour apart, pushed to two sync instances at once; each tags etcd once more, so
+        # each changes what is promoted (a commit that changes nothing publishes nothing).
         commits = {
             f"race-{round_}-old": f"2026-12-0{round_ + 1}T10:00:00Z",
             f"race-{round_}-new": f"2026-12-0{round_ + 1}T11:00:00Z",
         }
         for commit in commits:
-            stack.tarballs.files[f"{commit}.tar.gz"] = stack.tarballs.files["commit-2.tar.gz"]
+            images = copy.deepcopy(stack.promotion.commits["commit-2"])
+            images["etcd"][etcd] = ["3.5.15", commit]
+            scenario.write_tree(stack.work / commit, stack.promotion.host, images)
+            stack.add_commit(commit, stack.work / commit)
         results: dict[str, int] = {}
         threads = [
             threading.Thread(target=_sync_into, args=(stack, commit, i, committed_at, results))
@@ -123,11 +135,12 @@ def test_racing_syncs_leave_the_newest_commit_and_lose_nothing(stack: Stack) -> 
         for thread in threads:
             thread.join()
         index, _ = stack.index()
-        assert index.source.commit == f"race-{round_}-new", results
+        assert index.source.commit == sha(f"race-{round_}-new"), results
         assert results[f"race-{round_}-new"] == 200
         # The older commit either published first and was superseded, or stood down.
         assert results[f"race-{round_}-old"] in (200, 409)
         assert index.counts()["digests"] == 4 and index.counts()["unresolved"] == 0
+        assert f"race-{round_}-new" in (index.projects[scenario.PROJECT].images["etcd"].tags_of(etcd) or [])
 
 
 def _sync_into(stack: Stack, commit: str, instance: int, committed_at: str, results: dict[str, int]) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,16 @@ class FunctionServer(LoopbackProcess):
 
 
 class TarballServer(ThreadedHTTPServer):
-    """Serves ``/<name>`` from a dict, as GitHub serves a commit's tarball."""
+    """Serves ``/<name>`` from a dict, as GitHub serves a commit's tarball.
+
+    A name in ``gates`` is served only once its event is set (a slow download), at most ``GATE_SECONDS`` on."""
+
+    GATE_SECONDS = 60.0
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
+        self.gates: dict[str, threading.Event] = {}
         super().__init__(self._handler())
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -88,11 +94,68 @@ class TarballServer(ThreadedHTTPServer):
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(self.path)
+                gate = server.gates.get(self.path.lstrip("/"))
+                if gate is not None:
+                    gate.wait(server.GATE_SECONDS)
                 body = server.files.get(self.path.lstrip("/"))
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
                 self.end_headers()
                 self.wfile.write(body or b"")
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        return Handler
+
+
+class CommitsServer(ThreadedHTTPServer):
+    """Answers ``GET /repos/kubernetes/k8s.io/commits/<branch>`` as GitHub's "Get a commit" endpoint does
+    (https://docs.github.com/en/rest/commits/commits#get-a-commit): ``sha`` and ``commit.committer.date``,
+    among other fields, for the head set in ``heads``."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, tuple[str, str]] = {}
+        self.requests: list[str] = []
+        super().__init__(self._handler())
+
+    @property
+    def template(self) -> str:
+        """What ``AUDITOR_HEAD_URL`` must hold."""
+        return f"{self.url}/repos/kubernetes/k8s.io/commits/{{branch}}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                branch = self.path.rpartition("/commits/")[2]
+                head = server.heads.get(branch) if self.path.startswith("/repos/kubernetes/k8s.io/") else None
+                if head is None:
+                    self._answer(404, {"message": "No commit found for SHA: " + branch})
+                    return
+                sha, date = head
+                person = {"name": "k8s-ci-robot", "email": "k8s-ci-robot@example.com", "date": date}
+                self._answer(
+                    200,
+                    {
+                        "sha": sha,
+                        "node_id": "C_test",
+                        "commit": {"author": person, "committer": person, "message": "Merge pull request"},
+                        "url": f"{server.url}/repos/kubernetes/k8s.io/commits/{sha}",
+                        "parents": [],
+                        "files": [],
+                    },
+                )
+
+            def _answer(self, status: int, document: dict[str, Any]) -> None:
+                body = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return

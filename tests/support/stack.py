@@ -4,6 +4,8 @@ and a server of commit tarballs. Shared by the end-to-end tests and the demo."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import time
@@ -20,7 +22,7 @@ from function.index.store import IndexStore, open_store
 from function.services.webhook import signature
 from tests.support import registry as reg
 from tests.support import scenario
-from tests.support.functions import FunctionServer, TarballServer
+from tests.support.functions import CommitsServer, FunctionServer, TarballServer
 from tests.support.gcs import GcsEmulator
 from tests.support.proxy import RegistryProxy
 from tests.support.pubsub import PubSubEmulator
@@ -28,6 +30,11 @@ from tests.support.pubsub import PubSubEmulator
 SECRET = "webhook-secret-for-tests"
 SUBDIR = "registry.k8s.io"
 COMMIT_TIMES = {"commit-1": "2026-11-01T10:00:00Z", "commit-2": "2026-11-02T10:00:00Z"}
+
+
+def sha(commit: str) -> str:
+    """The commit SHA that stands for a scenario's commit name (a push names 40 lowercase hex digits)."""
+    return hashlib.sha1(commit.encode(), usedforsecurity=False).hexdigest()
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Stack:
     pubsub: PubSubEmulator
     topic: str
     work: Path
+    commits: CommitsServer
 
     def webhook(
         self, commit: str, *, secret: str = SECRET, sync: int = 0, committed_at: str | None = None
@@ -48,7 +56,7 @@ class Stack:
         body = json.dumps(
             {
                 "ref": "refs/heads/main",
-                "after": commit,
+                "after": sha(commit),
                 "head_commit": {"timestamp": committed_at or COMMIT_TIMES.get(commit, "2026-11-03T10:00:00Z")},
                 "commits": [{"added": [], "removed": [], "modified": [f"{SUBDIR}/images/demo/images.yaml"]}],
             }
@@ -59,6 +67,16 @@ class Stack:
             "Content-Type": "application/json",
         }
         return requests.post(self.syncs[sync].url, data=body, headers=headers, timeout=120)
+
+    def resync(self, *, sync: int = 0) -> requests.Response:
+        """What Cloud Scheduler sends: a signed request without ``X-GitHub-Event``."""
+        headers = {"X-Hub-Signature-256": signature(SECRET, b"{}"), "Content-Type": "application/json"}
+        return requests.post(self.syncs[sync].url, data=b"{}", headers=headers, timeout=120)
+
+    def add_commit(self, commit: str, root: Path) -> str:
+        """Serve the manifests at ``root`` as the tarball of ``commit``; returns its SHA."""
+        self.tarballs.files[f"{sha(commit)}.tar.gz"] = scenario.tarball(root, sha(commit), SUBDIR)
+        return sha(commit)
 
     def publish(self, payload: dict[str, str] | str) -> str:
         data = payload if isinstance(payload, str) else json.dumps(payload)
@@ -104,49 +122,76 @@ class Stack:
 
 
 @contextmanager
-def running(registry: reg.RegistryServer, gcs: GcsEmulator, pubsub: PubSubEmulator, work: Path) -> Iterator[Stack]:
+def running(
+    registry: reg.RegistryServer,
+    gcs: GcsEmulator,
+    pubsub: PubSubEmulator,
+    work: Path,
+    *,
+    env: dict[str, str] | None = None,
+    queued_syncs: int = 0,
+) -> Iterator[Stack]:
+    """The whole stack; ``env`` adds to every function's environment, and ``queued_syncs`` more
+    ``sync_index`` instances run with ``AUDITOR_SYNC_QUEUE`` (a topic pushing back to them)."""
     bucket = gcs.new_bucket()
     saved = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = gcs.url
     try:
-        with RegistryProxy(registry.url) as proxy, TarballServer() as tarballs:
+        with RegistryProxy(registry.url) as proxy, TarballServer() as tarballs, CommitsServer() as commits:
             promotion = scenario.promote(proxy.host, via=registry.host)
             for commit in promotion.commits:
                 root = promotion.write_manifests(commit, work / commit)
-                tarballs.files[f"{commit}.tar.gz"] = scenario.tarball(root, commit, SUBDIR)
+                tarballs.files[f"{sha(commit)}.tar.gz"] = scenario.tarball(root, sha(commit), SUBDIR)
             broken = work / "broken"
             promotion.write_manifests("commit-2", broken)
             (broken / "images" / scenario.PROJECT / "images.yaml").write_text("- name: pause\n  dmap: {\n")
-            tarballs.files["broken.tar.gz"] = scenario.tarball(broken, "broken", SUBDIR)
-            env = {
+            tarballs.files[f"{sha('broken')}.tar.gz"] = scenario.tarball(broken, sha("broken"), SUBDIR)
+            common = {
                 "AUDITOR_INDEX_URI": f"gs://{bucket}/index.json.gz",
                 "STORAGE_EMULATOR_HOST": gcs.url,
                 "AUDITOR_MANIFESTS": f"{tarballs.url}/{{sha}}.tar.gz",
                 "AUDITOR_MANIFESTS_SUBDIR": SUBDIR,
                 "AUDITOR_WEBHOOK_SECRET": SECRET,
+                "AUDITOR_HEAD_URL": commits.template,
+                **(env or {}),
             }
-            with (
-                FunctionServer("audit", "cloudevent", env, work) as audit,
-                FunctionServer("sync_index", "http", env, work, name="sync-a") as sync_a,
-                FunctionServer("sync_index", "http", env, work, name="sync-b") as sync_b,
-            ):
-                topic = pubsub.create_topic("gcr")
-                subscription = pubsub.create_push_subscription(topic, audit.url, ack_deadline_seconds=30)
+            sync_topic = pubsub.create_topic(f"sync-{bucket.removeprefix('test-')}") if queued_syncs else ""
+            queue_env = {**common, **pubsub.env, "AUDITOR_SYNC_QUEUE": sync_topic}
+            with contextlib.ExitStack() as servers:
+                audit = servers.enter_context(FunctionServer("audit", "cloudevent", common, work))
+                syncs = [
+                    servers.enter_context(FunctionServer("sync_index", "http", common, work, name=f"sync-{n}"))
+                    for n in "ab"
+                ]
+                syncs += [
+                    servers.enter_context(FunctionServer("sync_index", "http", queue_env, work, name=f"sync-q{n}"))
+                    for n in range(queued_syncs)
+                ]
+                # One "gcr" topic per stack: several stacks may share one emulator.
+                topic = pubsub.create_topic(f"gcr-{bucket.removeprefix('test-')}")
+                subscriptions = [pubsub.create_push_subscription(topic, audit.url, ack_deadline_seconds=30)]
+                subscriptions += [
+                    # As Terraform sets it: the rebuild may take minutes before it is acknowledged.
+                    pubsub.create_push_subscription(sync_topic, sync.url, ack_deadline_seconds=600)
+                    for sync in syncs[2:]
+                ]
                 try:
                     yield Stack(
                         promotion,
                         proxy,
-                        open_store(env["AUDITOR_INDEX_URI"]),
+                        open_store(common["AUDITOR_INDEX_URI"]),
                         tarballs,
                         audit,
-                        [sync_a, sync_b],
+                        syncs,
                         pubsub,
                         topic,
                         work,
+                        commits,
                     )
                 finally:
-                    # Before the endpoint stops, or the emulator keeps pushing to a closed port.
-                    pubsub.delete_subscription(subscription)
+                    # Before the endpoints stop, or the emulator keeps pushing to closed ports.
+                    for subscription in subscriptions:
+                        pubsub.delete_subscription(subscription)
     finally:
         if saved is None:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
