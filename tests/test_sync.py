@@ -1,0 +1,233 @@
+"""``sync_index`` in-process on a local store: pinned resyncs, the commit-order guard on every path, no
+write when nothing changed, pending records, the structured outcome lines, webhook hygiene, and the
+first online build published before its resolution ends."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from function import verdict as v
+from function.index.digests import Source
+from function.index.pending import PendingCommits
+from function.index.publish import Refused, Round, read_index, rebuild
+from function.index.store import LocalStore, open_store
+from function.registry.client import RegistryClient
+from function.services import head
+from function.services.sync import SyncService
+from function.services.webhook import signature
+from tests.support import scenario
+from tests.support.functions import CommitsServer, TarballServer
+from tests.support.manifests import digest, write_project
+from tests.support.proxy import RegistryProxy
+
+SECRET = "s3cret"
+AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
+OLD_SHA, NEW_SHA, LATER_SHA = "1" * 40, "2" * 40, "3" * 40
+TIMES = {OLD_SHA: "2026-11-01T10:00:00Z", NEW_SHA: "2026-11-02T10:00:00Z", LATER_SHA: "2026-11-03T10:00:00Z"}
+
+
+class Headers(dict[str, str]):
+    def get(self, key: str, default: Any = None) -> Any:
+        return next((value for name, value in self.items() if name.lower() == key.lower()), default)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, tarballs: TarballServer, commits: CommitsServer) -> None:
+        self.store = LocalStore(tmp_path / "index.json")
+        self.tarballs = tarballs
+        self.commits = commits
+        self.out = io.StringIO()
+        self.service = SyncService(
+            self.store,
+            secret=SECRET,
+            manifests=f"{tarballs.url}/{{sha}}.tar.gz",
+            head_url=commits.template,
+            registry_factory=None,
+            logger=v.verdict_logger(self.out),
+        )
+        # LATER promotes what NEW does: a k8s.io commit that changes nothing promoted.
+        for sha, releases in ((OLD_SHA, 1), (NEW_SHA, 2), (LATER_SHA, 2)):
+            images = [{"name": "pause", "dmap": {digest(f"pause-{m}"): [f"3.{m}"] for m in range(releases)}}]
+            root = tmp_path / sha
+            write_project(root, "p", destinations=[AR], images=images)
+            tarballs.files[f"{sha}.tar.gz"] = scenario.tarball(root, sha, "registry.k8s.io")
+
+    def push(self, sha: str, *, after: str | None = None, sig: str | None = None) -> tuple[int, dict[str, Any]]:
+        body = json.dumps(
+            {
+                "ref": "refs/heads/main",
+                "after": after or sha,
+                "head_commit": {"timestamp": TIMES[sha]},
+                "commits": [{"added": [], "removed": [], "modified": ["registry.k8s.io/images/p/images.yaml"]}],
+            }
+        ).encode()
+        headers = Headers({"X-GitHub-Event": "push", "X-Hub-Signature-256": sig or signature(SECRET, body)})
+        response = self.service.handle("POST", headers, body)
+        return response.status, response.body
+
+    def resync(self, head_sha: str) -> tuple[int, dict[str, Any]]:
+        self.commits.heads["main"] = (head_sha, TIMES[head_sha])
+        response = self.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
+        return response.status, response.body
+
+    def index(self) -> tuple[Source, int]:
+        loaded = read_index(self.store)
+        assert loaded is not None
+        return loaded[0].source, loaded[1]
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.getvalue().splitlines()]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    with TarballServer() as tarballs, CommitsServer() as commits:
+        yield Rig(tmp_path, tarballs, commits)
+
+
+def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back(rig: Rig) -> None:
+    status, body = rig.resync(NEW_SHA)
+    assert (status, body["status"], body["commit"]) == (200, "published", NEW_SHA)
+    # The tarball of exactly the pinned commit, never of the branch name.
+    assert rig.tarballs.requests == [f"/{NEW_SHA}.tar.gz"]
+    assert rig.commits.requests == ["/repos/kubernetes/k8s.io/commits/main"]
+    source, generation = rig.index()
+    assert (source.commit, source.committed_at) == (NEW_SHA, TIMES[NEW_SHA])
+    # GitHub's "Redeliver" of an older push, after the resync.
+    status, body = rig.push(OLD_SHA)
+    assert (status, body["status"]) == (409, "refused")
+    assert "newer commit" in body["reason"]
+    assert rig.index() == (source, generation)
+    assert [(line["sync"], line["severity"]) for line in rig.lines() if "sync" in line] == [
+        ("published", "INFO"),
+        ("refused", "ERROR"),
+    ]
+    # Neither commit is left pending: one is published, the other is older than what is.
+    assert PendingCommits.beside(rig.store).all() == []
+
+
+def test_a_resync_that_changes_nothing_writes_no_generation(rig: Rig) -> None:
+    assert rig.resync(NEW_SHA)[0] == 200
+    _, generation = rig.index()
+    status, body = rig.resync(NEW_SHA)
+    assert (status, body["status"], body["generation"]) == (200, "unchanged", generation)
+    # A newer commit whose manifests promote the same: nothing new for the auditor, nothing written,
+    # and nothing left pending that could hold verdicts back.
+    status, body = rig.push(LATER_SHA)
+    assert (status, body["status"], body["generation"]) == (200, "unchanged", generation)
+    assert rig.index()[1] == generation
+    assert PendingCommits.beside(rig.store).all() == []
+    unchanged = [line for line in rig.lines() if line.get("sync") == "unchanged"]
+    assert [(line["commit"], line["generation"], line["severity"]) for line in unchanged] == [
+        (NEW_SHA, generation, "INFO"),
+        (LATER_SHA, generation, "INFO"),
+    ]
+
+
+def test_a_push_is_recorded_as_pending_before_its_rebuild_and_cleared_after(rig: Rig) -> None:
+    gate = rig.tarballs.gates[f"{NEW_SHA}.tar.gz"] = threading.Event()
+    answer: list[tuple[int, dict[str, Any]]] = []
+    syncing = threading.Thread(target=lambda: answer.append(rig.push(NEW_SHA)))
+    syncing.start()
+    pending = PendingCommits.beside(rig.store)
+    try:
+        for _ in range(200):
+            if pending.all():
+                break
+            threading.Event().wait(0.05)
+        [recorded] = pending.all()
+        assert (recorded.commit, recorded.committed_at) == (NEW_SHA, TIMES[NEW_SHA])
+        assert rig.store.read() is None  # not published yet
+    finally:
+        gate.set()
+        syncing.join()
+    assert answer[0][0] == 200
+    assert pending.all() == []
+
+
+def test_a_failed_sync_leaves_its_commit_pending_and_says_so(rig: Rig) -> None:
+    del rig.tarballs.files[f"{NEW_SHA}.tar.gz"]
+    status, body = rig.push(NEW_SHA)
+    assert (status, body["status"]) == (503, "failed")
+    [line] = [line for line in rig.lines() if "sync" in line]
+    assert (line["sync"], line["commit"], line["severity"]) == ("failed", NEW_SHA, "ERROR")
+    assert [p.commit for p in PendingCommits.beside(rig.store).all()] == [NEW_SHA]
+
+
+def test_a_head_that_cannot_be_pinned_fails_the_resync(rig: Rig) -> None:
+    response = rig.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
+    assert (response.status, response.body["status"]) == (503, "failed")
+    assert "404" in response.body["reason"]
+    assert rig.tarballs.requests == []
+
+
+@pytest.mark.parametrize("after", ["../../../etc/passwd", "main", "A" * 40, "1" * 39])
+def test_a_push_whose_after_is_not_a_sha_is_a_bad_request(rig: Rig, after: str) -> None:
+    status, body = rig.push(OLD_SHA, after=after)
+    assert (status, body["status"]) == (400, "refused")
+    assert rig.tarballs.requests == []
+
+
+def test_a_signature_that_is_not_ascii_is_refused_with_401(rig: Rig) -> None:
+    status, body = rig.push(OLD_SHA, sig="sha256=" + "é" * 64)
+    assert (status, body["status"]) == (401, "refused")
+
+
+def test_pinning_the_head_reads_githubs_answer_format() -> None:
+    answer = {"sha": NEW_SHA, "commit": {"committer": {"date": TIMES[NEW_SHA]}, "author": {"date": "x"}}}
+    assert head.parse(json.dumps(answer).encode(), "u") == head.Head(NEW_SHA, TIMES[NEW_SHA])
+    for broken in ({"sha": "main", "commit": answer["commit"]}, {"sha": NEW_SHA}, [answer]):
+        with pytest.raises(head.HeadError):
+            head.parse(json.dumps(broken).encode(), "u")
+    with pytest.raises(head.HeadError, match="https"):
+        head.pin("http://api.github.com/repos/kubernetes/k8s.io/commits/{branch}", "main")
+
+
+def test_an_index_without_a_commit_time_never_replaces_one_with_a_time(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "index.json"))
+    root = tmp_path / "m"
+    write_project(root, "p", destinations=[AR], images=[{"name": "pause", "dmap": {digest("a"): ["1"]}}])
+    rebuild(root, store, source=Source(NEW_SHA, TIMES[NEW_SHA]))
+    write_project(root, "p", destinations=[AR], images=[{"name": "pause", "dmap": {digest("b"): ["1"]}}])
+    with pytest.raises(Refused, match="no commit time"):
+        rebuild(root, store, source=Source("hand-built"), max_loss=1.0)
+    # A person who knows better says so.
+    published = rebuild(root, store, source=Source("hand-built"), max_loss=1.0, force=True)
+    assert published.changed and published.index.source.commit == "hand-built"
+
+
+@pytest.mark.registry
+def test_a_first_online_build_is_published_before_its_resolution_ends(
+    tmp_path: Path, registry_proxy: RegistryProxy
+) -> None:
+    promotion = scenario.promote(registry_proxy.host, via=registry_proxy.host)
+    root = promotion.write_manifests("commit-2", tmp_path / "commit-2")
+    store = open_store(str(tmp_path / "index.json"))
+    seen: list[tuple[int, int]] = []
+
+    def progress(done: Round) -> None:
+        stored = read_index(store)
+        assert stored is not None
+        seen.append((done.number, stored[0].counts()["unresolved"]))
+
+    registry_proxy.clear()
+    published = rebuild(
+        root,
+        store,
+        source=Source(NEW_SHA, TIMES[NEW_SHA]),
+        registry_factory=RegistryClient,
+        round_size=1,
+        progress=progress,
+    )
+    # Four listed digests, one per round: the index is in the store, and the auditor can use it, while
+    # three of them are still to be resolved.
+    assert seen == [(1, 3), (2, 2), (3, 1), (4, 0)]
+    assert len(published.rounds) == 4 and published.index.counts()["unresolved"] == 0
+    assert len(registry_proxy.registry_requests()) == 4
