@@ -197,7 +197,7 @@ def test_a_would_be_reject_waits_while_a_newer_commit_is_syncing(rig: Rig) -> No
 def test_pending_commits_older_than_the_index_hold_nothing_back(rig: Rig) -> None:
     rig.pending.record("a" * 40, "2026-10-31T23:00:00Z")  # a redelivered old push
     source = rig.publish({OLD: ["3.9"]}, hour=1)
-    rig.pending.record(source.commit, source.committed_at)  # the published commit itself
+    rig.pending.record(source.commit or "", source.committed_at)  # the published commit itself
     assert rig.audit(NEW).reason == "unknown_digest"
     assert rig.lines("freshness") == []
 
