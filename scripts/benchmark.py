@@ -9,6 +9,7 @@ docker-registry, the cold-start part the fake-gcs-server wrapper.
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import hashlib
 import io
@@ -37,10 +38,12 @@ from function.index.digests import DigestIndex, Source
 from function.index.publish import rebuild
 from function.index.store import open_store
 from function.registry.client import RegistryClient
+from function.services.audit import AuditService
 from function.verdict import emit, verdict_logger
 from tests.support import registry as reg
 from tests.support.manifests import SNAPSHOT
 from tests.support.proxy import RegistryProxy
+from tests.support.stores import CountingStore
 
 Row = tuple[str, str, str]
 
@@ -289,6 +292,64 @@ def walk_staging(host: str, prefix: str) -> None:
             session.get(f"http://{host}/v2/{repo}/manifests/{tag}", headers=accept, timeout=10)
 
 
+# --- freshness ---------------------------------------------------------------------------------------
+
+BURST_EVENTS, BURST_PER_SECOND = 1000, 100
+STEADY_SECONDS = 3600
+
+
+def freshness(rows: list[Row], work: Path) -> None:
+    """Generation checks an audit instance makes, on a simulated clock over the real index."""
+    store = CountingStore(work / "fresh-index.json")
+    rebuild(SNAPSHOT, store, source=Source("0" * 40, "2024-06-01T00:00:00Z"))
+    index = DigestIndex.from_json(store.path.read_bytes())
+    listed, path = next(
+        (d, f"{p.destinations[0]}/{i.name}")
+        for p in index.projects.values()
+        for i in p.images.values()
+        for d in i.digests
+        if p.destinations
+    )
+    now = [0.0]
+    service = AuditService(
+        store,
+        registry_factory=lambda hosts: None,
+        logger=verdict_logger(io.StringIO()),
+        clock=lambda: now[0],
+        wall=lambda: 1_800_000_000.0 + now[0],
+    )
+
+    def audit(digest: str) -> str:
+        data = json.dumps({"action": "INSERT", "digest": f"{path}@{digest}"}).encode()
+        body = {"message": {"data": base64.b64encode(data).decode(), "messageId": "1"}}
+        return service.handle(body).verdict
+
+    audit(listed)
+    before = store.lookups
+    for n in range(BURST_EVENTS):
+        now[0] += 1 / BURST_PER_SECOND
+        assert audit("sha256:" + hashlib.sha256(f"stray {n}".encode()).hexdigest()) == "REJECTED"
+    burst = store.lookups - before
+    now[0] += 3600
+    before = store.lookups
+    for _ in range(STEADY_SECONDS):
+        now[0] += 1
+        assert audit(listed) == "VERIFIED"
+    steady = store.lookups - before
+    rows += [
+        (
+            f"generation checks, burst of {BURST_EVENTS} would-be REJECTs ({BURST_PER_SECOND}/s)",
+            f"{burst} checks",
+            f"previous auditor: {BURST_EVENTS} (one per would-be REJECT)",
+        ),
+        (
+            "generation checks, an hour of steady VERIFIED traffic (1/s)",
+            f"{steady} checks",
+            "previous auditor: 0 (a yanked digest stayed VERIFIED)",
+        ),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20000)
@@ -307,6 +368,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         if not args.skip_registry and shutil.which(reg.REGISTRY_BINARY):
             registry_calls(rows, Path(work))
+        freshness(rows, Path(work))
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:<34}  {note}")

@@ -18,9 +18,9 @@ from function import verdict as v
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import rebuild
-from function.index.store import LocalStore, Stored
 from function.services.audit import AuditService, RetryLater
 from tests.support.manifests import digest, write_project
+from tests.support.stores import CountingStore
 
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
 EU = AR.replace("us-central1", "europe-west1")
@@ -39,22 +39,6 @@ class Clock:
 
     def wall(self) -> float:
         return 1_800_000_000.0 + self.now
-
-
-class CountingStore(LocalStore):
-    """The real local store, counting downloads and metadata calls."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.reads = self.lookups = 0
-
-    def read(self) -> Stored | None:
-        self.reads += 1
-        return super().read()
-
-    def generation(self) -> int | None:
-        self.lookups += 1
-        return super().generation()
 
 
 class Rig:
