@@ -4,6 +4,7 @@ first online build published before its resolution ends."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -20,6 +21,7 @@ from function.index.publish import Refused, Round, read_index, rebuild
 from function.index.store import LocalStore, open_store
 from function.registry.client import RegistryClient
 from function.services import head
+from function.services.queue import SyncQueue
 from function.services.sync import SyncService
 from function.services.webhook import signature
 from tests.support import scenario
@@ -231,3 +233,42 @@ def test_a_first_online_build_is_published_before_its_resolution_ends(
     assert seen == [(1, 3), (2, 2), (3, 1), (4, 0)]
     assert len(published.rounds) == 4 and published.index.counts()["unresolved"] == 0
     assert len(registry_proxy.registry_requests()) == 4
+
+
+def envelope(sha: str, *, secret: str = SECRET) -> bytes:
+    data = json.dumps({"commit": sha, "committed_at": TIMES[sha], "reason": "push"}).encode()
+    message = {"data": base64.b64encode(data).decode(), "attributes": {"signature": signature(secret, data)}}
+    return json.dumps({"subscription": "projects/p/subscriptions/s", "message": {**message, "messageId": "7"}}).encode()
+
+
+def test_a_queued_rebuild_is_acknowledged_unless_trying_again_can_help(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # never reached: these are deliveries
+    rig.service.queue = SyncQueue("projects/test-project/topics/sync", SECRET)
+
+    def deliver(body: bytes) -> tuple[int, str]:
+        response = rig.service.handle("POST", Headers({"Content-Type": "application/json"}), body)
+        return response.status, response.body["status"]
+
+    assert deliver(envelope(NEW_SHA)) == (200, "published")
+    assert rig.index()[0].commit == NEW_SHA
+    # Refused for good: acknowledged, so that Pub/Sub does not deliver it forever.
+    assert deliver(envelope(OLD_SHA)) == (200, "refused")
+    # A fault: 503, so that Pub/Sub delivers it again.
+    del rig.tarballs.files[f"{LATER_SHA}.tar.gz"]
+    assert deliver(envelope(LATER_SHA)) == (503, "failed")
+    # Not signed by this deployment: nothing is built.
+    requests_before = len(rig.tarballs.requests)
+    assert deliver(envelope(LATER_SHA, secret="forged")) == (401, "refused")
+    assert len(rig.tarballs.requests) == requests_before
+
+
+def test_a_push_that_cannot_be_queued_fails_but_stays_pending(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # nothing listens there
+    rig.service.queue = SyncQueue("projects/test-project/topics/sync", SECRET)
+    status, body = rig.push(NEW_SHA)
+    assert (status, body["status"]) == (503, "failed")
+    assert "projects/test-project/topics/sync" in body["reason"]
+    assert rig.tarballs.requests == []
+    assert [p.commit for p in PendingCommits.beside(rig.store).all()] == [NEW_SHA]

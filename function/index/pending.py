@@ -73,12 +73,12 @@ class PendingCommits:
     def beside(cls, store: IndexStore, *, wall: Callable[[], float] = time.time) -> PendingCommits:
         return cls(store.records(FOLDER), wall=wall)
 
-    def record(self, commit: str, committed_at: str | None) -> Pending:
-        """Record ``commit`` as accepted; a commit recorded before keeps its first time."""
-        pending = Pending(commit, committed_at, self.wall())
-        if not self.records.create(_name(commit), pending.to_json()):
+    def record(self, commit: str, committed_at: str | None) -> bool:
+        """Record ``commit`` as accepted; False when it was recorded before (it keeps its first time)."""
+        created = self.records.create(_name(commit), Pending(commit, committed_at, self.wall()).to_json())
+        if not created:
             log.info("commit %s was already recorded as pending", commit)
-        return pending
+        return created
 
     def all(self) -> list[Pending]:
         """Every readable record, oldest commit first; a damaged record is skipped with a warning."""

@@ -494,9 +494,13 @@ class LocalRecords:
             raise StoreError(f"{self.uri}: cannot list records ({error})") from error
         for entry in entries:
             if entry.name.startswith("."):
-                continue
-            with contextlib.suppress(FileNotFoundError):
+                continue  # a record being written
+            try:
                 found[entry.name] = entry.read_bytes()
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            except OSError as error:
+                raise StoreError(f"{self.uri}: cannot read record {entry.name} ({error})") from error
         return found
 
     def delete(self, name: str) -> None:
