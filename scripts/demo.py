@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from function.services.freshness import MIN_CHECK_INTERVAL
 from tests.support import pubsub as pubsub_rig
 from tests.support import registry as reg
 from tests.support.gcs import GcsEmulator
@@ -73,8 +75,10 @@ def main() -> int:
             sync(stack, "commit-1")
             say("the promoter pushes pause and logger to 3 regional registries")
             replay(stack, "promotion", stack.promotion.events("pause") + stack.promotion.events("logger"), rows)
-            say("commit-2 merges (etcd) and is pushed; the audit instance reloads the index on its first miss")
+            say("commit-2 merges (etcd); the audit instance checks for a newer index before any REJECTED")
             sync(stack, "commit-2")
+            # That check runs at most once a second; a real promoter pushes minutes after the merge.
+            time.sleep(MIN_CHECK_INTERVAL)
             replay(stack, "promotion", stack.promotion.events("etcd"), rows)
             say("pushes nobody promoted")
             path = f"{host}/us-central1/images"
