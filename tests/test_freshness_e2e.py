@@ -8,6 +8,7 @@ server answering like GitHub's commits endpoint for resyncs, gated tarballs for 
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -182,7 +183,8 @@ def test_a_sync_that_never_completes_is_an_alarm_after_the_grace(stack: Stack) -
 
 
 def test_webhooks_with_a_bad_commit_or_a_non_ascii_signature_are_refused(stack: Stack) -> None:
-    body = b'{"ref": "refs/heads/main", "after": "../../../etc/passwd", "commits": []}'
+    touched = [{"added": [], "removed": [], "modified": ["registry.k8s.io/images/demo/images.yaml"]}]
+    body = json.dumps({"ref": "refs/heads/main", "after": "../../../etc/passwd", "commits": touched}).encode()
     headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature(SECRET, body)}
     response = requests.post(stack.syncs[0].url, data=body, headers=headers, timeout=30)
     assert response.status_code == 400 and "40 lowercase hex" in response.json()["reason"]
