@@ -45,7 +45,11 @@ def pin(template: str, branch: str) -> Head:
             url, headers={"Accept": "application/vnd.github+json"}, timeout=TIMEOUT_SECONDS, stream=True
         ) as response:
             if response.status_code != 200:
-                raise HeadError(f"GET {url} answered {response.status_code}: {response.text[:200]}")
+                hint = ""
+                if response.status_code in (403, 429):
+                    # GitHub limits anonymous API calls per source address, which Cloud Run shares.
+                    hint = "; GitHub's API may be rate-limiting this address: the next resync tries again"
+                raise HeadError(f"GET {url} answered {response.status_code}: {response.text[:200]}{hint}")
             body = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
     except requests.RequestException as error:
         raise HeadError(f"GET {url} failed: {error}") from None
