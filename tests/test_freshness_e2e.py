@@ -224,3 +224,14 @@ def test_a_resync_that_changes_nothing_writes_no_generation(stack: Stack) -> Non
     response = stack.resync()
     assert (response.status_code, response.json()["status"]) == (200, "unchanged")
     assert stack.index()[1] == generation
+
+
+def test_the_first_online_build_reported_its_rounds(stack: Stack) -> None:
+    # The module's first sync found no index: it published the offline index, then resolved in a round.
+    sync_lines = [line for line in stack.syncs[0].lines() if line.get("commit") == sha("commit-1")]
+    rounds = [line["resolution"] for line in sync_lines if "resolution" in line]
+    assert rounds and rounds[0]["round"] == 1
+    assert (rounds[-1]["remaining"], rounds[-1]["failed"]) == (0, 0)
+    assert rounds[0]["resolved"] == 3 and rounds[0]["generation"] is not None
+    [outcome] = [line for line in sync_lines if "sync" in line]
+    assert outcome["sync"] == "published" and outcome["generation"] == rounds[-1]["generation"]

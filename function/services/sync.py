@@ -244,8 +244,8 @@ class SyncService:
             self.logger,
             level,
             f"sync of {commit}: {done.line()}",
+            commit=commit,
             resolution={
-                "commit": commit,
                 "round": done.number,
                 "resolved": done.summary.resolved,
                 "not_found": done.summary.not_found,
