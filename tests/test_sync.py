@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def test_a_push_is_recorded_as_pending_before_its_rebuild_and_cleared_after(rig:
         for _ in range(200):
             if pending.all():
                 break
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
         [recorded] = pending.all()
         assert (recorded.commit, recorded.committed_at) == (NEW_SHA, TIMES[NEW_SHA])
         assert rig.store.read() is None  # not published yet
