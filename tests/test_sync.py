@@ -273,3 +273,22 @@ def test_a_push_that_cannot_be_queued_fails_but_stays_pending(rig: Rig, monkeypa
     assert "projects/test-project/topics/sync" in body["reason"]
     assert rig.tarballs.requests == []
     assert [p.commit for p in PendingCommits.beside(rig.store).all()] == [NEW_SHA]
+
+
+@pytest.mark.emulators
+def test_pending_records_in_cloud_storage_keep_the_first_time_and_clear_what_a_publication_covers(
+    gcs_env: str,
+) -> None:
+    now = [100.0]
+    pending = PendingCommits.beside(open_store(f"gs://{gcs_env}/index.json.gz"), wall=lambda: now[0])
+    assert pending.all() == []
+    assert pending.record(OLD_SHA, TIMES[OLD_SHA])
+    now[0] = 200.0
+    # A second sync of the same commit (GitHub's redelivery, racing the first) keeps the first record.
+    assert not pending.record(OLD_SHA, TIMES[OLD_SHA])
+    pending.record(LATER_SHA, TIMES[LATER_SHA])
+    assert [(p.commit, p.recorded_at) for p in pending.all()] == [(OLD_SHA, 100.0), (LATER_SHA, 200.0)]
+    assert pending.records.uri == f"gs://{gcs_env}/index.json.gz.pending/"
+    # Publishing NEW covers OLD (older) but not LATER.
+    assert pending.clear(Source(NEW_SHA, TIMES[NEW_SHA])) == 1
+    assert [p.commit for p in pending.newer_than(Source(NEW_SHA, TIMES[NEW_SHA]))] == [LATER_SHA]
