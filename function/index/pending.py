@@ -94,7 +94,10 @@ class PendingCommits:
         return [p for p in self.all() if p.newer_than(source)]
 
     def clear(self, published: Source) -> int:
-        """Remove the records that ``published`` (now in the store, or found equal to it) makes obsolete."""
+        """Remove the records that ``published`` (now in the store, or found equal to it) makes obsolete.
+
+        A record without a commit time cannot be ordered; a publication with a time clears it rather than
+        let it hold verdicts back and then raise a stale-sync alarm for a commit nobody can place."""
         cleared = 0
         for pending in self.all():
             if not pending.newer_than(published) or (published.committed_at and not pending.committed_at):
