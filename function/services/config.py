@@ -10,3 +10,8 @@ def setting(name: str, default: str | None = None) -> str:
     if not value:
         raise RuntimeError(f"{name} is not set: see the configuration table in the README")
     return value
+
+
+def setting_list(name: str) -> tuple[str, ...]:
+    """A comma-separated setting as its non-empty items (empty when unset)."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())

@@ -250,9 +250,7 @@ class Sweep:
         return expected
 
     def _destinations(self) -> list[str]:
-        return [
-            d for p in self.index.projects.values() for d in p.destinations if "/" in d and not self._frozen(d)
-        ]
+        return [d for p in self.index.projects.values() for d in p.destinations if "/" in d and not self._frozen(d)]
 
     def _frozen(self, path: str) -> bool:
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self.frozen_prefixes)
@@ -260,6 +258,16 @@ class Sweep:
     def _out_of_time(self, parts: list[Unlisted]) -> list[Unlisted]:
         reason = f"not reached within the sweep's budget of {self.max_seconds:g} s"
         return [Unlisted(part.path, reason, part.nested) for part in parts]
+
+
+def report_summary(logger: logging.Logger, summary: Summary) -> None:
+    """The summary line: the key ``sweep``, INFO when clean and complete, else ERROR."""
+    v.report(logger, summary.severity, summary.message(), sweep=summary.fields())
+
+
+def finding_line(finding: Verdict) -> dict[str, Any]:
+    """A finding as its verdict line reads, severity included (for reports written to a file)."""
+    return {"severity": logging.getLevelName(finding.severity), **finding.fields()}
 
 
 def _covers(fault: Unlisted, path: str) -> bool:
