@@ -64,12 +64,14 @@ class RepositoryCheck:
                 for kid in kids:
                     self.held.setdefault(kid, set())
         self._decide_held()
-        for digest in absent:
-            self._missing(digest, None, "absent", self._absent_text(digest))
         for digest, tags in promoted.items():
-            if digest in self.held:
-                for tag in sorted(set(tags) - self.held[digest]):
-                    self._missing(digest, tag, "tag_absent", self._tag_text(digest, tag))
+            if digest in absent:
+                self._missing(digest, None, "absent", self._absent_text(digest))
+            elif digest not in self.held:
+                continue  # unknown: a fault left it unswept
+            # A tag of an absent digest is absent too: the contract reports every promoted tag not in place.
+            for tag in sorted(set(tags) - self.held.get(digest, set())):
+                self._missing(digest, tag, "tag_absent", self._tag_text(digest, tag))
         return self.outcome
 
     # --- what it holds ------------------------------------------------------------------------------
@@ -178,6 +180,8 @@ class RepositoryCheck:
         elsewhere = next((d for d, tags in self.held.items() if tag in tags), None)
         if elsewhere is not None:
             return f"Tag {tag} of {self.listed.path} points at {elsewhere}, not at the promoted {digest}."
+        if digest not in self.held:
+            return f"{self.listed.path} has no tag {tag}: {digest}, promoted with it, is absent."
         return f"{self.listed.path} holds {digest} but not its promoted tag {tag}."
 
 
