@@ -151,6 +151,7 @@ class RepositoryCheck:
         return presence
 
     def _missing(self, digest: str, tag: str | None, reason: str, message: str, *, parent: str | None = None) -> None:
+        """A MISSING line; the HEAD that confirmed an absence is counted on the digest's line, not its tags'."""
         index = self.auditor.index
         self.outcome.findings.append(
             Verdict(
@@ -162,7 +163,7 @@ class RepositoryCheck:
                 reason=reason,
                 image=self._image_name(),
                 parent=parent,
-                registry_calls=1 if digest in self._asked else 0,
+                registry_calls=1 if tag is None and digest in self._asked else 0,
                 source=v.SWEEP,
                 index=v.IndexRef(index.source.commit, index.generation),
             )
