@@ -91,8 +91,10 @@ class HostWalk:
         roots: Sequence[str],
         *,
         skip: Callable[[str], bool] = lambda path: False,
+        page_size: int = PLAIN_PAGE,
     ) -> None:
         self.registry = registry
+        self.page_size = page_size
         self.host = host
         self.roots = outermost(roots)
         self.skip = skip
@@ -158,7 +160,7 @@ class HostWalk:
 
     def _catalog(self) -> list[str]:
         names: list[str] = []
-        for document in self._pages("/v2/_catalog", "registry:catalog:*", PLAIN_PAGE):
+        for document in self._pages("/v2/_catalog", "registry:catalog:*", self.page_size):
             repositories = document.get("repositories") if isinstance(document, dict) else None
             if not isinstance(repositories, list) or not all(isinstance(r, str) for r in repositories):
                 raise UnreadableListing(f"{self.host}/v2/_catalog: the answer has no list of repository names")
@@ -205,7 +207,7 @@ class HostWalk:
         path = f"{self.host}/{name}"
         tags: list[str] = []
         try:
-            for document in self._pages(f"/v2/{name}/tags/list", _pull(name), PLAIN_PAGE):
+            for document in self._pages(f"/v2/{name}/tags/list", _pull(name), self.page_size):
                 listed = document.get("tags") if isinstance(document, dict) else None
                 if listed is not None and (
                     not isinstance(listed, list) or not all(isinstance(t, str) and is_tag(t) for t in listed)
