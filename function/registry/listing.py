@@ -165,6 +165,9 @@ class HostWalk:
             if not isinstance(repositories, list) or not all(isinstance(r, str) for r in repositories):
                 raise UnreadableListing(f"{self.host}/v2/_catalog: the answer has no list of repository names")
             names += repositories
+        malformed = next((n for n in names if not REPOSITORY_PATTERN.fullmatch(n)), None)
+        if malformed is not None:
+            raise UnreadableListing(f"{self.host}/v2/_catalog: {malformed!r:.100} is not a repository name")
         return sorted({n for n in names if _under(n, self.roots) and not self.skip(f"{self.host}/{n}")})
 
     # --- the extension ------------------------------------------------------------------------------
