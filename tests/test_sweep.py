@@ -210,7 +210,8 @@ def test_cli_exit_codes_report_and_table(
 
     table = cli("--format", "table")
     assert table.returncode == 1
-    assert "3 REJECTED, 5 MISSING" in table.stdout and "{" not in table.stdout
+    assert table.stdout.rstrip().endswith("5 MISSING, 3 REJECTED") and "{" not in table.stdout
+    assert "Sweep of 2 registry hosts, 9 repositories" in table.stdout
 
     # Retry-After: 0 keeps the client's retries from sleeping: it still tries four times and gives up.
     incomplete.fail_next(1000, 503, retry_after="0")
@@ -242,8 +243,10 @@ def test_sweep_function_answers_with_the_summary(
         assert requests.get(function.url, timeout=60).status_code == 405
         answer = requests.post(function.url, timeout=300)
         assert answer.status_code == 200, answer.text
-        summary = answer.json()["sweep"]
+        body = answer.json()
+        summary = body["sweep"]
         assert (summary["rejected"], summary["missing"], summary["complete"]) == (3, 5, True)
+        assert {key: body[key] for key in summary} == summary
         lines = output(function.stdout_path.read_text())
     assert sum(1 for line in lines if line.get("source") == "sweep") == 8
     assert [line["sweep"] for line in lines if "sweep" in line] == [summary]

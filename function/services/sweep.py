@@ -84,7 +84,9 @@ class SweepService:
         )
         result = sweep.run()
         report_summary(self.logger, result.summary)
-        return Response(200, {"status": "swept", "sweep": result.summary.fields()})
+        fields = result.summary.fields()
+        # The summary's fields at the top, and the summary line's own shape (message, sweep) alongside.
+        return Response(200, {"status": "swept", **fields, "message": result.summary.message(), "sweep": fields})
 
 
 def _unread(reason: str) -> Response:

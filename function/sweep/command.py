@@ -134,10 +134,11 @@ def exit_code(result: Result) -> int:
 
 
 def _table(result: Result) -> str:
+    # The summary first, so that the table ends with its counts per verdict, as every table of the CLI.
     summary = result.summary
-    text = [render_verdicts([finding_line(f) for f in result.findings]), "", summary.message()]
+    text = [summary.message(), f"  {summary.registry_calls} registry calls in {summary.seconds:.1f} s"]
     text += [f"  unswept: {part['path']}: {part['reason']}" for part in summary.unswept]
-    text.append(f"  {summary.registry_calls} registry calls in {summary.seconds:.1f} s")
+    text += ["", render_verdicts([finding_line(f) for f in result.findings])]
     return "\n".join(text)
 
 
