@@ -368,8 +368,8 @@ def sweep_projection(rows: list[Row]) -> None:
     for project in index.projects.values():
         for destination in project.destinations:
             host, root = destination.split("/", 1)
-            nodes[host].add(root)
             for image in project.images.values():
+                nodes[host].add(root)
                 heads[host].update((f"{root}/{image.name}", d) for d in image.digests)
                 # The walk lists every namespace between a destination and an image, and the image.
                 parts = image.name.split("/")
