@@ -250,3 +250,19 @@ def test_sweep_function_answers_with_the_summary(
         lines = output(function.stdout_path.read_text())
     assert sum(1 for line in lines if line.get("source") == "sweep") == 8
     assert [line["sweep"] for line in lines if "sweep" in line] == [summary]
+
+
+def test_extension_fault_on_one_listing_is_unswept_and_not_asked_again(
+    tmp_path: Path, regions: rig.Regions, extension: tuple[GcrListing, GcrListing]
+) -> None:
+    incomplete = extension[1]
+    listing = f"/v2/{regions.incomplete}/coredns/tags/list"
+    incomplete.fail_paths(listing, status=403)
+    result = swept(tmp_path, regions, extension)
+    coredns = {row for row in INCOMPLETE if row[3] == "coredns"}
+    assert findings(result, regions) == INCOMPLETE - coredns | {
+        ("REJECTED", "unknown_digest", "incomplete", "pause", "stray", None, None)
+    }
+    assert [part["path"] for part in result.summary.unswept] == [f"{incomplete.host}/{regions.incomplete}/coredns"]
+    # coredns is expected there, but its failed listing is not taken for its absence: listed once, no more.
+    assert [r.path for r in incomplete.registry_requests()].count(listing) == 1
