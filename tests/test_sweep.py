@@ -62,6 +62,8 @@ def swept(tmp_path: Path, regions: rig.Regions, hosts: tuple[RegistryProxy, Regi
     index = index_for(tmp_path, regions, hosts)
     for host in hosts:
         host.clear()
+    # No real pause before failed parts are listed again: the clients' clocks are fake, and so is this sleep.
+    kwargs.setdefault("sleep", lambda seconds: None)
     return Sweep(index, registry_factory=client, **kwargs).run()
 
 
@@ -164,7 +166,26 @@ def test_a_fault_in_one_repository_leaves_only_that_repository_unswept(
     assert result.summary.unswept == [
         {"path": f"{incomplete.host}/{regions.incomplete}/coredns", "reason": result.summary.unswept[0]["reason"]}
     ]
-    assert "403" in result.summary.unswept[0]["reason"]
+    assert (
+        "403" in result.summary.unswept[0]["reason"] and "and again after 15 s" in result.summary.unswept[0]["reason"]
+    )
+
+
+def test_a_part_that_fails_is_listed_again_after_a_pause(
+    tmp_path: Path, regions: rig.Regions, plain: tuple[RegistryProxy, RegistryProxy]
+) -> None:
+    incomplete = plain[1]
+    incomplete.fail_paths(f"/{regions.incomplete}/coredns/", status=403)
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        incomplete.heal()  # the fault is over by the time the sweep comes back
+
+    result = swept(tmp_path, regions, plain, sleep=pause)
+    assert pauses == [15.0]
+    assert findings(result, regions) == INCOMPLETE
+    assert result.summary.complete and result.summary.registry_calls == calls_seen(*plain)
 
 
 def test_the_time_budget_names_what_it_did_not_reach(
@@ -215,7 +236,8 @@ def test_cli_exit_codes_report_and_table(
 
     # Retry-After: 0 keeps the client's retries from sleeping: it still tries four times and gives up.
     incomplete.fail_next(1000, 503, retry_after="0")
-    unswept = cli("--host", incomplete.host)
+    # A budget shorter than the pause before a second attempt: the fault is reported at once.
+    unswept = cli("--host", incomplete.host, "--max-seconds", "10")
     assert unswept.returncode == 75, unswept.stderr
     assert output(unswept.stdout)[-1]["sweep"]["unswept"][0]["path"] == incomplete.host
 
@@ -264,5 +286,6 @@ def test_extension_fault_on_one_listing_is_unswept_and_not_asked_again(
         ("REJECTED", "unknown_digest", "incomplete", "pause", "stray", None, None)
     }
     assert [part["path"] for part in result.summary.unswept] == [f"{incomplete.host}/{regions.incomplete}/coredns"]
-    # coredns is expected there, but its failed listing is not taken for its absence: listed once, no more.
-    assert [r.path for r in incomplete.registry_requests()].count(listing) == 1
+    # coredns is expected there, but its failed listing is not taken for its absence: it is listed once
+    # more after a pause, and then named as unswept.
+    assert [r.path for r in incomplete.registry_requests()].count(listing) == 2

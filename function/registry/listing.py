@@ -109,15 +109,26 @@ class HostWalk:
             return [Unlisted(self.host, "not reached", nested=True)]
         return [Unlisted(f"{self.host}/{name}", "not reached", nested=bool(self.extension)) for name in self._queue]
 
-    def __iter__(self) -> Iterator[Listed | Unlisted]:
-        self._started = True
-        try:
-            first = self._start()
-        except RegistryError as error:
-            yield Unlisted(self.host, short_reason(error), nested=True)
+    def retry(self, parts: Sequence[Unlisted]) -> None:
+        """List these parts again on the next iteration (the whole host again if it is among them)."""
+        if any(part.path == self.host for part in parts):
+            self._started = False
+            self._queue.clear()
+            self._visited.clear()
+            self.extension = True if is_google_host(self.host) else None
             return
-        if first is not None:
-            yield first
+        self._queue.extend(part.path.removeprefix(f"{self.host}/") for part in parts)
+
+    def __iter__(self) -> Iterator[Listed | Unlisted]:
+        if not self._started:
+            self._started = True
+            try:
+                first = self._start()
+            except RegistryError as error:
+                yield Unlisted(self.host, short_reason(error), nested=True)
+                return
+            if first is not None:
+                yield first
         while self._queue:
             name = self._queue.popleft()
             try:

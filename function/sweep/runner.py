@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # still take its timeout and retries, and the summary has to be written after that.
 DEFAULT_MAX_SECONDS = 3000.0
 DEFAULT_WORKERS = 8
+# Parts that failed are listed once more after this pause: longer than the client's cool-down of a host
+# that failed every attempt, during which it sends nothing to that host (a blip would otherwise leave a
+# swath of repositories unswept).
+DEFAULT_RETRY_PAUSE = 15.0
 # A whole region down would otherwise name every one of its repositories in the one summary line.
 MAX_UNSWEPT_NAMED_PER_HOST = 20
 
@@ -113,6 +117,8 @@ class Sweep:
         max_seconds: float = DEFAULT_MAX_SECONDS,
         workers: int = DEFAULT_WORKERS,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        retry_pause: float = DEFAULT_RETRY_PAUSE,
         on_finding: FindingSink | None = None,
         on_progress: Progress | None = None,
     ) -> None:
@@ -124,6 +130,8 @@ class Sweep:
         self.max_seconds = max_seconds
         self.workers = workers
         self.clock = clock
+        self.sleep = sleep
+        self.retry_pause = retry_pause
         self.on_finding = on_finding
         self.on_progress = on_progress
         self._document = index.to_json()
@@ -168,67 +176,22 @@ class Sweep:
         index.generation = self.index.generation
         registry = self.registry_factory(index.registry_hosts())
         try:
-            self._walk(host, index, registry, deadline, result)
+            roots = [d.split("/", 1)[1] for d in self._destinations() if d.split("/", 1)[0] == host]
+            walk = HostWalk(registry, host, roots, skip=self._frozen)
+            _HostSweep(self, walk, self._auditor(index, registry), deadline, result).run(self._expected(host, index))
         finally:
             result.calls = registry.calls
             registry.close()
         return result
 
-    def _walk(self, host: str, index: DigestIndex, registry: RegistryClient, deadline: float, out: _HostResult) -> None:
-        auditor = self._auditor(index, registry)
-        expected = self._expected(host, index)
-        roots = [d.split("/", 1)[1] for d in self._destinations() if d.split("/", 1)[0] == host]
-        walk = HostWalk(registry, host, roots, skip=self._frozen)
-        faults: list[Unlisted] = []
-        reached: set[str] = set()
-        items = iter(walk)
-        while True:
-            if self.clock() >= deadline:
-                out.unswept += self._out_of_time(walk.pending())
-                return
-            item = next(items, None)
-            if item is None:
-                break
-            if isinstance(item, Unlisted):
-                faults.append(item)
-                continue
-            reached.add(item.path)
-            self._check(auditor, registry, item, index, out)
-        out.unswept += faults
-        for path, image in sorted(expected.items()):
-            if path in reached or any(_covers(fault, path) for fault in faults):
-                continue
-            if self.clock() >= deadline:
-                out.unswept += self._out_of_time([Unlisted(path, "", nested=False)])
-                continue
-            try:
-                listed = walk.unreached(path.split("/", 1)[1])
-            except RegistryError as error:
-                out.unswept.append(Unlisted(path, short_reason(error), nested=False))
-                continue
-            self._check(auditor, registry, listed, index, out, image)
-
-    def _check(
-        self,
-        auditor: Auditor,
-        registry: RegistryClient,
-        listed: Listed,
-        index: DigestIndex,
-        out: _HostResult,
-        image: Image | None = None,
-    ) -> None:
-        if image is None:
-            location = index.locate(listed.path)
-            image = location.image if location is not None else None
-        outcome = RepositoryCheck(auditor, registry, listed, image).run()
-        out.add(outcome)
-        for finding in outcome.findings:
-            if self.on_finding is not None:
-                with self._lock:
+    def notify(self, host: str, outcome: Outcome, out: _HostResult) -> None:
+        """Hand a repository's findings and the host's progress to the callbacks, one thread at a time."""
+        with self._lock:
+            for finding in outcome.findings:
+                if self.on_finding is not None:
                     self.on_finding(finding)
-        if self.on_progress is not None:
-            with self._lock:
-                self.on_progress(listed.path.split("/", 1)[0], out.repositories, len(out.findings))
+            if self.on_progress is not None:
+                self.on_progress(host, out.repositories, len(out.findings))
 
     def _auditor(self, index: DigestIndex, registry: RegistryClient) -> Auditor:
         # WIRING: the one place the sweep builds its Auditor. Helper A's Auditor takes
@@ -255,9 +218,85 @@ class Sweep:
     def _frozen(self, path: str) -> bool:
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self.frozen_prefixes)
 
-    def _out_of_time(self, parts: list[Unlisted]) -> list[Unlisted]:
-        reason = f"not reached within the sweep's budget of {self.max_seconds:g} s"
-        return [Unlisted(part.path, reason, part.nested) for part in parts]
+
+class _HostSweep:
+    """One host: walk it, check each repository, give failed parts a second chance, then look for what
+    was expected there and not reached."""
+
+    def __init__(self, sweep: Sweep, walk: HostWalk, auditor: Auditor, deadline: float, out: _HostResult) -> None:
+        self.sweep = sweep
+        self.walk = walk
+        self.auditor = auditor
+        self.registry = walk.registry
+        self.deadline = deadline
+        self.out = out
+        self.reached: set[str] = set()
+
+    def run(self, expected: dict[str, Image]) -> None:
+        faults = self._pass()
+        if faults and self.sweep.clock() + self.sweep.retry_pause < self.deadline:
+            faults = self._again(faults)
+        if faults is None:
+            return
+        self.out.unswept += faults
+        for path, image in sorted(expected.items()):
+            if path in self.reached or any(_covers(fault, path) for fault in faults):
+                continue
+            if self._expired():
+                self._unreached([Unlisted(path, "", nested=False)])
+                continue
+            try:
+                listed = self.walk.unreached(path.split("/", 1)[1])
+            except RegistryError as error:
+                self.out.unswept.append(Unlisted(path, short_reason(error), nested=False))
+                continue
+            self._check(listed, image)
+
+    def _pass(self) -> list[Unlisted] | None:
+        """List and check what the walk has left; returns the parts that failed, or None when the budget
+        ran out (what was not reached is then named as unswept)."""
+        faults: list[Unlisted] = []
+        items = iter(self.walk)
+        while not self._expired():
+            item = next(items, None)
+            if item is None:
+                return faults
+            if isinstance(item, Unlisted):
+                faults.append(item)
+            else:
+                self.reached.add(item.path)
+                self._check(item)
+        self.out.unswept += faults
+        self._unreached(self.walk.pending())
+        return None
+
+    def _again(self, faults: list[Unlisted]) -> list[Unlisted] | None:
+        pause = self.sweep.retry_pause
+        self.sweep.sleep(pause)
+        self.walk.retry(faults)
+        again = self._pass()
+        if again is None:
+            return None
+        # The first failure names the cause; the second only says that it lasted.
+        first = {fault.path: fault.reason for fault in faults}
+        return [
+            Unlisted(f.path, f"{first.get(f.path, f.reason)} (and again after {pause:g} s)", f.nested) for f in again
+        ]
+
+    def _check(self, listed: Listed, image: Image | None = None) -> None:
+        if image is None:
+            location = self.auditor.index.locate(listed.path)
+            image = location.image if location is not None else None
+        outcome = RepositoryCheck(self.auditor, self.registry, listed, image).run()
+        self.out.add(outcome)
+        self.sweep.notify(self.walk.host, outcome, self.out)
+
+    def _expired(self) -> bool:
+        return self.sweep.clock() >= self.deadline
+
+    def _unreached(self, parts: list[Unlisted]) -> None:
+        reason = f"not reached within the sweep's budget of {self.sweep.max_seconds:g} s"
+        self.out.unswept += [Unlisted(part.path, reason, part.nested) for part in parts]
 
 
 def report_summary(logger: logging.Logger, summary: Summary) -> None:
