@@ -153,8 +153,9 @@ class HostWalk:
         if self.extension is None:
             probe = self.roots[0]
             try:
+                # A page size every registry accepts (some refuse more than 1000), as the answer may be plain.
                 page = self.registry.get_json(
-                    self.host, f"/v2/{probe}/tags/list?n={EXTENSION_PAGE}", scope=_pull(probe)
+                    self.host, f"/v2/{probe}/tags/list?n={self.page_size}", scope=_pull(probe)
                 )
                 self.extension = _has_extension(page.document)
             except ManifestNotFound:
