@@ -1,4 +1,4 @@
-"""Cloud Functions entry points: ``audit`` (Pub/Sub CloudEvent) and ``sync_index`` (HTTP)."""
+"""Cloud Functions entry points: ``audit`` (Pub/Sub CloudEvent), ``sync_index`` and ``sweep`` (HTTP)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cloudevents.http import CloudEvent
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
 from function.services.audit import AuditService
+from function.services.sweep import SweepService
 from function.services.sync import SyncService
 
 
@@ -28,6 +29,7 @@ def _setup_logging() -> None:
 _setup_logging()
 _audit: AuditService | None = None
 _sync: SyncService | None = None
+_sweep: SweepService | None = None
 
 
 @functions_framework.cloud_event
@@ -47,3 +49,12 @@ def sync_index(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
     if _sync is None:
         _sync = SyncService.from_environment()
     return _sync.handle(request.method, request.headers, request.get_data()).flask()
+
+
+@functions_framework.http
+def sweep(request: flask.Request) -> tuple[bytes, int, dict[str, str]]:
+    """Reconcile every destination registry with the index (Cloud Scheduler); answers with the summary."""
+    global _sweep
+    if _sweep is None:
+        _sweep = SweepService.from_environment()
+    return _sweep.handle(request.method).flask()

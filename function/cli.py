@@ -21,6 +21,7 @@ from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.publish import DEFAULT_MAX_LOSS, Refused, read_index, rebuild
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
+from function.sweep import command as sweep_command
 from function.verdict import Verdict
 
 EXIT_OK = 0
@@ -86,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--index", required=True, help="gs://bucket/object or a local path")
     stats.add_argument("--json", action="store_true", help="one JSON object instead of text")
     stats.set_defaults(run=_stats)
+
+    sweep_command.register(commands)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Benchmarks of the auditor, printed as one table; ratios are measured in one run (the machines are shared).
 
-    .venv/bin/python scripts/benchmark.py [--events N] [--skip-registry] [--skip-gcs]
+    .venv/bin/python scripts/benchmark.py [--events N] [--skip-registry] [--skip-gcs] [--skip-sweep]
 
 Needs the k8s.io snapshot at ../shared/data/k8s.io/registry.k8s.io; the registry part needs Debian's
 docker-registry, the cold-start part the fake-gcs-server wrapper.
@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,15 @@ from function.auditor import Auditor
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.publish import rebuild
+from function.index.resolve import resolve
 from function.index.store import open_store
 from function.registry.client import RegistryClient
 from function.services.audit import AuditService
+from function.sweep.runner import Sweep
 from function.verdict import emit, verdict_logger
 from tests.support import registry as reg
-from tests.support.manifests import SNAPSHOT
+from tests.support.gcr import GcrListing
+from tests.support.manifests import SNAPSHOT, write_project
 from tests.support.proxy import RegistryProxy
 from tests.support.stores import CountingStore
 
@@ -292,6 +296,178 @@ def walk_staging(host: str, prefix: str) -> None:
             session.get(f"http://{host}/v2/{repo}/manifests/{tag}", headers=accept, timeout=10)
 
 
+# --- the sweep ------------------------------------------------------------------------------------
+
+SWEEP_REGIONS = 4
+SWEEP_IMAGES = 20
+SWEEP_RELEASES = 2
+SWEEP_PLATFORMS = WAVE_PLATFORMS[:3]
+RATE_PER_HOST = 80  # the registry client's default per-host rate limit
+
+
+def sweep_registry(rows: list[Row], work: Path) -> None:
+    """A production-shaped registry on loopback, swept the plain way and through Google's listing extension.
+
+    Each region is a host of its own (a proxy, or a listing server, in front of the one registry), so the
+    regions are swept in parallel as Artifact Registry's are."""
+    with reg.RegistryServer() as server:
+        host = server.host
+        dmap: dict[str, dict[str, list[str]]] = {}
+        for region in range(SWEEP_REGIONS):
+            for n in range(SWEEP_IMAGES):
+                repo = f"r{region}/images/img{n:02d}"
+                for release in range(SWEEP_RELEASES):
+                    children = [
+                        reg.push_image(host, repo, platform=p, seed=f"{n}-{release}-{p[1]}") for p in SWEEP_PLATFORMS
+                    ]
+                    parent = reg.push_index(host, repo, children, tag=f"v1.{release}")
+                    reg.push_signature(host, repo, parent)
+                    dmap.setdefault(f"img{n:02d}", {})[parent] = [f"v1.{release}"]
+        manifests_per_region = SWEEP_IMAGES * SWEEP_RELEASES * (len(SWEEP_PLATFORMS) + 2)
+        for n, label in enumerate(("plain OCI registry: _catalog, tags, HEADs", "GCR/AR extension")):
+            servers = [GcrListing(server) if n else RegistryProxy(server.url) for _ in range(SWEEP_REGIONS)]
+            for each in servers:
+                each.start()
+            try:
+                root = work / f"sweep-{n}"
+                destinations = [f"{s.host}/r{i}/images" for i, s in enumerate(servers)]
+                write_project(
+                    root,
+                    "sweep",
+                    destinations=destinations,
+                    images=[{"name": name, "dmap": d} for name, d in dmap.items()],
+                    staging=f"{servers[0].host}/staging",
+                )
+                index = DigestIndex.build(manifests.load(root), source=Source())
+                resolve(index, RegistryClient(index.registry_hosts()))
+                for each in servers:
+                    each.clear()
+                result = Sweep(index).run()
+                seen = sum(len(each.requests) for each in servers)
+            finally:
+                for each in servers:
+                    each.stop()
+            summary = result.summary
+            assert summary.complete and summary.clean and summary.registry_calls == seen, summary
+            rows.append(
+                (
+                    f"sweep, {label}",
+                    f"{summary.registry_calls} calls, {summary.seconds:.2f} s",
+                    f"{SWEEP_REGIONS} regions x {SWEEP_IMAGES} images x {SWEEP_RELEASES} releases "
+                    f"({len(SWEEP_PLATFORMS)} platforms, signed; {manifests_per_region} manifests/region); "
+                    f"{summary.registry_calls / summary.repositories:.1f} calls per repository",
+                )
+            )
+
+
+def sweep_projection(rows: list[Row]) -> None:
+    """Calls for sweeping the real k8s.io index: one tags/list per repository and namespace with the
+    extension, against one HEAD per promoted digest per region."""
+    index = DigestIndex.build(manifests.load(SNAPSHOT), source=Source())
+    destinations = [d for p in index.projects.values() for d in p.destinations]
+    hosts = sorted({d.split("/", 1)[0] for d in destinations})
+    nodes: dict[str, set[str]] = {h: set() for h in hosts}
+    heads: dict[str, set[tuple[str, str]]] = {h: set() for h in hosts}
+    for project in index.projects.values():
+        for destination in project.destinations:
+            host, root = destination.split("/", 1)
+            for image in project.images.values():
+                nodes[host].add(root)
+                heads[host].update((f"{root}/{image.name}", d) for d in image.digests)
+                # The walk lists every namespace between a destination and an image, and the image.
+                parts = image.name.split("/")
+                nodes[host].update(f"{root}/{'/'.join(parts[:i])}" for i in range(1, len(parts) + 1))
+    listing = sum(len(n) for n in nodes.values())
+    checking = sum(len(h) for h in heads.values())
+    busiest = max(len(n) for n in nodes.values())
+    rows += [
+        (
+            f"sweep of the real k8s.io index, projected: {len(hosts)} regions",
+            f"{listing:,} tags/list calls",
+            f"{busiest} per region: >= {busiest / RATE_PER_HOST:.0f} s at {RATE_PER_HOST} calls/s, regions in parallel",
+        ),
+        (
+            "... against one HEAD per promoted digest per region",
+            f"{checking:,} HEADs",
+            f"{checking / listing:.0f}x more",
+        ),
+    ]
+
+
+class _ShapedRegion(BaseHTTPRequestHandler):
+    """Answers tags/list with Google's extension for one region shaped like k8s.io's; a subclass per region
+    sets ``tree`` (repository -> its child names and manifest map)."""
+
+    protocol_version = "HTTP/1.1"
+    tree: dict[str, tuple[list[str], dict[str, Any]]]
+
+    def do_GET(self) -> None:
+        name = self.path.split("?", 1)[0].removeprefix("/v2/").removesuffix("/tags/list")
+        entry = self.tree.get(name)
+        body = json.dumps({"child": entry[0], "manifest": entry[1]} if entry else {"errors": []}).encode()
+        self.send_response(200 if entry else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def sweep_k8s_shaped(rows: list[Row]) -> None:
+    """The whole k8s.io index swept through the extension: 22 regions on loopback, each holding every
+    promoted digest of the snapshot with its tags. Measures the sweep's own time (listing, deciding
+    every manifest), which bounds what it needs of the function's timeout beyond the registry's latency."""
+    import orjson
+
+    from tests.support.process import ThreadedHTTPServer
+
+    document = orjson.loads(DigestIndex.build(manifests.load(SNAPSHOT), source=Source()).to_json())
+    hosts = sorted({d.split("/", 1)[0] for p in document["projects"].values() for d in p["destinations"]})
+    trees: dict[str, dict[str, tuple[list[str], dict[str, Any]]]] = {host: {} for host in hosts}
+    for project in document["projects"].values():
+        for destination in project["destinations"]:
+            host, root = destination.split("/", 1)
+            for name, dmap in project["images"].items():
+                parts = f"{root}/{name}".split("/")
+                for i in range(1, len(parts)):
+                    children, _ = trees[host].setdefault("/".join(parts[:i]), ([], {}))
+                    if parts[i] not in children:
+                        children.append(parts[i])
+                _, held = trees[host].setdefault("/".join(parts), ([], {}))
+                for digest, tags in dmap.items():
+                    held[digest] = {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "tag": tags}
+    servers = {host: ThreadedHTTPServer(type("Region", (_ShapedRegion,), {"tree": trees[host]})) for host in hosts}
+    for project in document["projects"].values():
+        project["destinations"] = [
+            f"{servers[d.split('/', 1)[0]].host}/{d.split('/', 1)[1]}" for d in project["destinations"]
+        ]
+        project["staging"] = None
+    for server in servers.values():
+        server.start()
+    try:
+        index = DigestIndex.from_json(orjson.dumps(document))
+        for digest in index.promoted_digests():
+            index.record(digest, [])
+        cpu = time.process_time()
+        result = Sweep(index, workers=8).run()
+        cpu = time.process_time() - cpu
+    finally:
+        for server in servers.values():
+            server.stop()
+    summary = result.summary
+    assert summary.complete and summary.clean, (summary.fields(), result.findings[:3])
+    rows.append(
+        (
+            f"sweep of a k8s.io-shaped registry, extension, {len(hosts)} regions on loopback",
+            f"{summary.registry_calls:,} calls, {summary.seconds:.1f} s ({cpu:.1f} s CPU)",
+            f"{summary.repositories:,} repositories, {summary.manifests:,} manifests decided; 8 regions at a time, "
+            f"{RATE_PER_HOST} calls/s each",
+        )
+    )
+
+
 # --- freshness ---------------------------------------------------------------------------------------
 
 BURST_EVENTS, BURST_PER_SECOND = 1000, 100
@@ -355,6 +531,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--skip-registry", action="store_true")
     parser.add_argument("--skip-gcs", action="store_true")
+    parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     if not (SNAPSHOT / "manifests").is_dir():
@@ -369,6 +546,11 @@ def main() -> int:
         if not args.skip_registry and shutil.which(reg.REGISTRY_BINARY):
             registry_calls(rows, Path(work))
         freshness(rows, Path(work))
+        if not args.skip_sweep and shutil.which(reg.REGISTRY_BINARY):
+            sweep_registry(rows, Path(work))
+        if not args.skip_sweep:
+            sweep_projection(rows)
+            sweep_k8s_shaped(rows)
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:<34}  {note}")

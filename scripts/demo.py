@@ -3,7 +3,8 @@
 Everything is real and on loopback: Debian's registry (behind a proxy that counts requests and can fail
 them), fake-gcs-server holding the index, the Pub/Sub emulator pushing topic ``gcr`` to
 ``functions-framework --target audit``, and ``sync_index`` fetching k8s.io commit tarballs from a local
-server as it would from GitHub. Ends with a table of every verdict line the audit function wrote.
+server as it would from GitHub. Then a promotion half-fails and a push goes unannounced, and the ``sweep``
+function finds both. Ends with a table of every verdict line the audit function and the sweep wrote.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import requests
+
 from function.services.freshness import MIN_CHECK_INTERVAL
 from tests.support import pubsub as pubsub_rig
 from tests.support import registry as reg
+from tests.support.functions import FunctionServer
 from tests.support.gcs import GcsEmulator
 from tests.support.stack import Stack, running
 
@@ -56,7 +60,27 @@ def _event(line: dict[str, Any]) -> str:
     what = f"@{line['digest'][7:19]}" if line["digest"] else ""
     if line["tag"]:
         what += f":{line['tag'][:24]}"
-    return f"{line['action'].lower()} {where}{what}"
+    return f"{line['action'].lower()} {where}{what}" if line["action"] else f"{where}{what}"
+
+
+def sweep(stack: Stack, gcs: GcsEmulator, rows: list[list[str]]) -> list[dict[str, Any]]:
+    """Run the ``sweep`` function once, as Cloud Scheduler does; returns its finding lines, also in the table."""
+    env = {"AUDITOR_INDEX_URI": stack.store.uri, "STORAGE_EMULATOR_HOST": gcs.url}
+    with FunctionServer("sweep", "http", env, stack.work) as function:
+        started = time.monotonic()
+        answer = requests.post(function.url, timeout=600)
+        summary = answer.json()["sweep"]
+        lines = [json.loads(line) for line in function.stdout_path.read_text().splitlines() if line.startswith("{")]
+    findings = [line for line in lines if line.get("source") == "sweep"]
+    for line in findings:
+        rows.append(["sweep", _event(line), line["verdict"], line["reason"] or "", str(line["registry_calls"])])
+    print(
+        f"   sweep: HTTP {answer.status_code} in {time.monotonic() - started:.1f} s (the sweep itself "
+        f"{summary['seconds']:.1f} s, the rest reading the index): {summary['repositories']} "
+        f"repositories, {summary['manifests']} manifests, {summary['rejected']} REJECTED, {summary['missing']} "
+        f"MISSING, complete {summary['complete']}, {summary['registry_calls']} registry calls"
+    )
+    return findings
 
 
 def main() -> int:
@@ -117,14 +141,22 @@ def main() -> int:
             sync(stack, "commit-2", secret="not-the-secret")
             sync(stack, "broken", committed_at="2027-01-01T00:00:00Z")
             sync(stack, "commit-1")
-            written = stack.audit.verdicts()
+            say("lost in the dark: etcd's promotion to asia-east1 is undone, and a push's event never arrives")
+            etcd_repo = "asia-east1/images/etcd"
+            reg.delete_manifest(registry.host, etcd_repo, stack.promotion.artifacts["etcd"][0].digest)
+            reg.push_image(registry.host, "europe-west1/images/pause", tag="3.10-debug", seed="demo-undelivered")
+            say("the daily sweep lists every region and checks it against the index")
+            found = sweep(stack, gcs, rows)
+            written = stack.audit.verdicts() + found
     print_table(rows, written)
     (WORK / "verdicts.json").write_text(json.dumps(written, indent=1))
     return 0
 
 
 def print_table(rows: list[list[str]], written: list[dict[str, Any]]) -> None:
-    say(f"{len(written)} verdict lines written by the audit function (all of them in .demo/verdicts.json)")
+    say(
+        f"{len(written)} verdict lines written by the audit function and the sweep (all of them in .demo/verdicts.json)"
+    )
     header = ["step", "event (repository@digest:tag)", "verdict", "basis / reason", "calls"]
     rows = [[cell[:60] for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -10,8 +10,10 @@ import json
 import re
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 from function.registry import content
 from function.registry._transport import (
@@ -25,12 +27,15 @@ from function.registry._transport import (
     Transport,
     TransportError,
     google_default_credentials,
+    scheme_for,
 )
 
 __all__ = [
     "DigestMismatch",
     "HostNotAllowed",
     "InvalidReference",
+    "JsonPage",
+    "ManifestHead",
     "ManifestNotFound",
     "ManifestSource",
     "RegistryClient",
@@ -80,6 +85,23 @@ class HostNotAllowed(RegistryError):
 
 class InvalidReference(RegistryError, ValueError):
     """A repository, tag or digest that no registry could hold; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """One page of a registry's JSON listing (`/v2/_catalog`, `/v2/<repository>/tags/list`)."""
+
+    document: Any
+    # Path and query of the next page, from the Link header; always on the same host.
+    next: str | None
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    """What a HEAD of a manifest says: its digest (None where the registry omits it) and media type."""
+
+    digest: str | None
+    media_type: str | None
 
 
 class ManifestSource(Protocol):
@@ -180,6 +202,38 @@ class RegistryClient:
             return digest
         return self.get_manifest(host, repository, tag).digest
 
+    def head_manifest(self, host: str, repository: str, reference: str) -> ManifestHead:
+        """Whether a tag or digest exists, with one HEAD; ManifestNotFound where it does not."""
+        host = self._allowed(host)
+        _check_repository(repository)
+        if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
+            raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
+        reply = self._request("HEAD", host, repository, reference)
+        digest = reply.headers.get("Docker-Content-Digest")
+        media_type = (reply.headers.get("Content-Type") or "").split(";", 1)[0].strip() or None
+        return ManifestHead(digest if content.is_digest(digest) else None, media_type)
+
+    def get_json(self, host: str, path: str, *, scope: str) -> JsonPage:
+        """GET one page of a JSON listing at `path` (with its query); ManifestNotFound for an unknown name.
+
+        The next page is taken from a `Link: <...>; rel="next"` header and must stay on this host."""
+        host = self._allowed(host)
+        name = f"{host}{path}"
+        try:
+            reply = self._transport.request("GET", host, path, headers={"Accept": "application/json"}, scope=scope)
+        except TransportError as error:
+            raise RegistryUnavailable(f"{name}: {error}. Retry later") from error
+        if reply.status != 200:
+            raise _status_error(name, reply)
+        try:
+            document = json.loads(reply.body)
+        except (ValueError, RecursionError):
+            raise RegistryUnavailable(
+                f"{name}: the registry answered with something that is not JSON; retry later, and report it if "
+                "it persists"
+            ) from None
+        return JsonPage(document, _next_page(host, name, reply.headers.get("Link")))
+
     def _allowed(self, host: str) -> str:
         normalized = host.lower()
         if normalized not in self._allowed_hosts:
@@ -241,6 +295,24 @@ def _error_summary(body: bytes) -> tuple[frozenset[str], str]:
     codes = frozenset(str(entry.get("code")) for entry in entries if entry.get("code"))
     detail = "; ".join(f"{entry.get('code')}: {entry.get('message')}" for entry in entries)
     return codes, detail[:300]
+
+
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
+
+
+def _next_page(host: str, name: str, link: str | None) -> str | None:
+    """The path and query of a Link header's next page; a link to another host is refused."""
+    match = _LINK_NEXT.search(link or "")
+    if match is None or not match.group(1):
+        return None
+    base = f"{scheme_for(host)}://{host}/"
+    target = urlsplit(urljoin(base, match.group(1)))
+    if target.netloc.lower() != host or not target.path.startswith("/v2/"):
+        raise RegistryUnavailable(
+            f"{name}: the next page is linked at {match.group(1)!r:.200}, not on {host}; not followed. "
+            "Report this answer to the registry's operators"
+        )
+    return f"{target.path}?{target.query}" if target.query else target.path
 
 
 def _checked_host(host: str) -> str:

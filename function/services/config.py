@@ -24,3 +24,8 @@ def seconds(name: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise RuntimeError(f"{name}={raw!r} is not a positive number of seconds: see the README's configuration table")
     return value
+
+
+def setting_list(name: str) -> tuple[str, ...]:
+    """A comma-separated setting as its non-empty items (empty when unset)."""
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())

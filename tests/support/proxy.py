@@ -40,6 +40,8 @@ SERVICE = "test-registry"
 _REPOSITORY_IN_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags)/")
 
 Tamper = Callable[[bytes], bytes]
+# A reply a subclass gives itself instead of forwarding: status, headers, body.
+LocalAnswer = tuple[int, dict[str, str], bytes]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class RegistryProxy(ThreadedHTTPServer):
         self._lock = threading.Lock()
         self._recorded: list[Recorded] = []
         self._fault: _Fault | None = None
+        self._path_faults: dict[str, int] = {}  # path fragment -> status, until healed
         self._tamper: Tamper | None = None
         self._issued: dict[str, str] = {}  # token -> the repository it grants
         super().__init__(_handler_for(self))
@@ -101,6 +104,11 @@ class RegistryProxy(ThreadedHTTPServer):
         with self._lock:
             self._fault = _Fault(None, status, None)
 
+    def fail_paths(self, fragment: str, status: int = 503) -> None:
+        """Answer every registry request whose path contains `fragment` with `status`, until healed."""
+        with self._lock:
+            self._path_faults[fragment] = status
+
     def drop_next(self, n: int) -> None:
         """Close the connection without an answer on the next `n` registry requests."""
         with self._lock:
@@ -115,6 +123,11 @@ class RegistryProxy(ThreadedHTTPServer):
         with self._lock:
             self._fault = None
             self._tamper = None
+            self._path_faults.clear()
+
+    def answer_locally(self, method: str, path: str, query: str) -> LocalAnswer | None:
+        """A subclass's own answer to a request, or None to forward it to the upstream registry."""
+        return None
 
     # --- used by the handler ---
 
@@ -122,8 +135,11 @@ class RegistryProxy(ThreadedHTTPServer):
         with self._lock:
             self._recorded.append(request)
 
-    def _take_fault(self) -> _Fault | None:
+    def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
+            for fragment, status in self._path_faults.items():
+                if fragment in path:
+                    return _Fault(None, status, None)
             fault = self._fault
             if fault is None:
                 return None
@@ -194,7 +210,7 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
             if parts.path == TOKEN_PATH:
                 self._answer_token(parts.query)
                 return
-            fault = proxy._take_fault()
+            fault = proxy._take_fault(parts.path)
             if fault is not None:
                 self._answer_fault(fault)
                 return
@@ -204,6 +220,10 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
                     {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
                     {"WWW-Authenticate": proxy._challenge(parts.path)},
                 )
+                return
+            local = proxy.answer_locally(self.command, parts.path, parts.query)
+            if local is not None:
+                self._answer(*local)
                 return
             self._forward(body, proxy._tamper_for(self.command, parts.path))
 
@@ -249,9 +269,10 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
             self._answer_json(fault.status, {"errors": [{"code": code, "message": "injected fault"}]}, headers)
 
         def _answer_json(self, status: int, document: dict[str, object], headers: dict[str, str]) -> None:
-            payload = json.dumps(document).encode()
+            self._answer(status, {"Content-Type": "application/json", **headers}, json.dumps(document).encode())
+
+        def _answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -197,6 +197,18 @@ def push_referrer(
     return push_manifest(host, repo, manifest)
 
 
+def tag_manifest(host: str, repo: str, digest: str, tag: str) -> None:
+    """Put `tag` on a manifest already in `repo`: its exact bytes, PUT again under the tag."""
+    media_type, body = fetch_manifest(host, repo, digest)
+    put = requests.put(
+        f"http://{host}/v2/{repo}/manifests/{tag}",
+        data=body,
+        headers={"Content-Type": media_type},
+        timeout=HTTP_TIMEOUT,
+    )
+    _expect(put, 201)
+
+
 def delete_manifest(host: str, repo: str, digest: str) -> None:
     _expect(requests.delete(f"http://{host}/v2/{repo}/manifests/{digest}", timeout=HTTP_TIMEOUT), 202)
 

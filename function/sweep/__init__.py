@@ -1,0 +1,1 @@
+"""Reconciliation: what the destination registries hold, against the digest index (see runner.py)."""
