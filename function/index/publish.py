@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from function.index import manifests
+from function.index import changes, manifests
 from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.resolve import DEFAULT_WORKERS, Summary, resolve
 from function.index.store import GenerationMismatch, IndexStore, Stored
@@ -65,16 +65,20 @@ def read_index(store: IndexStore) -> tuple[DigestIndex, int] | None:
     return index, stored.generation
 
 
-def rebuild(
-    root: str | os.PathLike[str],
-    store: IndexStore,
-    *,
-    source: Source,
-    registry_factory: RegistryFactory | None = None,
-    max_loss: float = DEFAULT_MAX_LOSS,
-    workers: int = DEFAULT_WORKERS,
-) -> Published:
-    """Build the index of the manifests at ``root`` on top of the published one, and publish it."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A freshly built index, and the published one it would replace (None: nothing readable is there)."""
+
+    index: DigestIndex
+    previous: DigestIndex | None
+    stored: Stored | None
+
+
+def plan(root: str | os.PathLike[str], store: IndexStore, *, source: Source, replace_unreadable: bool = True) -> Plan:
+    """Build the index of the manifests at ``root`` on top of the published one, without publishing it.
+
+    Refuses a fatal manifest problem, an older commit than the published one, and (unless
+    ``replace_unreadable``) a published index this version cannot read, such as a newer schema."""
     if source.committed_at:
         _instant(source.committed_at)  # refuse an unreadable commit time before any work
     manifest_set = manifests.load(root)
@@ -86,9 +90,24 @@ def rebuild(
             "the published index is kept"
         )
     stored = store.read()
-    previous = _previous(stored, store.uri)
+    previous = _previous(stored, store.uri, replace_unreadable=replace_unreadable)
     _check_order(source, previous)
-    index = DigestIndex.build(manifest_set, source=source, previous=previous)
+    return Plan(DigestIndex.build(manifest_set, source=source, previous=previous), previous, stored)
+
+
+def rebuild(
+    root: str | os.PathLike[str],
+    store: IndexStore,
+    *,
+    source: Source,
+    registry_factory: RegistryFactory | None = None,
+    max_loss: float = DEFAULT_MAX_LOSS,
+    workers: int = DEFAULT_WORKERS,
+    replace_unreadable: bool = True,
+) -> Published:
+    """Build the index of the manifests at ``root`` on top of the published one, and publish it."""
+    planned = plan(root, store, source=source, replace_unreadable=replace_unreadable)
+    index, previous, stored = planned.index, planned.previous, planned.stored
     carried = len(index.manifests)
     resolution = None
     if registry_factory is not None:
@@ -96,13 +115,13 @@ def rebuild(
         resolution = resolve(index, registry, workers=workers, progress=_report_progress)
     previous_digests = len(previous.promoted_digests()) if previous else 0
     for _ in range(WRITE_ATTEMPTS):
-        _check_loss(index, previous, max_loss)
+        check_loss(index, previous, max_loss)
         try:
             generation = store.write(index.to_json(), if_generation=stored.generation if stored else None)
         except GenerationMismatch:
             # Another sync published first: keep what it resolved, and stand down if it is newer.
             stored = store.read()
-            previous = _previous(stored, store.uri)
+            previous = _previous(stored, store.uri, replace_unreadable=replace_unreadable)
             _check_order(source, previous)
             if previous is not None:
                 carried += index.adopt(previous)
@@ -111,12 +130,19 @@ def rebuild(
     raise Refused(f"{store.uri} kept changing under {WRITE_ATTEMPTS} attempts to publish; try again")
 
 
-def _previous(stored: Stored | None, uri: str) -> DigestIndex | None:
+def _previous(stored: Stored | None, uri: str, *, replace_unreadable: bool) -> DigestIndex | None:
     if stored is None:
         return None
     try:
         return DigestIndex.from_json(stored.data)
     except InvalidIndex as error:
+        if not replace_unreadable:
+            # Perhaps written by a newer version: replacing it would skip the order and loss checks.
+            raise Refused(
+                f"the index at {uri} cannot be read by this version ({error}); it is kept. Use the version "
+                "that wrote it, or replace it with --force (its resolutions are lost, and the commit order "
+                "and loss checks cannot be made against it)"
+            ) from None
         # Replaced, not built upon: its resolutions are lost and will be fetched again.
         log.warning("the index at %s is unreadable and will be replaced: %s", uri, error)
         return None
@@ -140,7 +166,8 @@ def _instant(text: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _check_loss(index: DigestIndex, previous: DigestIndex | None, max_loss: float) -> None:
+def check_loss(index: DigestIndex, previous: DigestIndex | None, max_loss: float) -> None:
+    """Refuse an index that drops more than ``max_loss`` of the promoted digests, naming the images hit."""
     if previous is None:
         return
     before = previous.promoted_digests()
@@ -150,8 +177,8 @@ def _check_loss(index: DigestIndex, previous: DigestIndex | None, max_loss: floa
     if lost / len(before) > max_loss:
         raise Refused(
             f"the new index would drop {lost} of {len(before)} promoted digests (more than "
-            f"{max_loss:.0%}); the published index is kept. If this is intended, rebuild by hand with "
-            "a higher --max-loss"
+            f"{max_loss:.0%}): {'; '.join(changes.losses(previous, index))}. The published index is kept. "
+            "If this is intended, rebuild by hand with a higher --max-loss"
         )
 
 
