@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m function",
-        description=(__doc__ or "").split("\n\n")[0],
+        description="The promotion auditor on a laptop: build, inspect and query the digest index, audit events.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
