@@ -273,7 +273,7 @@ def test_build_index_refuses_an_index_it_cannot_read_unless_forced(tmp_path: Pat
     assert dry.returncode == 1 and "would not publish" in dry.stderr and out.read_text() == newer
     # The audit cannot decide with it either, and says which version to use.
     audit = cli("audit", "--index", str(out), f"{AR}/a:v1")
-    assert audit.returncode == 75 and "newer version" in verdicts(audit.stdout)[0]["message"]
+    assert audit.returncode == 75 and "newer version" in str(verdicts(audit.stdout)[0]["message"])
     forced = cli("build-index", "--manifests", str(root), "--out", str(out), "--offline", "--force")
     assert forced.returncode == 0 and "published 1 digests" in forced.stdout
     assert json.loads(out.read_text())["schema"] == 1
