@@ -207,6 +207,7 @@ def test_an_alarm_wins_over_a_retry(tmp_path: Path) -> None:
         (["build-index", "--manifests", "{root}", "--out", "{index}", "--workers", "0"], "at least 1"),
         (["stats", "--index", "{index}", "--max-age", "an hour"], "is not a number"),
         (["stats", "--index", "{index}", "--colour"], "unrecognized arguments: --colour"),
+        (["stats", "--index", "{tmp}"], "is a folder: give the index file in it"),
         (["audit"], "--index"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
@@ -224,6 +225,16 @@ def test_what_must_be_fixed_exits_2_saying_what(
     # Nothing in the error talks about a published index that may not exist.
     assert "published" not in run.stderr
     assert index.read_bytes() == before
+
+
+def test_no_credentials_for_cloud_storage_is_to_be_fixed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    # Named but absent: google-auth gives up on this before it would look anywhere else.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-key.json"))
+    run = cli("stats", "--index", "gs://some-bucket/index.json.gz")
+    assert (
+        run.returncode == 2 and "no Google credentials" in run.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in run.stderr
+    )
 
 
 @pytest.mark.emulators

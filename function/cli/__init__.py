@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from function.cli import audit, build, lookup, stats
 from function.cli.common import EXIT_ALARM, EXIT_TEMPFAIL, EXIT_USAGE, CommandError, log, set_log_levels
 from function.index.digests import InvalidIndex
-from function.index.store import StoreError, StoreMissing
+from function.index.store import StoreDenied, StoreError, StoreMissing
 
 EPILOG = """\
 exit codes:
   0   success
   1   an alarm (a REJECTED or MALFORMED verdict, a stale index) or a refused build
-  2   a bad argument, or a missing bucket, folder or file: the message says what to fix
+  2   a bad argument, a missing bucket, folder or file, or no access to Cloud Storage: the
+      message says what to fix
   75  a fault that trying again can cure (a registry or Cloud Storage fault)
 
 Every command takes -q (errors only) and -v (everything); `python -m function COMMAND --help` says more.
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_log_levels(args.verbosity)
     try:
         code: int = args.run(args)
-    except (CommandError, StoreMissing) as error:
+    except (CommandError, StoreMissing, StoreDenied) as error:
         log.error("%s", error)
         return EXIT_USAGE
     except StoreError as error:

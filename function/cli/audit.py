@@ -21,7 +21,7 @@ from function.cli.common import (
     log,
 )
 from function.index.digests import DigestIndex, InvalidIndex
-from function.index.store import StoreError, StoreMissing
+from function.index.store import StoreDenied, StoreError, StoreMissing
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
 from function.table import render_verdicts
@@ -39,7 +39,8 @@ of it. Registries are asked only about true misses, as the audit function does.
 exit codes:
   0   every verdict is VERIFIED or IGNORED
   1   any verdict is REJECTED or MALFORMED (whatever else there is: an alarm is never masked)
-  2   a bad argument or REFERENCE, or a missing bucket, folder or index file: fix it first
+  2   a bad argument or REFERENCE, a missing bucket, folder or index file, or no access to Cloud
+      Storage (credentials, IAM): fix it first
   75  any verdict is RETRY and none is REJECTED or MALFORMED: a registry or storage fault, try again
 
 examples:
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         index = load_index(args.index)
         problem = f"no digest index at {args.index} yet"
-    except StoreMissing:
-        raise  # no retry cures a missing bucket or folder: exit 2
+    except (StoreMissing, StoreDenied):
+        raise  # no retry cures a missing bucket or missing credentials: exit 2
     except (StoreError, InvalidIndex) as error:
         index, problem = None, str(error)
     if index is None:

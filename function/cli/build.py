@@ -35,7 +35,8 @@ more than --max-loss of the promoted digests would disappear.
 exit codes:
   0   published (with --dry-run: would publish)
   1   refused: unreadable manifests, an older commit, too large a loss, an unreadable index at --out
-  2   a bad argument, or a missing manifests folder, bucket or folder of --out: fix it first
+  2   a bad argument, a missing manifests folder, bucket or folder of --out, or no access to Cloud
+      Storage (credentials, IAM): fix it first
   75  published, but some manifest lists could not be resolved (run it again later); or Cloud
       Storage was unreachable
 

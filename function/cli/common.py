@@ -80,9 +80,12 @@ def set_log_levels(verbosity: int) -> None:
 
 def open_index_store(uri: str) -> IndexStore:
     try:
-        return open_store(uri)
+        store = open_store(uri)
     except ValueError as error:
         raise CommandError(str(error)) from None
+    if isinstance(store, LocalStore) and store.path.is_dir():
+        raise CommandError(f"{uri} is a folder: give the index file in it, as in {store.path / 'index.json.gz'}")
+    return store
 
 
 def load_index(uri: str) -> DigestIndex | None:

@@ -19,7 +19,8 @@ TERM is one of:
 exit codes:
   0   found in the index
   1   not in the index (the text says what is known instead), or the index is unreadable
-  2   a bad argument or TERM, or no index at the URI (missing bucket, folder, file or object): fix it first
+  2   a bad argument or TERM, no index at the URI (missing bucket, folder, file or object), or no
+      access to Cloud Storage (credentials, IAM): fix it first
   75  Cloud Storage was unreachable: try again
 
 examples:

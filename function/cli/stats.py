@@ -20,7 +20,8 @@ registries by the audit function on the first event that needs them.
 exit codes:
   0   read (and, with --max-age, built no longer ago than that)
   1   built longer ago than --max-age, or the index is unreadable (damaged, or a newer schema)
-  2   a bad argument, or no index at the URI (missing bucket, folder, file or object): fix it first
+  2   a bad argument, no index at the URI (missing bucket, folder, file or object), or no access
+      to Cloud Storage (credentials, IAM): fix it first
   75  Cloud Storage was unreachable: try again
 
 examples:

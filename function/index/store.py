@@ -62,6 +62,11 @@ class StoreMissing(StoreError):
     must be fixed. A ``StoreError`` still, so a function that cannot read its index leaves events open."""
 
 
+class StoreDenied(StoreError):
+    """Cloud Storage refused the caller, or no credentials were found: the credentials or the IAM grants
+    must be fixed. A ``StoreError`` still, for the same reason as ``StoreMissing``."""
+
+
 class GenerationMismatch(StoreError):
     """The write's precondition failed: someone else wrote first. Re-read, merge, write again."""
 
@@ -297,12 +302,12 @@ class GcsStore:
         except (api_exceptions.NotFound, api_exceptions.PreconditionFailed):
             raise
         except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as error:
-            raise StoreError(
+            raise StoreDenied(
                 f"{self.uri}: {what} refused ({error}); grant the service account object read/write "
                 f"on bucket {self.bucket_name!r}"
             ) from error
         except auth_exceptions.DefaultCredentialsError as error:
-            raise StoreError(
+            raise StoreDenied(
                 f"{self.uri}: {what} failed, no Google credentials ({error}); run on Google Cloud, "
                 "set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator"
             ) from error
