@@ -15,6 +15,7 @@ from function.cli.common import (
     EXIT_OK,
     EXIT_TEMPFAIL,
     CommandError,
+    Commands,
     add_index_option,
     command_parser,
     load_index,
@@ -50,7 +51,7 @@ examples:
 """
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands) -> None:
     parser = command_parser(commands, "audit", summary="decide registry events against the digest index", epilog=EPILOG)
     add_index_option(parser)
     parser.add_argument(

@@ -13,6 +13,7 @@ from function.cli.common import (
     EXIT_TEMPFAIL,
     URI_HELP,
     CommandError,
+    Commands,
     bounded,
     command_parser,
     log,
@@ -47,7 +48,7 @@ examples:
 """
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands) -> None:
     parser = command_parser(
         commands, "build-index", summary="build the digest index from a manifests folder and publish it", epilog=EPILOG
     )

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TypeAlias
 
 from function.index.digests import DigestIndex
 from function.index.publish import read_index
@@ -32,16 +33,19 @@ class CommandError(Exception):
     file): exit 2, the message says what to fix."""
 
 
-class Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the hand-made line breaks of the descriptions and epilogs (exit codes, examples)."""
+# What ``add_subparsers`` returns; argparse names the type only privately.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def command_parser(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *, summary: str, epilog: str
-) -> argparse.ArgumentParser:
+def command_parser(commands: Commands, name: str, *, summary: str, epilog: str) -> argparse.ArgumentParser:
     """A subcommand with the options every command takes (-q/-v) and a help text ending in ``epilog``."""
     parser = commands.add_parser(
-        name, help=summary, description=summary[0].upper() + summary[1:] + ".", epilog=epilog, formatter_class=Formatter
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=epilog,
+        # Keeps the hand-made line breaks of the epilogs (exit codes, examples).
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument(

@@ -6,7 +6,15 @@ import argparse
 
 import orjson
 
-from function.cli.common import EXIT_ALARM, EXIT_OK, CommandError, add_index_option, command_parser, require_index
+from function.cli.common import (
+    EXIT_ALARM,
+    EXIT_OK,
+    CommandError,
+    Commands,
+    add_index_option,
+    command_parser,
+    require_index,
+)
 from function.index.lookup import Entry, Findings, Match, lookup
 from function.reference import InvalidReference
 
@@ -31,7 +39,7 @@ examples:
 """
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands) -> None:
     parser = command_parser(
         commands,
         "lookup",

@@ -8,7 +8,16 @@ from typing import Any
 
 import orjson
 
-from function.cli.common import EXIT_ALARM, EXIT_OK, add_index_option, bounded, command_parser, log, require_index
+from function.cli.common import (
+    EXIT_ALARM,
+    EXIT_OK,
+    Commands,
+    add_index_option,
+    bounded,
+    command_parser,
+    log,
+    require_index,
+)
 from function.index.digests import SCHEMA_VERSION, DigestIndex
 
 EPILOG = """\
@@ -30,7 +39,7 @@ examples:
 """
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands) -> None:
     parser = command_parser(commands, "stats", summary="show the counts and freshness of an index", epilog=EPILOG)
     add_index_option(parser)
     parser.add_argument(

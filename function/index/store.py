@@ -308,8 +308,9 @@ class GcsStore:
             ) from error
         except auth_exceptions.DefaultCredentialsError as error:
             raise StoreDenied(
-                f"{self.uri}: {what} failed, no Google credentials ({error}); run on Google Cloud, "
-                "set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator"
+                f"{self.uri}: {what} failed, no Google credentials ({error}); run on Google Cloud, run "
+                "`gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or set "
+                "STORAGE_EMULATOR_HOST for an emulator"
             ) from error
         except (
             api_exceptions.GoogleAPIError,
