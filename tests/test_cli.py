@@ -22,7 +22,6 @@ from tests.support.proxy import RegistryProxy
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
 # k8s.io's commit of the snapshot (its MANIFEST.txt).
 SNAPSHOT_COMMIT = "576d58a4e8553ac4ae81f3dcde680ed5ff4ebc3b"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
