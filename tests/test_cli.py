@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,21 @@ def test_an_alarm_wins_over_a_retry(tmp_path: Path) -> None:
     assert run.returncode == 1 and "not JSON" in run.stderr
     only_open = cli("audit", "--index", str(damaged), stdin=payloads.split("\n")[0])
     assert only_open.returncode == 75
+
+
+def test_a_payload_that_is_not_utf8_is_malformed_not_a_crash(built: tuple[Path, Path]) -> None:
+    _, index = built
+    run = subprocess.run(
+        [sys.executable, "-m", "function", "audit", "--index", str(index)],
+        input=b"\xff\xfe{\n",
+        capture_output=True,
+        check=False,
+        env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict"},
+    )
+    assert run.returncode == 1, run.stderr
+    assert [v["verdict"] for v in verdicts(run.stdout.decode())] == ["MALFORMED"]
+    # google-cloud-logging's announcement stays with the JSON lines, off the people's stream.
+    assert run.stderr == b""
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    payloads = [_payload(text) for text in args.references] if args.references else _stdin()
+    payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
     write, finish = _output(args.format)
     try:
         index = load_index(args.index)
@@ -93,7 +93,9 @@ def _auditor(index: DigestIndex) -> Auditor:
     return Auditor(index, RegistryClient(index.registry_hosts()))
 
 
-def audit_all(decide: Callable[[str], Verdict], payloads: Iterable[str], write: Callable[[Verdict], None]) -> int:
+def audit_all(
+    decide: Callable[[bytes | str], Verdict], payloads: Iterable[bytes | str], write: Callable[[Verdict], None]
+) -> int:
     seen: set[str] = set()
     for raw in payloads:
         if not raw.strip():
@@ -138,7 +140,8 @@ def _payload(text: str) -> str:
     return orjson.dumps(event).decode()
 
 
-def _stdin() -> Iterable[str]:
+def _stdin() -> Iterable[bytes]:
     if sys.stdin.isatty():
         log.warning("reading event payloads from the terminal, one JSON per line; end with Ctrl-D (or give REFERENCEs)")
-    return sys.stdin
+    # Bytes, as the function receives them: a line that is not UTF-8 is MALFORMED, not a crash.
+    return sys.stdin.buffer
