@@ -75,9 +75,27 @@ def test_a_digest_shows_every_image_that_promotes_it_or_whose_child_it_is(index:
     assert f"{ARM64}  -  platform child of {LIST} (3.9)" in text(child)
     # One digest looked up: its children in full.
     assert f"      {AMD64}\n      {ARM64}" in text(lookup(index, LIST))
+    # As the verdict table shortens digests, and as other tools print them.
+    # The answer names the digest in full.
+    assert lookup(index, ARM64[:19] + "…").as_dict() == child.as_dict()
+    assert lookup(index, ARM64.removeprefix("sha256:")).as_dict() == child.as_dict()
     nowhere = lookup(index, digest("nothing"))
     assert not nowhere.found
     assert "1 promoted digests are not resolved yet: it may be a child of one of them" in (nowhere.note or "")
+
+
+def test_a_digest_prefix_must_name_one_digest(index: DigestIndex) -> None:
+    twins = ["sha256:abcdef" + "0" * 58, "sha256:abcdef" + "1" * 58]
+    index.record(UNRESOLVED, twins)
+    ambiguous = lookup(index, "sha256:abcdef")
+    assert (
+        not ambiguous.found and ambiguous.note == f"sha256:abcdef is ambiguous: {twins[0]}, {twins[1]}; give more of it"
+    )
+    assert [e.parent for m in lookup(index, "sha256:abcdef1").matches for e in m.entries] == [UNRESOLVED]
+    none = lookup(index, "sha256:fffffff")
+    assert none.note == "no promoted digest or known platform child starts with sha256:fffffff"
+    # Short bare hex may be an image name.
+    assert lookup(index, "abcdef").kind == "image"
 
 
 def test_a_reference_says_whether_it_is_promoted_there(index: DigestIndex) -> None:

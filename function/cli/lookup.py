@@ -21,7 +21,8 @@ from function.reference import InvalidReference
 EPILOG = """\
 TERM is one of:
   an image name (pause, or kubernetes/foo): every path it is promoted to, with its digests and tags
-  a digest (sha256:...): which images promote it, with which tags, or whose platform child it is
+  a digest (sha256:..., or its first 6 or more hex as `audit --format table` shows it): which
+      images promote it, with which tags, or whose platform child it is
   a reference (HOST/PATH, HOST/PATH:TAG or HOST/PATH@sha256:...): whether it is promoted there
 
 exit codes:

@@ -8,11 +8,15 @@ what an event would be decided is ``audit REFERENCE``'s job.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from function.index.digests import DigestIndex, Image, Promotion
 from function.reference import Reference, is_digest, parse_reference
+
+# Long enough to be meant as a digest; bare hex only in full, since a short one could be an image name.
+_SHORT_DIGEST = re.compile(r"sha256:([0-9a-f]{6,64})|([0-9a-f]{64})")
 
 IMAGE = "image"
 DIGEST = "digest"
@@ -74,12 +78,27 @@ class Findings:
 
 def lookup(index: DigestIndex, term: str) -> Findings:
     """Raises ``InvalidReference`` for a term that looks like a reference but is not a valid one."""
-    term = term.strip()
-    if is_digest(term):
-        return _digest(index, term)
+    # A digest as the verdict table shortens it ("sha256:<12 hex>…") or as other tools print it (bare hex).
+    term = term.strip().rstrip("…")
+    short = _SHORT_DIGEST.fullmatch(term)
+    if short is not None:
+        return _digest_prefix(index, term, f"sha256:{short.group(1) or short.group(2)}")
     if "@" in term or _names_a_host(term):
         return _reference(index, term)
     return _image(index, term)
+
+
+def _digest_prefix(index: DigestIndex, term: str, prefix: str) -> Findings:
+    if is_digest(prefix):
+        return _digest(index, prefix)
+    known = index.promoted_digests() | {child for children in index.manifests.values() for child in children}
+    candidates = sorted(d for d in known if d.startswith(prefix))
+    if len(candidates) == 1:
+        return _digest(index, candidates[0])
+    if not candidates:
+        return Findings(term, DIGEST, [], f"no promoted digest or known platform child starts with {prefix}")
+    shown = ", ".join(candidates[:5]) + (f" and {len(candidates) - 5} more" if len(candidates) > 5 else "")
+    return Findings(term, DIGEST, [], f"{prefix} is ambiguous: {shown}; give more of it")
 
 
 def _names_a_host(term: str) -> bool:
