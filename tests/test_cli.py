@@ -297,6 +297,9 @@ def test_build_index_refuses_an_index_it_cannot_read_unless_forced(tmp_path: Pat
     assert out.read_text() == newer
     dry = cli("build-index", "--manifests", str(root), "--out", str(out), "--dry-run")
     assert dry.returncode == 1 and "would not publish" in dry.stderr and out.read_text() == newer
+    forced_dry = cli("build-index", "--manifests", str(root), "--out", str(out), "--dry-run", "--force")
+    assert forced_dry.returncode == 0 and out.read_text() == newer
+    assert forced_dry.stdout.startswith(f"{out} holds an index this version cannot read (--force): would publish 1")
     # The audit cannot decide with it either, and says which version to use.
     audit = cli("audit", "--index", str(out), f"{AR}/a:v1")
     assert audit.returncode == 75 and "newer version" in str(verdicts(audit.stdout)[0]["message"])
@@ -316,6 +319,9 @@ def test_dry_run_shows_each_images_changes_and_publishes_nothing(tmp_path: Path)
         ],
     )
     before = out.read_bytes()
+    first = cli("build-index", "--manifests", str(root), "--out", str(tmp_path / "new.json"), "--dry-run")
+    assert first.stdout.startswith(f"{tmp_path / 'new.json'} holds no index yet: would publish 5 digests of 3")
+    assert first.returncode == 0 and not (tmp_path / "new.json").exists()
     write_project(
         root,
         "p",

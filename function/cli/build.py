@@ -128,9 +128,10 @@ def _dry_run(manifests: Path, store: IndexStore, source: Source, args: argparse.
         planned = plan(manifests, store, source=source, replace_unreadable=args.force)
         if planned.previous is None:
             counts = planned.index.counts()
+            there = "no index yet" if planned.stored is None else "an index this version cannot read (--force)"
             print(
-                f"{store.uri} holds no index this version can read: would publish {counts['digests']} digests "
-                f"of {counts['images']} images in {counts['projects']} projects"
+                f"{store.uri} holds {there}: would publish {counts['digests']} digests of {counts['images']} "
+                f"images in {counts['projects']} projects"
             )
         else:
             found = changes.compare(planned.previous, planned.index)
