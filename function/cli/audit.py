@@ -16,20 +16,18 @@ from function.cli.common import (
     EXIT_TEMPFAIL,
     CommandError,
     Commands,
+    add_format_option,
     add_index_option,
     command_parser,
     load_index,
     log,
+    verdict_output,
 )
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.store import StoreDenied, StoreError, StoreMissing
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
-from function.table import render_verdicts
 from function.verdict import Verdict
-
-JSON = "json"
-TABLE = "table"
 
 EPILOG = """\
 Without REFERENCE, reads event payloads from stdin, one JSON object per line, as the registry publishes
@@ -57,19 +55,13 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument(
         "references", nargs="*", metavar="REFERENCE", help="an image reference to audit as an INSERT of it"
     )
-    parser.add_argument(
-        "--format",
-        choices=(JSON, TABLE),
-        default=JSON,
-        help="json: one verdict line per event, as the function writes them; table: for people, "
-        "ending with the count of each verdict (default: %(default)s)",
-    )
+    add_format_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
-    write, finish = _output(args.format)
+    write, finish = verdict_output(args.format)
     try:
         index = load_index(args.index)
         problem = f"no digest index at {args.index} yet"
@@ -113,15 +105,6 @@ def exit_code(verdicts: set[str]) -> int:
     if v.RETRY in verdicts:
         return EXIT_TEMPFAIL
     return EXIT_OK
-
-
-def _output(form: str) -> tuple[Callable[[Verdict], None], Callable[[], None]]:
-    """How each verdict is written, and what is written after the last."""
-    if form == JSON:
-        logger = v.verdict_logger(sys.stdout)
-        return (lambda verdict: v.emit(logger, verdict)), (lambda: None)
-    lines: list[dict[str, object]] = []
-    return (lambda verdict: lines.append(verdict.fields())), (lambda: print(render_verdicts(lines), end=""))
 
 
 def _payload(text: str) -> str:

@@ -9,9 +9,12 @@ import sys
 from collections.abc import Callable
 from typing import TypeAlias
 
+from function import verdict as v
 from function.index.digests import DigestIndex
 from function.index.publish import read_index
 from function.index.store import IndexStore, LocalStore, open_store
+from function.table import render_verdicts
+from function.verdict import Verdict
 
 EXIT_OK = 0
 EXIT_ALARM = 1
@@ -20,6 +23,8 @@ EXIT_TEMPFAIL = 75
 
 URI_HELP = "gs://bucket/object (Cloud Storage; its emulator where STORAGE_EMULATOR_HOST is set) or a local path"
 INDEX_ENV = "AUDITOR_INDEX_URI"
+JSON = "json"
+TABLE = "table"
 
 log = logging.getLogger("function.cli")
 
@@ -72,6 +77,26 @@ def add_index_option(parser: argparse.ArgumentParser) -> None:
         metavar="URI",
         help=f"the digest index: {URI_HELP} (default: ${INDEX_ENV}{f', now {default}' if default else ''})",
     )
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    """``--format json|table`` of the commands that write verdicts (audit, sweep)."""
+    parser.add_argument(
+        "--format",
+        choices=(JSON, TABLE),
+        default=JSON,
+        help="json: one verdict line each, as the functions write them; table: for people, "
+        "ending with the count of each verdict (default: %(default)s)",
+    )
+
+
+def verdict_output(form: str) -> tuple[Callable[[Verdict], None], Callable[[], None]]:
+    """How each verdict is written in ``form``, and what is written after the last one."""
+    if form == JSON:
+        logger = v.verdict_logger(sys.stdout)
+        return (lambda verdict: v.emit(logger, verdict)), (lambda: None)
+    lines: list[dict[str, object]] = []
+    return (lambda verdict: lines.append(verdict.fields())), (lambda: print(render_verdicts(lines), end=""))
 
 
 def set_log_levels(verbosity: int) -> None:
