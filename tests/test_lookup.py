@@ -108,6 +108,11 @@ def test_a_reference_says_whether_it_is_promoted_there(index: DigestIndex) -> No
     assert lookup(index, f"{AR}/busybox@{LIST}").note == f"{LIST} is not promoted at {AR}/busybox"
     # Both projects promote to the same destination, each its own images.
     assert [m.promotion.project for m in lookup(index, f"{AR}/busybox").matches] == ["other"]
+    signature = lookup(index, f"{AR}/pause:sha256-{SINGLE[7:]}.sig")
+    assert signature.found and signature.about == f"tag 'sha256-{SINGLE[7:]}.sig' is the signature tag of {SINGLE}"
+    assert text(signature).startswith(f"{signature.about}\npause (project")
+    orphan = lookup(index, f"{AR}/busybox:sha256-{LIST[7:]}.att")
+    assert orphan.note == f"{LIST} is not promoted at {AR}/busybox" and "attestation" in (orphan.about or "")
     stray = lookup(index, f"{AR}/nginx:1")
     assert stray.note == f"{AR}/nginx is under destination {AR}, but no promoted image is named 'nginx'"
     outside = lookup(index, f"gcr.io/k8s-staging-kubernetes/pause@{LIST}")

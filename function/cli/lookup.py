@@ -23,7 +23,8 @@ TERM is one of:
   an image name (pause, or kubernetes/foo): every path it is promoted to, with its digests and tags
   a digest (sha256:..., or its first 6 or more hex as `audit --format table` shows it): which
       images promote it, with which tags, or whose platform child it is
-  a reference (HOST/PATH, HOST/PATH:TAG or HOST/PATH@sha256:...): whether it is promoted there
+  a reference (HOST/PATH, HOST/PATH:TAG or HOST/PATH@sha256:...): whether it is promoted there; a
+      cosign tag (sha256-<hex>.sig, .att, .sbom) stands for its subject sha256:<hex>
 
 exit codes:
   0   found in the index
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
 def text(findings: Findings) -> str:
     lines = [_match_lines(match) for match in findings.matches]
-    flat = [line for block in lines for line in block]
+    flat = [findings.about] if findings.about else []
+    flat += [line for block in lines for line in block]
     if findings.note:
         flat.append(f"not found: {findings.note}")
     return "\n".join(flat)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from function.index.digests import DigestIndex, Image, Promotion
-from function.reference import Reference, is_digest, parse_reference
+from function.reference import Reference, artifact_subject, is_digest, parse_reference
 
 # Long enough to be meant as a digest; bare hex only in full, since a short one could be an image name.
 _SHORT_DIGEST = re.compile(r"sha256:([0-9a-f]{6,64})|([0-9a-f]{64})")
@@ -61,6 +61,8 @@ class Findings:
     matches: list[Match]
     # Why the term, as given, is not promoted (the matches may still show what is), in words.
     note: str | None = None
+    # What the term was taken as, where that is not plain: a cosign tag stands for its subject.
+    about: str | None = None
 
     @property
     def found(self) -> bool:
@@ -72,6 +74,7 @@ class Findings:
             "kind": self.kind,
             "found": self.found,
             "note": self.note,
+            "about": self.about,
             "images": [match.as_dict() for match in self.matches],
         }
 
@@ -148,9 +151,15 @@ def _reference(index: DigestIndex, term: str) -> Findings:
         name = path.removeprefix(location.destination + "/")
         note = f"{path} is under destination {location.destination}, but no promoted image is named {name!r}"
         return Findings(term, REFERENCE, [], note)
+    about = None
+    subject = artifact_subject(reference.tag) if reference.tag and reference.digest is None else None
+    if subject is not None:
+        # Signatures, attestations and SBOMs are not promoted themselves: their subject is.
+        about = f"tag {reference.tag!r} is the {subject[1]} tag of {subject[0]}"
+        reference = replace(reference, tag=None, digest=subject[0])
     matches = [Match(p, _entries_at(index, p.image, reference)) for p in promotions]
     entries = [entry for match in matches for entry in match.entries]
-    return Findings(term, REFERENCE, matches, _unpromoted(reference, entries))
+    return Findings(term, REFERENCE, matches, _unpromoted(reference, entries), about)
 
 
 def _unpromoted(reference: Reference, entries: list[Entry]) -> str | None:
