@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -113,6 +113,17 @@ def parse_tag_reference(text: str) -> Reference:
         raise InvalidReference(f"{tag!r} is not a valid tag (1-128 of [A-Za-z0-9_.-], not starting with . or -)")
     host, repository = split_path(path)
     return Reference(host, repository, tag=tag)
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse a reference as people write it: ``host/repository`` with an optional ``:tag`` and an
+    optional ``@sha256:<hex>`` (both may be given, as in ``host/pause:3.9@sha256:...``)."""
+    named, at, digest = text.rpartition("@") if "@" in text else (text, "", "")
+    tagged = ":" in named.rsplit("/", 1)[-1]
+    reference = parse_tag_reference(named) if tagged else Reference(*split_path(named))
+    if at:
+        reference = replace(reference, digest=parse_digest_reference(f"{reference.path}@{digest}").digest)
+    return reference
 
 
 def artifact_subject(tag: str) -> tuple[str, str] | None:

@@ -154,7 +154,7 @@ def test_local_reads_plain_json_and_refuses_broken_gzip(tmp_path: Path) -> None:
 
 
 def test_local_write_into_a_missing_folder_is_a_store_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="cannot write"):
+    with pytest.raises(StoreError, match="does not exist"):
         LocalStore(tmp_path / "missing" / "index.json").write(INDEX, if_generation=None)
 
 

@@ -248,7 +248,7 @@ def test_cli_exit_codes_report_and_table(
         text=True,
         check=False,
     )
-    assert missing_index.returncode == 2 and "no digest index" in missing_index.stderr
+    assert missing_index.returncode == 2 and "no index file at" in missing_index.stderr
 
 
 @pytest.mark.emulators

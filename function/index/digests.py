@@ -95,6 +95,20 @@ class ProjectEntry:
     images: dict[str, Image]
 
 
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """One project's promotion of one image: from where, to which paths, with which digests."""
+
+    project: str
+    staging: str | None
+    destinations: tuple[str, ...]
+    image: Image
+
+    @property
+    def paths(self) -> list[str]:
+        return [f"{destination}/{self.image.name}" for destination in self.destinations]
+
+
 class DigestIndex:
     def __init__(
         self,
@@ -222,6 +236,27 @@ class DigestIndex:
                     hosts.add(registry.split("/", 1)[0])
         return frozenset(hosts)
 
+    # --- lookups for people (the CLI's ``lookup``): full scans, not for the audit's hot path -----
+
+    def promotions(self) -> Iterator[Promotion]:
+        for name, project in self.projects.items():
+            for image in project.images.values():
+                yield Promotion(name, project.staging, project.destinations, image)
+
+    def promotions_named(self, name: str) -> list[Promotion]:
+        return [p for p in self.promotions() if p.image.name == name]
+
+    def promotions_at(self, path: str) -> list[Promotion]:
+        """Every project promoting to ``path``: more than one where projects share a destination."""
+        return [p for p in self.promotions() if path in p.paths]
+
+    def promotions_listing(self, digest: str) -> list[Promotion]:
+        return [p for p in self.promotions() if digest in p.image.digests]
+
+    def lists_containing(self, digest: str) -> list[str]:
+        """The resolved manifest lists / image indexes that have ``digest`` as a platform child."""
+        return sorted(parent for parent, children in self.manifests.items() if digest in children)
+
     def counts(self) -> dict[str, int]:
         promoted = self.promoted_digests()
         entries = tags = 0
@@ -276,6 +311,11 @@ class DigestIndex:
         if not isinstance(document, dict):
             raise InvalidIndex("the digest index is not a JSON object")
         schema = document.get("schema")
+        if isinstance(schema, int) and schema > SCHEMA_VERSION:
+            raise InvalidIndex(
+                f"digest index schema {schema} was written by a newer version of the auditor (this one reads "
+                f"{SCHEMA_VERSION}): use that version, or replace the index with `build-index --force`"
+            )
         if schema != SCHEMA_VERSION:
             raise InvalidIndex(
                 f"digest index schema {schema!r} is not {SCHEMA_VERSION}: rebuild it with this version "

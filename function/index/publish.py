@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from function.index import manifests
+from function.index import changes, manifests
 from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.pending import commit_time
 from function.index.resolve import DEFAULT_WORKERS, Summary, resolve
@@ -106,24 +106,29 @@ def read_index(store: IndexStore) -> tuple[DigestIndex, int] | None:
     return index, stored.generation
 
 
-def rebuild(
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A freshly built index, and the published one it would replace (None: nothing readable is there)."""
+
+    index: DigestIndex
+    previous: DigestIndex | None
+    stored: Stored | None
+    target: _Target
+
+
+def plan(
     root: str | os.PathLike[str],
     store: IndexStore,
     *,
     source: Source,
-    registry_factory: RegistryFactory | None = None,
-    max_loss: float = DEFAULT_MAX_LOSS,
-    workers: int = DEFAULT_WORKERS,
     force: bool = False,
-    round_size: int = ROUND_SIZE,
-    budget_seconds: float | None = None,
-    progress: Callable[[Round], None] | None = None,
-) -> Published:
-    """Build the index of the manifests at ``root`` on top of the published one, and publish it.
+    replace_unreadable: bool = True,
+    max_loss: float = DEFAULT_MAX_LOSS,
+) -> Plan:
+    """Build the index of the manifests at ``root`` on top of the published one, without publishing it.
 
-    ``force`` skips the commit-order guard (a person rebuilding by hand, knowingly). ``budget_seconds``
-    bounds the resolution rounds; what is left stays unresolved for the next sync (the auditor also
-    resolves on a miss). ``progress`` hears of every round."""
+    Refuses a fatal manifest problem, an older commit than the published one (unless ``force``), and
+    (unless ``replace_unreadable``) a published index this version cannot read, such as a newer schema."""
     if source.committed_at:
         _instant(source.committed_at)  # refuse an unreadable commit time before any work
     manifest_set = manifests.load(root)
@@ -134,9 +139,33 @@ def rebuild(
             f"{len(manifest_set.fatal)} manifest files could not be read ({manifest_set.fatal[0]}); "
             "the published index is kept"
         )
-    target = _Target(store, source, force=force, max_loss=max_loss)
-    previous = target.previous
-    index = DigestIndex.build(manifest_set, source=source, previous=previous)
+    target = _Target(store, source, force=force, max_loss=max_loss, replace_unreadable=replace_unreadable)
+    index = DigestIndex.build(manifest_set, source=source, previous=target.previous)
+    return Plan(index, target.previous, target.stored, target)
+
+
+def rebuild(
+    root: str | os.PathLike[str],
+    store: IndexStore,
+    *,
+    source: Source,
+    registry_factory: RegistryFactory | None = None,
+    max_loss: float = DEFAULT_MAX_LOSS,
+    workers: int = DEFAULT_WORKERS,
+    force: bool = False,
+    replace_unreadable: bool = True,
+    round_size: int = ROUND_SIZE,
+    budget_seconds: float | None = None,
+    progress: Callable[[Round], None] | None = None,
+) -> Published:
+    """Build the index of the manifests at ``root`` on top of the published one, and publish it.
+
+    ``force`` skips the commit-order guard (a person rebuilding by hand, knowingly);
+    ``replace_unreadable`` lets an index this version cannot read be replaced (the sync's default; the CLI
+    only with --force). ``budget_seconds`` bounds the resolution rounds; what is left stays unresolved
+    for the next sync (the auditor also resolves on a miss). ``progress`` hears of every round."""
+    planned = plan(root, store, source=source, force=force, replace_unreadable=replace_unreadable, max_loss=max_loss)
+    target, index, previous = planned.target, planned.index, planned.previous
     published = Published(
         index,
         target.generation or 0,
@@ -191,17 +220,21 @@ def _in_rounds(
 class _Target:
     """The store as this rebuild last read it; every write re-checks the guards against what is there."""
 
-    def __init__(self, store: IndexStore, source: Source, *, force: bool, max_loss: float) -> None:
+    def __init__(
+        self, store: IndexStore, source: Source, *, force: bool, max_loss: float, replace_unreadable: bool
+    ) -> None:
         self.store = store
         self.source = source
         self.force = force
         self.max_loss = max_loss
+        self.replace_unreadable = replace_unreadable
         self._reread()
 
     def _reread(self) -> None:
         stored = self.store.read()
+        self.stored = stored
         self.generation = stored.generation if stored else None
-        self.previous = _previous(stored, self.store.uri)
+        self.previous = _previous(stored, self.store.uri, replace_unreadable=self.replace_unreadable)
         self._stored = _Stored.of(self.previous)
         _check_order(self.source, self.previous, force=self.force)
 
@@ -212,7 +245,7 @@ class _Target:
             if self.generation is not None and self._stored is not None and self._stored.holds(index):
                 published.generation = self.generation
                 return None
-            _check_loss(index, self.previous, self.max_loss)
+            check_loss(index, self.previous, self.max_loss)
             try:
                 generation = self.store.write(index.to_json(), if_generation=self.generation)
             except GenerationMismatch:
@@ -255,12 +288,19 @@ def _content(index: DigestIndex) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
-def _previous(stored: Stored | None, uri: str) -> DigestIndex | None:
+def _previous(stored: Stored | None, uri: str, *, replace_unreadable: bool) -> DigestIndex | None:
     if stored is None:
         return None
     try:
         return DigestIndex.from_json(stored.data)
     except InvalidIndex as error:
+        if not replace_unreadable:
+            # Perhaps written by a newer version: replacing it would skip the order and loss checks.
+            raise Refused(
+                f"the index at {uri} cannot be read by this version ({error}); it is kept. Use the version "
+                "that wrote it, or replace it with --force (its resolutions are lost, and the commit order "
+                "and loss checks cannot be made against it)"
+            ) from None
         # Replaced, not built upon: its resolutions are lost and will be fetched again.
         log.warning("the index at %s is unreadable and will be replaced: %s", uri, error)
         return None
@@ -289,7 +329,8 @@ def _instant(text: str) -> dt.datetime:
         raise Refused(f"commit time {text!r} is not ISO 8601; the published index is kept") from None
 
 
-def _check_loss(index: DigestIndex, previous: DigestIndex | None, max_loss: float) -> None:
+def check_loss(index: DigestIndex, previous: DigestIndex | None, max_loss: float) -> None:
+    """Refuse an index that drops more than ``max_loss`` of the promoted digests, naming the images hit."""
     if previous is None:
         return
     before = previous.promoted_digests()
@@ -299,8 +340,8 @@ def _check_loss(index: DigestIndex, previous: DigestIndex | None, max_loss: floa
     if lost / len(before) > max_loss:
         raise Refused(
             f"the new index would drop {lost} of {len(before)} promoted digests (more than "
-            f"{max_loss:.0%}); the published index is kept. If this is intended, rebuild by hand with "
-            "a higher --max-loss"
+            f"{max_loss:.0%}): {'; '.join(changes.losses(previous, index))}. The published index is kept. "
+            "If this is intended, rebuild by hand with a higher --max-loss"
         )
 
 

@@ -57,6 +57,16 @@ class StoreError(Exception):
     """The store could not be read or written; the decision stays open and the caller retries later."""
 
 
+class StoreMissing(StoreError):
+    """The bucket or local folder the URI names does not exist: no retry cures that, the URI or the set-up
+    must be fixed. A ``StoreError`` still, so a function that cannot read its index leaves events open."""
+
+
+class StoreDenied(StoreError):
+    """Cloud Storage refused the caller, or no credentials were found: the credentials or the IAM grants
+    must be fixed. A ``StoreError`` still, for the same reason as ``StoreMissing``."""
+
+
 class GenerationMismatch(StoreError):
     """The write's precondition failed: someone else wrote first. Re-read, merge, write again."""
 
@@ -213,7 +223,7 @@ class GcsStore:
         self._client_lock = threading.Lock()
 
     def read(self) -> Stored | None:
-        """The object, or None when it is absent (a missing bucket reads as absent too)."""
+        """The object, or None when it is absent; ``StoreMissing`` when the bucket is."""
         for _ in range(_READ_ATTEMPTS):
             blob = self._bucket().blob(self.name)
             try:
@@ -238,7 +248,30 @@ class GcsStore:
     def generation(self) -> int | None:
         with self._faults("metadata lookup"):
             blob = self._bucket().get_blob(self.name, timeout=self._timeout, retry=self._read_retry())
-        return None if blob is None else int(blob.generation)
+        if blob is None:
+            self._require_bucket()
+            return None
+        return int(blob.generation)
+
+    def _require_bucket(self) -> None:
+        """Tell a missing bucket from a missing object, which both answer 404.
+
+        Listing needs only ``storage.objects.list``, which every role that reads objects has, unlike a
+        bucket lookup; it costs one request, made only while the object is absent."""
+        try:
+            with self._faults("bucket lookup"):
+                blobs = self._bucket().list_blobs(
+                    max_results=1, prefix=self.name, timeout=self._timeout, retry=self._read_retry()
+                )
+                next(iter(blobs), None)
+        except api_exceptions.NotFound:
+            raise StoreMissing(self._no_bucket()) from None
+
+    def _no_bucket(self) -> str:
+        return (
+            f"{self.uri}: bucket {self.bucket_name!r} does not exist; fix the bucket in the index URI, "
+            "or create the bucket (terraform/ does)"
+        )
 
     def write(self, data: bytes, *, if_generation: int | None) -> int:
         payload = _compress(data)
@@ -265,10 +298,7 @@ class GcsStore:
                 f"{self.uri} is no longer {expected}: another writer published first; re-read and retry"
             ) from None
         except api_exceptions.NotFound as error:
-            raise StoreError(
-                f"{self.uri}: upload failed, bucket {self.bucket_name!r} does not exist ({error}); "
-                "create it or fix the index URI"
-            ) from error
+            raise StoreMissing(self._no_bucket()) from error
         return int(blob.generation)
 
     def _landed(self, payload: bytes) -> int | None:
@@ -301,14 +331,15 @@ class GcsStore:
         except (api_exceptions.NotFound, api_exceptions.PreconditionFailed):
             raise
         except (api_exceptions.Forbidden, api_exceptions.Unauthorized) as error:
-            raise StoreError(
+            raise StoreDenied(
                 f"{self.uri}: {what} refused ({error}); grant the service account object read/write "
                 f"on bucket {self.bucket_name!r}"
             ) from error
         except auth_exceptions.DefaultCredentialsError as error:
-            raise StoreError(
-                f"{self.uri}: {what} failed, no Google credentials ({error}); run on Google Cloud, "
-                "set GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator"
+            raise StoreDenied(
+                f"{self.uri}: {what} failed, no Google credentials ({error}); run on Google Cloud, run "
+                "`gcloud auth application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or set "
+                "STORAGE_EMULATOR_HOST for an emulator"
             ) from error
         except (
             api_exceptions.GoogleAPIError,
@@ -344,6 +375,7 @@ class LocalStore:
                 # The open file is the inode just read even if a writer has replaced the path since.
                 generation = os.fstat(file.fileno()).st_mtime_ns
         except FileNotFoundError:
+            self._require_folder()
             return None
         except OSError as error:
             raise StoreError(f"{self.uri}: cannot read the index ({error})") from error
@@ -353,12 +385,14 @@ class LocalStore:
         try:
             return self.path.stat().st_mtime_ns
         except FileNotFoundError:
+            self._require_folder()
             return None
         except OSError as error:
             raise StoreError(f"{self.uri}: cannot stat the index ({error})") from error
 
     def write(self, data: bytes, *, if_generation: int | None) -> int:
         payload = _compress(data) if self.path.name.endswith(".gz") else data
+        self._require_folder()
         try:
             with self._locked():
                 current = self.generation()
@@ -373,6 +407,12 @@ class LocalStore:
 
     def records(self, folder: str) -> LocalRecords:
         return LocalRecords(self.path.with_name(f"{self.path.name}.{folder}"))
+
+    def _require_folder(self) -> None:
+        if not self.path.parent.is_dir():
+            raise StoreMissing(
+                f"{self.uri}: folder {str(self.path.parent)!r} does not exist; fix the index path or create the folder"
+            )
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

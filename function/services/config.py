@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+FROZEN_PREFIXES_VARIABLE = "AUDITOR_FROZEN_PREFIXES"
+SWEEP_MAX_SECONDS_VARIABLE = "AUDITOR_SWEEP_MAX_SECONDS"
+
 
 def setting(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)

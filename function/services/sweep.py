@@ -17,9 +17,8 @@ from function.index.digests import InvalidIndex
 from function.index.publish import read_index
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services.config import setting, setting_list
+from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, setting, setting_list
 from function.services.sync import Response
-from function.sweep.command import FROZEN_VARIABLE, MAX_SECONDS_VARIABLE
 from function.sweep.runner import DEFAULT_MAX_SECONDS, RegistryFactory, Sweep, report_summary
 
 log = logging.getLogger(__name__)
@@ -47,14 +46,14 @@ class SweepService:
 
     @classmethod
     def from_environment(cls) -> SweepService:
-        raw = os.environ.get(MAX_SECONDS_VARIABLE) or f"{DEFAULT_MAX_SECONDS:g}"
+        raw = os.environ.get(SWEEP_MAX_SECONDS_VARIABLE) or f"{DEFAULT_MAX_SECONDS:g}"
         try:
             max_seconds = float(raw)
         except ValueError:
-            raise RuntimeError(f"{MAX_SECONDS_VARIABLE}={raw!r} is not a number of seconds") from None
+            raise RuntimeError(f"{SWEEP_MAX_SECONDS_VARIABLE}={raw!r} is not a number of seconds") from None
         return cls(
             open_store(setting("AUDITOR_INDEX_URI")),
-            frozen_prefixes=setting_list(FROZEN_VARIABLE),
+            frozen_prefixes=setting_list(FROZEN_PREFIXES_VARIABLE),
             max_seconds=max_seconds,
         )
 

@@ -1,21 +1,30 @@
-"""``python -m function sweep``: the sweep from a laptop, with the same code as the ``sweep`` function."""
+"""``sweep``: the sweep from a laptop, with the same code as the ``sweep`` function."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from function import verdict as v
-from function.index.publish import read_index
-from function.index.store import StoreError, open_store
-from function.services.config import setting_list
+from function.cli.common import (
+    EXIT_ALARM,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    JSON,
+    CommandError,
+    Commands,
+    add_format_option,
+    add_index_option,
+    bounded,
+    command_parser,
+    require_index,
+)
+from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, setting_list
 from function.sweep.runner import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_WORKERS,
@@ -26,23 +35,13 @@ from function.sweep.runner import (
 )
 from function.table import render_verdicts
 
-# The CLI's exit codes (see function/cli.py).
-EXIT_CLEAN = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_UNSWEPT = 75
-
-MAX_SECONDS_VARIABLE = "AUDITOR_SWEEP_MAX_SECONDS"
-FROZEN_VARIABLE = "AUDITOR_FROZEN_PREFIXES"
 PROGRESS_EVERY = 2.0
-
-log = logging.getLogger("function")
 
 EPILOG = f"""\
 Lists what every destination registry of the index holds (or those of --host) and checks it against the
 index with the audit's own rules. One verdict line ("source": "sweep") per finding on stdout: REJECTED for
 content nothing explains, MISSING for a promoted digest, platform child or tag a destination lacks; then
-one summary line with the key "sweep". Paths under {FROZEN_VARIABLE} are not swept.
+one summary line with the key "sweep". Paths under {FROZEN_PREFIXES_VARIABLE} are not swept.
 
 exit codes:
   0   clean and complete
@@ -56,16 +55,11 @@ example:
 """
 
 
-def register(commands: Any) -> None:
-    """Add ``sweep`` to the CLI's subcommands (``argparse``'s ``add_subparsers()`` result)."""
-    parser = commands.add_parser(
-        "sweep",
-        help="reconcile every destination registry with the index",
-        description="Reconcile the destination registries with the digest index.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def add_parser(commands: Commands) -> None:
+    parser = command_parser(
+        commands, "sweep", summary="reconcile every destination registry with the digest index", epilog=EPILOG
     )
-    parser.add_argument("--index", required=True, help="gs://bucket/object or a local path")
+    add_index_option(parser)
     parser.add_argument(
         "--host",
         action="append",
@@ -73,15 +67,14 @@ def register(commands: Any) -> None:
         help="sweep only this registry host (repeatable); default: every destination host of the index",
     )
     parser.add_argument("--report", metavar="FILE", help="also write the findings and summary as one JSON document")
-    parser.add_argument(
-        "--format", choices=("json", "table"), default="json", help="verdict lines, or a table (default: %(default)s)"
-    )
+    add_format_option(parser)
     parser.add_argument(
         "--max-seconds",
-        type=float,
-        # A string default goes through type=float too, so a bad variable is reported like a bad flag.
-        default=os.environ.get(MAX_SECONDS_VARIABLE) or f"{DEFAULT_MAX_SECONDS:g}",
-        help=f"time budget; what is not reached is named as unswept (default: {MAX_SECONDS_VARIABLE} or %(default)s)",
+        type=bounded(float, 1.0),
+        # A string default goes through type= too, so a bad variable is reported like a bad flag.
+        default=os.environ.get(SWEEP_MAX_SECONDS_VARIABLE) or f"{DEFAULT_MAX_SECONDS:g}",
+        help="time budget; what is not reached is named as unswept "
+        f"(default: ${SWEEP_MAX_SECONDS_VARIABLE} or %(default)s)",
     )
     parser.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="registry hosts swept at once (default: %(default)s)"
@@ -90,47 +83,35 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_seconds <= 0 or args.workers < 1:
-        log.error("--max-seconds must be positive and --workers at least 1")
-        return EXIT_USAGE
-    try:
-        loaded = read_index(open_store(args.index))
-    except ValueError as error:  # a bad URI, or an index that has to be rebuilt (InvalidIndex)
-        log.error("%s", error)
-        return EXIT_USAGE
-    except StoreError as error:
-        log.error("%s; try again", error)
-        return EXIT_UNSWEPT
-    if loaded is None:
-        log.error("no digest index at %s: build one with `python -m function build-index`", args.index)
-        return EXIT_USAGE
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    index = require_index(args.index)
     logger = v.verdict_logger(sys.stdout)
     sweep = Sweep(
-        loaded[0],
-        frozen_prefixes=setting_list(FROZEN_VARIABLE),
+        index,
+        frozen_prefixes=setting_list(FROZEN_PREFIXES_VARIABLE),
         max_seconds=args.max_seconds,
         workers=args.workers,
-        on_finding=(lambda finding: v.emit(logger, finding)) if args.format == "json" else None,
+        on_finding=(lambda finding: v.emit(logger, finding)) if args.format == JSON else None,
         on_progress=_Progress() if sys.stderr.isatty() else None,
     )
     try:
         result = sweep.run(args.host)
     except ValueError as error:
-        log.error("--host: %s", error)
-        return EXIT_USAGE
-    if args.format == "json":
+        raise CommandError(f"--host: {error}") from None
+    if args.format == JSON:
         report_summary(logger, result.summary)
     else:
         print(_table(result))
-    if args.report and not _write_report(Path(args.report), result):
-        return EXIT_USAGE
+    if args.report:
+        _write_report(Path(args.report), result)
     return exit_code(result)
 
 
 def exit_code(result: Result) -> int:
     if not result.summary.clean:
-        return EXIT_FINDINGS
-    return EXIT_CLEAN if result.summary.complete else EXIT_UNSWEPT
+        return EXIT_ALARM
+    return EXIT_OK if result.summary.complete else EXIT_TEMPFAIL
 
 
 def _table(result: Result) -> str:
@@ -142,14 +123,12 @@ def _table(result: Result) -> str:
     return "\n".join(text)
 
 
-def _write_report(path: Path, result: Result) -> bool:
+def _write_report(path: Path, result: Result) -> None:
     document = {"findings": [finding_line(f) for f in result.findings], "summary": result.summary.fields()}
     try:
         path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
     except OSError as error:
-        log.error("could not write the report to %s: %s; give a writable --report path", path, error)
-        return False
-    return True
+        raise CommandError(f"could not write the report to {path}: {error}; give a writable --report path") from None
 
 
 class _Progress:

@@ -1,0 +1,71 @@
+"""``python -m function``: the functions' code on a laptop, for people and for scripts.
+
+Results go to stdout (verdict lines, tables, stats), progress and problems to stderr. Exit codes: 0
+success; 1 an alarm or a refusal; 2 something to fix first (a bad argument, a missing bucket, folder or
+file); 75 (EX_TEMPFAIL) a fault that trying again can cure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from function.cli import audit, build, lookup, stats, sweep
+from function.cli.common import EXIT_ALARM, EXIT_TEMPFAIL, EXIT_USAGE, CommandError, log, set_log_levels
+from function.index.digests import InvalidIndex
+from function.index.store import StoreDenied, StoreError, StoreMissing
+
+EPILOG = """\
+exit codes:
+  0   success
+  1   an alarm (a REJECTED or MALFORMED verdict, a stale index) or a refused build
+  2   a bad argument, a missing bucket, folder or file, or no access to Cloud Storage: the
+      message says what to fix
+  75  a fault that trying again can cure (a registry or Cloud Storage fault)
+
+Every command takes -q (errors only) and -v (everything); `python -m function COMMAND --help` says more.
+
+example:
+  python -m function lookup --index gs://BUCKET/index.json.gz pause
+"""
+
+# One parser-adding function per command, in the order --help lists them.
+COMMANDS = (build.add_parser, audit.add_parser, sweep.add_parser, stats.add_parser, lookup.add_parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    set_log_levels(args.verbosity)
+    try:
+        code: int = args.run(args)
+    except (CommandError, StoreMissing, StoreDenied) as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    except StoreError as error:
+        log.error("%s", error)
+        return EXIT_TEMPFAIL
+    except InvalidIndex as error:
+        log.error("%s", error)
+        return EXIT_ALARM
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (as `| head` does): stop quietly, and keep Python's flush at exit quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ALARM
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m function",
+        description="The promotion auditor on a laptop: build, inspect and query the digest index, audit events.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = top.add_subparsers(required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return top

@@ -1,0 +1,130 @@
+"""``audit``: decide event payloads from stdin, or references given as arguments, as the function would."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+
+import orjson
+
+from function import verdict as v
+from function.auditor import Auditor, without_index
+from function.cli.common import (
+    EXIT_ALARM,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    CommandError,
+    Commands,
+    add_format_option,
+    add_index_option,
+    command_parser,
+    load_index,
+    log,
+    verdict_output,
+)
+from function.index.digests import DigestIndex, InvalidIndex
+from function.index.store import StoreDenied, StoreError, StoreMissing
+from function.reference import InvalidReference, parse_reference
+from function.registry.client import RegistryClient
+from function.verdict import Verdict
+
+EPILOG = """\
+Without REFERENCE, reads event payloads from stdin, one JSON object per line, as the registry publishes
+them: {"action": "INSERT"|"DELETE", "digest": "HOST/PATH@sha256:...", "tag": "HOST/PATH:TAG"}.
+Each REFERENCE (HOST/PATH@sha256:..., HOST/PATH:TAG or HOST/PATH:TAG@sha256:...) is audited as an INSERT
+of it. Registries are asked only about true misses, as the audit function does.
+
+exit codes:
+  0   every verdict is VERIFIED or IGNORED
+  1   any verdict is REJECTED or MALFORMED (whatever else there is: an alarm is never masked)
+  2   a bad argument or REFERENCE, a missing bucket, folder or index file, or no access to Cloud
+      Storage (credentials, IAM): fix it first
+  75  any verdict is RETRY and none is REJECTED or MALFORMED: a registry or storage fault, try again
+
+examples:
+  python -m function audit --index gs://BUCKET/index.json.gz --format table \\
+      us-central1-docker.pkg.dev/k8s-artifacts-prod/images/pause:3.9
+  python -m function audit --index gs://BUCKET/index.json.gz < payloads.jsonl
+"""
+
+
+def add_parser(commands: Commands) -> None:
+    parser = command_parser(commands, "audit", summary="decide registry events against the digest index", epilog=EPILOG)
+    add_index_option(parser)
+    parser.add_argument(
+        "references", nargs="*", metavar="REFERENCE", help="an image reference to audit as an INSERT of it"
+    )
+    add_format_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
+    write, finish = verdict_output(args.format)
+    try:
+        index = load_index(args.index)
+        problem = f"no digest index at {args.index} yet"
+    except (StoreMissing, StoreDenied):
+        raise  # no retry cures a missing bucket or missing credentials: exit 2
+    except (StoreError, InvalidIndex) as error:
+        index, problem = None, str(error)
+    if index is None:
+        # Still one verdict line per payload: malformed ones are decided, the rest wait for an index.
+        log.error("%s: every well-formed event is left open (RETRY)", problem)
+        code = audit_all(lambda raw: without_index(raw, problem), payloads, write)
+    else:
+        code = audit_all(_auditor(index).audit_payload, payloads, write)
+    finish()
+    return code
+
+
+def _auditor(index: DigestIndex) -> Auditor:
+    # The one place the CLI builds its Auditor: AUDITOR_FROZEN_PREFIXES and AUDITOR_DEADLINE_SECONDS
+    # are passed here, read as the audit function reads them, once the Auditor takes them.
+    return Auditor(index, RegistryClient(index.registry_hosts()))
+
+
+def audit_all(
+    decide: Callable[[bytes | str], Verdict], payloads: Iterable[bytes | str], write: Callable[[Verdict], None]
+) -> int:
+    seen: set[str] = set()
+    for raw in payloads:
+        if not raw.strip():
+            continue
+        verdict = decide(raw)
+        write(verdict)
+        seen.add(verdict.verdict)
+    return exit_code(seen)
+
+
+def exit_code(verdicts: set[str]) -> int:
+    """An alarm wins over a retry: a script that retries on 75 must not miss a REJECTED."""
+    if verdicts & {v.REJECTED, v.MALFORMED}:
+        return EXIT_ALARM
+    if v.RETRY in verdicts:
+        return EXIT_TEMPFAIL
+    return EXIT_OK
+
+
+def _payload(text: str) -> str:
+    """The event payload of an INSERT of the reference ``text``."""
+    try:
+        reference = parse_reference(text)
+    except InvalidReference as error:
+        raise CommandError(f"REFERENCE {text!r}: {error}") from None
+    if reference.digest is None and reference.tag is None:
+        raise CommandError(f"REFERENCE {text!r} names neither a tag nor a digest: add :TAG or @sha256:...")
+    event: dict[str, str] = {"action": "INSERT"}
+    if reference.digest is not None:
+        event["digest"] = f"{reference.path}@{reference.digest}"
+    if reference.tag is not None:
+        event["tag"] = f"{reference.path}:{reference.tag}"
+    return orjson.dumps(event).decode()
+
+
+def _stdin() -> Iterable[bytes]:
+    if sys.stdin.isatty():
+        log.warning("reading event payloads from the terminal, one JSON per line; end with Ctrl-D (or give REFERENCEs)")
+    # Bytes, as the function receives them: a line that is not UTF-8 is MALFORMED, not a crash.
+    return sys.stdin.buffer

@@ -1,0 +1,196 @@
+"""What the index says about a term a person types: an image name, a digest, or a full reference.
+
+Answers "where is ``pause`` promoted, with which digests and tags?", "which images promote this digest,
+or whose platform child is it?" and "is ``host/path@digest`` (or ``:tag``) promoted?". Descriptive only:
+what an event would be decided is ``audit REFERENCE``'s job.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from function.index.digests import DigestIndex, Image, Promotion
+from function.reference import Reference, artifact_subject, is_digest, parse_reference
+
+# Long enough to be meant as a digest; bare hex only in full, since a short one could be an image name.
+_SHORT_DIGEST = re.compile(r"sha256:([0-9a-f]{6,64})|([0-9a-f]{64})")
+
+IMAGE = "image"
+DIGEST = "digest"
+REFERENCE = "reference"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One promoted digest as the index knows it."""
+
+    digest: str
+    tags: list[str]
+    # Platform children when it is a resolved list, [] for a single manifest, None while unresolved.
+    children: list[str] | None
+    # Set when ``digest`` matched as a platform child: the listed list it belongs to (``tags`` are its tags).
+    parent: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "tags": self.tags, "children": self.children, "parent": self.parent}
+
+
+@dataclass(slots=True)
+class Match:
+    promotion: Promotion
+    entries: list[Entry] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        promotion = self.promotion
+        return {
+            "project": promotion.project,
+            "image": promotion.image.name,
+            "staging": promotion.staging,
+            "paths": promotion.paths,
+            "digests": [entry.as_dict() for entry in self.entries],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    term: str
+    kind: str
+    matches: list[Match]
+    # Why the term, as given, is not promoted (the matches may still show what is), in words.
+    note: str | None = None
+    # What the term was taken as, where that is not plain: a cosign tag stands for its subject.
+    about: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.note is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "term": self.term,
+            "kind": self.kind,
+            "found": self.found,
+            "note": self.note,
+            "about": self.about,
+            "images": [match.as_dict() for match in self.matches],
+        }
+
+
+def lookup(index: DigestIndex, term: str) -> Findings:
+    """Raises ``InvalidReference`` for a term that looks like a reference but is not a valid one."""
+    # A digest as the verdict table shortens it ("sha256:<12 hex>…") or as other tools print it (bare hex).
+    term = term.strip().rstrip("…")
+    short = _SHORT_DIGEST.fullmatch(term)
+    if short is not None:
+        return _digest_prefix(index, term, f"sha256:{short.group(1) or short.group(2)}")
+    if "@" in term or _names_a_host(term):
+        return _reference(index, term)
+    return _image(index, term)
+
+
+def _digest_prefix(index: DigestIndex, term: str, prefix: str) -> Findings:
+    if is_digest(prefix):
+        return _digest(index, prefix)
+    known = index.promoted_digests() | {child for children in index.manifests.values() for child in children}
+    candidates = sorted(d for d in known if d.startswith(prefix))
+    if len(candidates) == 1:
+        return _digest(index, candidates[0])
+    if not candidates:
+        return Findings(term, DIGEST, [], f"no promoted digest or known platform child starts with {prefix}")
+    shown = ", ".join(candidates[:5]) + (f" and {len(candidates) - 5} more" if len(candidates) > 5 else "")
+    return Findings(term, DIGEST, [], f"{prefix} is ambiguous: {shown}; give more of it")
+
+
+def _names_a_host(term: str) -> bool:
+    first, slash, _ = term.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _image(index: DigestIndex, name: str) -> Findings:
+    promotions = index.promotions_named(name)
+    matches = [Match(p, [_listed(index, p.image, d) for d in sorted(p.image.digests)]) for p in promotions]
+    note = None
+    if not promotions:
+        names = sorted({p.image.name for p in index.promotions()})
+        close = difflib.get_close_matches(name, names, n=5)
+        note = f"no promoted image is named {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+    return Findings(name, IMAGE, matches, note)
+
+
+def _digest(index: DigestIndex, digest: str) -> Findings:
+    matches: dict[tuple[str, str], Match] = {}
+    for promotion in index.promotions_listing(digest):
+        _match(matches, promotion).entries.append(_listed(index, promotion.image, digest))
+    for parent in index.lists_containing(digest):
+        for promotion in index.promotions_listing(parent):
+            _match(matches, promotion).entries.append(_child(promotion.image, digest, parent))
+    note = None
+    if not matches:
+        note = f"{digest} is neither promoted nor a known platform child of a promoted list"
+        unresolved = len(index.unresolved())
+        if unresolved:
+            note += f" ({unresolved} promoted digests are not resolved yet: it may be a child of one of them)"
+    return Findings(digest, DIGEST, list(matches.values()), note)
+
+
+def _reference(index: DigestIndex, term: str) -> Findings:
+    reference = parse_reference(term)
+    path = reference.path
+    location = index.locate(path)
+    if location is None:
+        note = (
+            f"{path} is under no destination registry of the index, so it is not audited; "
+            "look up an image by its name (as in `lookup pause`) to see where it is promoted"
+        )
+        return Findings(term, REFERENCE, [], note)
+    promotions = index.promotions_at(path)
+    if not promotions:
+        name = path.removeprefix(location.destination + "/")
+        note = f"{path} is under destination {location.destination}, but no promoted image is named {name!r}"
+        return Findings(term, REFERENCE, [], note)
+    about = None
+    subject = artifact_subject(reference.tag) if reference.tag and reference.digest is None else None
+    if subject is not None:
+        # Signatures, attestations and SBOMs are not promoted themselves: their subject is.
+        about = f"tag {reference.tag!r} is the {subject[1]} tag of {subject[0]}"
+        reference = replace(reference, tag=None, digest=subject[0])
+    matches = [Match(p, _entries_at(index, p.image, reference)) for p in promotions]
+    entries = [entry for match in matches for entry in match.entries]
+    return Findings(term, REFERENCE, matches, _unpromoted(reference, entries), about)
+
+
+def _unpromoted(reference: Reference, entries: list[Entry]) -> str | None:
+    """Why what ``reference`` names is not promoted at its path, given what matched there; None if it is."""
+    if not entries and (reference.digest or reference.tag):
+        return f"{reference.digest or f'tag {reference.tag!r}'} is not promoted at {reference.path}"
+    if reference.digest and reference.tag and not any(reference.tag in entry.tags for entry in entries):
+        return f"{reference.digest} is promoted at {reference.path}, but not with tag {reference.tag!r}"
+    return None
+
+
+def _entries_at(index: DigestIndex, image: Image, reference: Reference) -> list[Entry]:
+    if reference.digest is not None:
+        listed = [_listed(index, image, reference.digest)] if reference.digest in image.digests else []
+        return listed + [_child(image, reference.digest, parent) for parent in image.parents_of(reference.digest)]
+    digests = sorted(image.digests)
+    if reference.tag is not None:
+        digests = [d for d in digests if reference.tag in image.digests[d]]
+    return [_listed(index, image, d) for d in digests]
+
+
+def _match(matches: dict[tuple[str, str], Match], promotion: Promotion) -> Match:
+    key = (promotion.project, promotion.image.name)
+    if key not in matches:
+        matches[key] = Match(promotion)
+    return matches[key]
+
+
+def _listed(index: DigestIndex, image: Image, digest: str) -> Entry:
+    return Entry(digest, image.digests[digest], index.manifests.get(digest))
+
+
+def _child(image: Image, digest: str, parent: str) -> Entry:
+    return Entry(digest, image.digests[parent], None, parent=parent)

@@ -1,0 +1,154 @@
+"""``lookup``: image names, digests (listed, or a platform child) and references, and the text people read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from function.cli.lookup import text
+from function.index import manifests
+from function.index.digests import DigestIndex, Source
+from function.index.lookup import lookup
+from function.reference import InvalidReference, parse_reference
+from tests.support.manifests import digest, write_project
+
+AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
+EU = "europe-west1-docker.pkg.dev/k8s-artifacts-prod/images"
+LIST, SINGLE, UNRESOLVED = digest("list"), digest("single"), digest("unresolved")
+AMD64, ARM64 = digest("amd64"), digest("arm64")
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> DigestIndex:
+    write_project(
+        tmp_path,
+        "k8s-staging-kubernetes",
+        destinations=[AR, EU],
+        images=[
+            {"name": "pause", "dmap": {LIST: ["3.9"], SINGLE: ["3.8", "latest"], UNRESOLVED: []}},
+            {"name": "kubernetes/pause", "dmap": {LIST: ["3.9"]}},
+        ],
+    )
+    write_project(tmp_path, "other", destinations=[AR], images=[{"name": "busybox", "dmap": {SINGLE: ["1.0"]}}])
+    built = DigestIndex.build(manifests.load(tmp_path), source=Source(commit="c"))
+    built.record(LIST, [AMD64, ARM64])
+    built.record(SINGLE, [])
+    return built
+
+
+def test_an_image_name_shows_every_path_digest_and_tag(index: DigestIndex) -> None:
+    found = lookup(index, "pause")
+    assert found.found and found.kind == "image"
+    [match] = found.as_dict()["images"]
+    assert match["paths"] == [f"{AR}/pause", f"{EU}/pause"] and match["staging"] == "gcr.io/k8s-staging-kubernetes"
+    assert {d["digest"]: (d["tags"], d["children"]) for d in match["digests"]} == {
+        LIST: (["3.9"], [AMD64, ARM64]),
+        SINGLE: (["3.8", "latest"], []),
+        UNRESOLVED: ([], None),
+    }
+    shown = text(found)
+    assert f"    {LIST}  3.9          manifest list of 2 platforms" in shown
+    assert f"    {SINGLE}  3.8, latest  single manifest" in shown
+    assert f"    {UNRESOLVED}  (untagged)   not resolved yet" in shown
+    # A name with a slash is an image name too, not a registry path.
+    assert lookup(index, "kubernetes/pause").as_dict()["images"][0]["paths"] == [
+        f"{AR}/kubernetes/pause",
+        f"{EU}/kubernetes/pause",
+    ]
+
+
+def test_a_digest_shows_every_image_that_promotes_it_or_whose_child_it_is(index: DigestIndex) -> None:
+    shared = lookup(index, SINGLE).as_dict()
+    assert [(m["project"], m["image"], m["digests"][0]["tags"]) for m in shared["images"]] == [
+        ("k8s-staging-kubernetes", "pause", ["3.8", "latest"]),
+        ("other", "busybox", ["1.0"]),
+    ]
+    child = lookup(index, ARM64)
+    assert child.found
+    assert [(m["image"], m["digests"]) for m in child.as_dict()["images"]] == [
+        ("pause", [{"digest": ARM64, "tags": ["3.9"], "children": None, "parent": LIST}]),
+        ("kubernetes/pause", [{"digest": ARM64, "tags": ["3.9"], "children": None, "parent": LIST}]),
+    ]
+    assert f"{ARM64}  -  platform child of {LIST} (3.9)" in text(child)
+    # One digest looked up: its children in full.
+    assert f"      {AMD64}\n      {ARM64}" in text(lookup(index, LIST))
+    # As the verdict table shortens digests, and as other tools print them.
+    # The answer names the digest in full.
+    assert lookup(index, ARM64[:19] + "…").as_dict() == child.as_dict()
+    assert lookup(index, ARM64.removeprefix("sha256:")).as_dict() == child.as_dict()
+    nowhere = lookup(index, digest("nothing"))
+    assert not nowhere.found
+    assert "1 promoted digests are not resolved yet: it may be a child of one of them" in (nowhere.note or "")
+
+
+def test_a_digest_prefix_must_name_one_digest(index: DigestIndex) -> None:
+    twins = ["sha256:abcdef" + "0" * 58, "sha256:abcdef" + "1" * 58]
+    index.record(UNRESOLVED, twins)
+    ambiguous = lookup(index, "sha256:abcdef")
+    assert (
+        not ambiguous.found and ambiguous.note == f"sha256:abcdef is ambiguous: {twins[0]}, {twins[1]}; give more of it"
+    )
+    assert [e.parent for m in lookup(index, "sha256:abcdef1").matches for e in m.entries] == [UNRESOLVED]
+    none = lookup(index, "sha256:fffffff")
+    assert none.note == "no promoted digest or known platform child starts with sha256:fffffff"
+    # Short bare hex may be an image name.
+    assert lookup(index, "abcdef").kind == "image"
+
+
+def test_a_reference_says_whether_it_is_promoted_there(index: DigestIndex) -> None:
+    assert [d["digest"] for d in lookup(index, f"{EU}/pause:latest").as_dict()["images"][0]["digests"]] == [SINGLE]
+    assert lookup(index, f"{AR}/pause@{ARM64}").found
+    assert lookup(index, f"{AR}/pause:3.9@{ARM64}").found
+    mismatch = lookup(index, f"{AR}/pause:3.9@{SINGLE}")
+    assert not mismatch.found and mismatch.note == f"{SINGLE} is promoted at {AR}/pause, but not with tag '3.9'"
+    assert lookup(index, f"{AR}/pause:4.0").note == f"tag '4.0' is not promoted at {AR}/pause"
+    assert lookup(index, f"{AR}/busybox@{LIST}").note == f"{LIST} is not promoted at {AR}/busybox"
+    # Both projects promote to the same destination, each its own images.
+    assert [m.promotion.project for m in lookup(index, f"{AR}/busybox").matches] == ["other"]
+    signature = lookup(index, f"{AR}/pause:sha256-{SINGLE[7:]}.sig")
+    assert signature.found and signature.about == f"tag 'sha256-{SINGLE[7:]}.sig' is the signature tag of {SINGLE}"
+    assert text(signature).startswith(f"{signature.about}\npause (project")
+    orphan = lookup(index, f"{AR}/busybox:sha256-{LIST[7:]}.att")
+    assert orphan.note == f"{LIST} is not promoted at {AR}/busybox" and "attestation" in (orphan.about or "")
+    stray = lookup(index, f"{AR}/nginx:1")
+    assert stray.note == f"{AR}/nginx is under destination {AR}, but no promoted image is named 'nginx'"
+    outside = lookup(index, f"gcr.io/k8s-staging-kubernetes/pause@{LIST}")
+    assert not outside.found and "under no destination registry" in (outside.note or "")
+    assert "did you mean pause" in (lookup(index, "paus").note or "")
+    assert text(stray).endswith(f"not found: {stray.note}")
+    with pytest.raises(InvalidReference):
+        lookup(index, f"{AR}/Pause:1")
+
+
+_COMPONENT = st.from_regex(r"[a-z0-9]{1,6}(?:[._-][a-z0-9]{1,6}){0,2}", fullmatch=True)
+_TAG = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+_DIGEST = st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True)
+
+
+@given(
+    host=st.sampled_from(["gcr.io", "us-central1-docker.pkg.dev", "127.0.0.1:5000", "localhost"]),
+    components=st.lists(_COMPONENT, min_size=1, max_size=3),
+    tag=st.none() | _TAG,
+    digest_=st.none() | _DIGEST,
+)
+def test_references_as_people_write_them_round_trip(
+    host: str, components: list[str], tag: str | None, digest_: str | None
+) -> None:
+    text_ = f"{host}/{'/'.join(components)}" + (f":{tag}" if tag else "") + (f"@{digest_}" if digest_ else "")
+    reference = parse_reference(text_)
+    assert (reference.path, reference.tag, reference.digest) == (f"{host}/{'/'.join(components)}", tag, digest_)
+
+
+@given(st.text(max_size=80))
+def test_any_text_is_a_reference_or_says_why_not(garbage: str) -> None:
+    try:
+        reference = parse_reference(garbage)
+    except InvalidReference as error:
+        assert str(error)
+    else:
+        spelled = reference.path + (f":{reference.tag}" if reference.tag else "")
+        spelled += f"@{reference.digest}" if reference.digest else ""
+        assert parse_reference(spelled) == reference
