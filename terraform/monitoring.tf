@@ -1,8 +1,18 @@
+# Alerts of two kinds. Alarms: a line the code writes when something is wrong (a REJECTED verdict, a stale
+# sync, a sweep finding). Liveness: the auditor must not go quiet unnoticed (backlog age, failing pushes,
+# dead letters, no successful sync, no sweep). Absence conditions watch only signals that are periodic by
+# construction (the hourly resync, the daily sweep), never registry traffic, which is bursty.
+#
+# Each log-based metric matches lines by their jsonPayload keys; tests/test_terraform.py emits those lines
+# with the code's own emitters and evaluates every filter here against them. Each policy names its section of
+# docs/runbook.md.
+
 # ---------------------------------------------------------------------------------------------------------
-# Alarm: a REJECTED or MALFORMED verdict means something changed in a production registry that the
-# promotion manifests do not explain.
+# Log-based metrics
 # ---------------------------------------------------------------------------------------------------------
 
+# A REJECTED or MALFORMED verdict of the audit function: something changed in a production registry that
+# the promotion manifests do not explain.
 resource "google_logging_metric" "audit_alarms" {
   project     = var.project
   name        = "${var.name_prefix}-audit-alarms"
@@ -36,6 +46,232 @@ resource "google_logging_metric" "audit_alarms" {
     reason = "REGEXP_EXTRACT(jsonPayload.reason, \"^([a-z_]+)$\")"
   }
 }
+
+# Every verdict line, of events and of the sweep: the dashboard's verdicts per reason, RETRY rate and sweep
+# findings per region.
+resource "google_logging_metric" "verdicts" {
+  project     = var.project
+  name        = "${var.name_prefix}-verdicts"
+  description = "Verdict lines of the audit and sweep functions, by verdict, reason, source and registry host."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sweep.name}")
+    jsonPayload.verdict:*
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "verdict"
+      value_type  = "STRING"
+      description = "VERIFIED, REJECTED, IGNORED, MALFORMED, RETRY or MISSING"
+    }
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "Reason of the verdict (short texts only: MALFORMED details are left out)"
+    }
+    labels {
+      key         = "source"
+      value_type  = "STRING"
+      description = "event or sweep"
+    }
+    labels {
+      key         = "host"
+      value_type  = "STRING"
+      description = "Registry host of the path, i.e. the region"
+    }
+  }
+
+  label_extractors = {
+    verdict = "EXTRACT(jsonPayload.verdict)"
+    reason  = "REGEXP_EXTRACT(jsonPayload.reason, \"^([a-z_ ]{1,40})$\")"
+    source  = "EXTRACT(jsonPayload.source)"
+    host    = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")"
+  }
+}
+
+# Each successful sync or resync: "published" (a new generation) and "unchanged" (nothing to publish) both
+# prove that the index follows the branch.
+resource "google_logging_metric" "index_refreshed" {
+  project     = var.project
+  name        = "${var.name_prefix}-index-refreshed"
+  description = "Successful index syncs and resyncs (published or unchanged) of the sync_index function."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name="${google_cloudfunctions2_function.sync.name}"
+    jsonPayload.sync=("published" OR "unchanged")
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "outcome"
+      value_type  = "STRING"
+      description = "published or unchanged"
+    }
+  }
+
+  label_extractors = {
+    outcome = "EXTRACT(jsonPayload.sync)"
+  }
+}
+
+# A merged k8s.io commit that never made it into the index within the grace, or a published index the
+# functions cannot read (written by a newer deployment, or damaged).
+resource "google_logging_metric" "freshness_errors" {
+  project     = var.project
+  name        = "${var.name_prefix}-freshness-errors"
+  description = "Stale sync and unreadable index lines of the audit and sync_index functions."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}")
+    jsonPayload.freshness=("stale_sync" OR "index_unreadable")
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "freshness"
+      value_type  = "STRING"
+      description = "stale_sync or index_unreadable"
+    }
+  }
+
+  label_extractors = {
+    freshness = "EXTRACT(jsonPayload.freshness)"
+  }
+}
+
+# The sweep's last line, one per run.
+resource "google_logging_metric" "sweep_summaries" {
+  project     = var.project
+  name        = "${var.name_prefix}-sweep-summaries"
+  description = "Summary lines of the sweep function, one per run, by completeness."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+    jsonPayload.sweep.complete:*
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "complete"
+      value_type  = "STRING"
+      description = "true when every destination was swept"
+    }
+  }
+
+  label_extractors = {
+    complete = "EXTRACT(jsonPayload.sweep.complete)"
+  }
+}
+
+# Content in a destination registry that no rule explains, found by listing: the pushes whose events were
+# lost or never audited.
+resource "google_logging_metric" "sweep_rejections" {
+  project     = var.project
+  name        = "${var.name_prefix}-sweep-rejections"
+  description = "REJECTED findings of the sweep function."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+    jsonPayload.source="sweep"
+    jsonPayload.verdict="REJECTED"
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "Reason word of the REJECTED finding"
+    }
+    labels {
+      key         = "host"
+      value_type  = "STRING"
+      description = "Registry host (region) holding the content"
+    }
+  }
+
+  label_extractors = {
+    reason = "EXTRACT(jsonPayload.reason)"
+    host   = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")"
+  }
+}
+
+# A promoted digest, child or tag absent from one of its destinations: a promotion stopped half-way.
+resource "google_logging_metric" "missing" {
+  project     = var.project
+  name        = "${var.name_prefix}-missing"
+  description = "MISSING findings of the sweep function."
+  filter      = <<-EOT
+    resource.type="cloud_run_revision"
+    resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+    jsonPayload.source="sweep"
+    jsonPayload.verdict="MISSING"
+  EOT
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+
+    labels {
+      key         = "reason"
+      value_type  = "STRING"
+      description = "absent or tag_absent"
+    }
+    labels {
+      key         = "host"
+      value_type  = "STRING"
+      description = "Registry host (region) the content is missing from"
+    }
+  }
+
+  label_extractors = {
+    reason = "EXTRACT(jsonPayload.reason)"
+    host   = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")"
+  }
+}
+
+# An alert policy created right after its log-based metric fails with "Cannot find metric(s)" until the
+# metric has propagated (terraform-provider-google issue #11102).
+resource "time_sleep" "log_metrics" {
+  create_duration = "60s"
+
+  triggers = {
+    metrics = join(",", [
+      google_logging_metric.audit_alarms.id,
+      google_logging_metric.verdicts.id,
+      google_logging_metric.index_refreshed.id,
+      google_logging_metric.freshness_errors.id,
+      google_logging_metric.sweep_summaries.id,
+      google_logging_metric.sweep_rejections.id,
+      google_logging_metric.missing.id,
+    ])
+  }
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Alarms
+# ---------------------------------------------------------------------------------------------------------
 
 resource "google_monitoring_alert_policy" "audit_alarms" {
   project               = var.project
@@ -79,28 +315,178 @@ resource "google_monitoring_alert_policy" "audit_alarms" {
       Find the verdict lines in Logs Explorer:
       `resource.labels.service_name="${google_cloudfunctions2_function.audit.name}" jsonPayload.verdict=("REJECTED" OR "MALFORMED")`
 
-      What each reason means and what to do: ${local.runbook}
+      What each reason means and what to do: ${local.runbook}, section "Verdicts".
     EOT
   }
+
+  depends_on = [time_sleep.log_metrics]
 }
 
-# ---------------------------------------------------------------------------------------------------------
-# Alarm: an event was given up on after every redelivery and waits on the dead-letter hold subscription.
-# Until it is replayed, that registry change has not been audited.
-# ---------------------------------------------------------------------------------------------------------
-
-resource "google_monitoring_alert_policy" "dead_letters" {
+resource "google_monitoring_alert_policy" "index_freshness" {
   project               = var.project
-  display_name          = "${var.name_prefix}: registry events dead-lettered"
+  display_name          = "${var.name_prefix}: index behind a merged commit, or unreadable"
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
 
   conditions {
-    display_name = "Messages waiting on ${google_pubsub_subscription.dead_letter_hold.name}"
+    display_name = "stale_sync or index_unreadable line"
 
     condition_threshold {
-      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.dead_letter_hold.name}\" AND metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.freshness_errors.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.freshness"]
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = var.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      `stale_sync`: a k8s.io commit merged more than ${var.pending_grace_seconds} s ago is still not in the
+      published index, so promotions it declares are now judged against an older index (and may be REJECTED).
+      `index_unreadable`: the functions cannot read the published index.
+
+      `resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}") jsonPayload.freshness:*`
+
+      What to do: ${local.runbook}, section "Index behind or unreadable".
+    EOT
+  }
+
+  depends_on = [time_sleep.log_metrics]
+}
+
+resource "google_monitoring_alert_policy" "sweep_rejections" {
+  project               = var.project
+  display_name          = "${var.name_prefix}: sweep found unexplained content in a production registry"
+  combiner              = "OR"
+  severity              = "CRITICAL"
+  notification_channels = var.alert_channels
+
+  conditions {
+    display_name = "REJECTED finding of the sweep"
+
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.sweep_rejections.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.reason", "metric.label.host"]
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = var.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The daily sweep found content in a destination registry that the promotion manifests do not explain
+      (its event was lost, dead-lettered or never audited).
+
+      `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="REJECTED"`
+
+      What to do: ${local.runbook}, sections "Verdicts" and "Sweep findings".
+    EOT
+  }
+
+  depends_on = [time_sleep.log_metrics]
+}
+
+resource "google_monitoring_alert_policy" "missing" {
+  project               = var.project
+  display_name          = "${var.name_prefix}: promoted image missing from a region"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.alert_channels
+
+  conditions {
+    display_name = "MISSING finding of the sweep"
+
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.missing.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["metric.label.reason", "metric.label.host"]
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = var.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The daily sweep found a promoted digest, platform child or tag absent from one of its destination
+      registries: a promotion stopped part-way through the regions.
+
+      `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="MISSING"`
+
+      What to do: ${local.runbook}, section "MISSING".
+    EOT
+  }
+
+  depends_on = [time_sleep.log_metrics]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Liveness
+# ---------------------------------------------------------------------------------------------------------
+
+# Dead letters: an event given up on after every redelivery, waiting on a hold subscription. Until it is
+# replayed, that registry change has not been audited (or that rebuild request has not been run).
+resource "google_monitoring_alert_policy" "dead_letters" {
+  for_each = google_pubsub_subscription.dead_letter_hold
+
+  project               = var.project
+  display_name          = "${var.name_prefix}: ${each.key == "audit" ? "registry events" : "index rebuild requests"} dead-lettered"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.alert_channels
+
+  conditions {
+    display_name = "Messages waiting on ${each.value.name}"
+
+    condition_threshold {
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${each.value.name}\" AND metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -122,12 +508,245 @@ resource "google_monitoring_alert_policy" "dead_letters" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = <<-EOT
-      Registry events were redelivered ${var.audit_max_delivery_attempts} times without a verdict (RETRY: a
-      registry or storage fault) and were moved to the dead-letter topic. The changes they describe are not
-      audited until they are replayed from subscription `${google_pubsub_subscription.dead_letter_hold.name}`.
+    content   = each.key == "audit" ? local.audit_dead_letter_doc : local.sync_dead_letter_doc
+  }
+}
 
-      How to inspect and replay them: ${local.runbook}
+locals {
+  audit_dead_letter_doc = <<-EOT
+    Registry events were redelivered ${var.audit_max_delivery_attempts} times without a verdict (RETRY: a
+    registry or storage fault, or the function unreachable) and were moved to the dead-letter topic. The
+    changes they describe are not audited until they are replayed from subscription
+    `${google_pubsub_subscription.dead_letter_hold["audit"].name}`.
+
+    After fixing the cause, replay them through `${google_pubsub_topic.audit_replay.name}`, which feeds the
+    auditor alone:
+
+    ```
+    ${local.replay_command}
+    ```
+
+    How to inspect them first: ${local.runbook}, section "Dead letters".
+  EOT
+
+  sync_dead_letter_doc = <<-EOT
+    Index rebuild requests were redelivered ${var.sync_queue_max_delivery_attempts} times without a rebuild
+    and were moved to `${google_pubsub_subscription.dead_letter_hold["sync"].name}`. The hourly resync rebuilds
+    the branch head regardless; look at the sync function's `sync` lines for why the rebuild failed.
+
+    What to do: ${local.runbook}, section "Dead letters".
+  EOT
+
+  # Scratch files go to a fresh temporary folder: anything left in the repository root would be zipped into
+  # the next function upload.
+  replay_command = join(" ", [
+    "scratch=$(mktemp -d) &&",
+    "gcloud pubsub subscriptions pull ${google_pubsub_subscription.dead_letter_hold["audit"].name} --project=${var.project} --auto-ack --limit=1000 --format=json > \"$scratch/dead-letters.json\" &&",
+    "jq -r '.[].message.data | @base64d' \"$scratch/dead-letters.json\" > \"$scratch/payloads.jsonl\" &&",
+    "while IFS= read -r payload; do gcloud pubsub topics publish ${google_pubsub_topic.audit_replay.name} --project=${var.project} --message=\"$payload\"; done < \"$scratch/payloads.jsonl\"",
+  ])
+}
+
+# The auditor down or falling behind: registry events wait unacknowledged. Events in RETRY age too, but
+# they are dead-lettered after `audit_max_delivery_attempts`, so the threshold sits below that span.
+resource "google_monitoring_alert_policy" "backlog" {
+  project               = var.project
+  display_name          = "${var.name_prefix}: registry events waiting too long for a verdict"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.alert_channels
+
+  conditions {
+    display_name = "Oldest unacknowledged event on ${google_pubsub_subscription.audit.name}"
+
+    condition_threshold {
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.audit.name}\" AND metric.type=\"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.backlog_age_threshold_seconds
+      duration        = "${var.backlog_age_duration_seconds}s"
+
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = var.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The oldest registry event on `${google_pubsub_subscription.audit.name}` has waited more than
+      ${var.backlog_age_threshold_seconds} s for a verdict: the audit function is down, refused, or falling behind.
+
+      What to do: ${local.runbook}, section "Backlog".
     EOT
   }
+}
+
+# Pushes answered other than 2xx at a sustained rate: the function crashes, is refused by IAM or ingress, hits
+# its instance limit, or every event ends in RETRY.
+resource "google_monitoring_alert_policy" "push_failures" {
+  project               = var.project
+  display_name          = "${var.name_prefix}: pushes to the functions failing"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.alert_channels
+
+  conditions {
+    display_name = "Non-2xx push answers per second"
+
+    condition_threshold {
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=one_of(\"${google_pubsub_subscription.audit.name}\", \"${google_pubsub_subscription.sync_queue.name}\") AND metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND NOT metric.labels.response_class=\"ack\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.push_failure_rate_threshold
+      duration        = "${var.push_failure_duration_seconds}s"
+
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+        group_by_fields      = ["resource.label.subscription_id", "metric.label.response_class"]
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = var.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      Pub/Sub pushes to the audit or sync function have been answered other than 2xx more than
+      ${var.push_failure_rate_threshold} times a second for ${var.push_failure_duration_seconds} s.
+      `response_class` says how: remote_server_4xx (IAM, ingress, instance limit), remote_server_5xx (crash or
+      RETRY), unreachable, deadline_exceeded.
+
+      What to do: ${local.runbook}, section "Pushes failing".
+    EOT
+  }
+}
+
+# The index follows the branch through the hourly resync: a success of it is periodic by construction.
+resource "google_monitoring_alert_policy" "index_not_refreshed" {
+  project               = var.project
+  display_name          = "${var.name_prefix}: index not refreshed"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = var.alert_channels
+
+  conditions {
+    display_name = "No published or unchanged sync for ${var.index_refresh_absent_seconds} s"
+
+    condition_absent {
+      filter   = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.index_refreshed.name}\""
+      duration = "${var.index_refresh_absent_seconds}s"
+
+      aggregations {
+        alignment_period     = "600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = var.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      No sync or resync of the digest index has succeeded for ${var.index_refresh_absent_seconds} s, although
+      the resync job runs on `${var.resync_schedule}`. Promotions merged since are judged against an old index.
+
+      What to do: ${local.runbook}, section "Index not refreshed".
+    EOT
+  }
+
+  depends_on = [time_sleep.log_metrics]
+}
+
+# The sweep runs daily: a day without its summary line means it did not run or did not finish.
+resource "google_monitoring_alert_policy" "sweep_liveness" {
+  project               = var.project
+  display_name          = "${var.name_prefix}: sweep not run or incomplete"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.alert_channels
+
+  conditions {
+    display_name = "No sweep summary for ${var.sweep_absent_seconds} s"
+
+    condition_absent {
+      filter   = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.sweep_summaries.name}\""
+      duration = "${var.sweep_absent_seconds}s"
+
+      aggregations {
+        alignment_period     = "3600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  conditions {
+    display_name = "Sweep left part of the registries unswept"
+
+    condition_threshold {
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.sweep_summaries.name}\" AND metric.labels.complete=\"false\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "3600s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = var.alert_auto_close
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      The daily sweep (`${var.sweep_schedule}`) logged no summary for ${var.sweep_absent_seconds} s, or its
+      last summary says `complete: false`. Until it runs to the end, lost events and half-done promotions go
+      unseen.
+
+      `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.sweep:*`
+
+      What to do: ${local.runbook}, section "Sweep not run or incomplete".
+    EOT
+  }
+
+  depends_on = [time_sleep.log_metrics]
 }
