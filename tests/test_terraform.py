@@ -731,9 +731,10 @@ def test_every_alert_policy_is_known_notifies_and_names_its_runbook_section() ->
     for name, policy in policies.items():
         assert policy["notification_channels"] == "${var.alert_channels}", name
         assert block(policy, "alert_strategy")["auto_close"] == "${var.alert_auto_close}", name
-        content = text(block(policy, "documentation"))
-        if content.startswith("${each.key"):
-            content = text([locals_()["audit_dead_letter_doc"], locals_()["sync_dead_letter_doc"]])
+        content = text(block(policy, "documentation")["content"])
+        # A per-key policy takes its text from locals named in the conditional.
+        for local in re.findall(r"local\.([a-z_]+_doc)\b", content):
+            content += "\n" + text(locals_()[local])
         sections = re.findall(r'\$\{local\.runbook\}, sections? ("[^"]+"(?: and "[^"]+")*)', content)
         assert sections, f"{name}'s documentation names no runbook section"
         for section in re.findall(r'"([^"]+)"', " ".join(sections)):
@@ -1124,3 +1125,14 @@ def test_dead_letters_replay_through_a_topic_that_feeds_only_the_auditor() -> No
 def test_outputs_give_on_call_what_it_needs_without_state_access() -> None:
     outputs = {name for entry in _module()["output"] for name in entry}
     assert {"project", "region", "index_uri", "dead_letter_replay_command", "dashboard_url", "sweep_job"} <= outputs
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['a="x" OR b="y"', "severity>=ERROR", 'jsonPayload.x=~"re"', 'a=("x" AND "y")', "a="],
+    ids=["or-between-comparisons", "ordering", "regex", "and-in-value-list", "no-value"],
+)
+def test_filter_matcher_refuses_syntax_it_does_not_know(query: str) -> None:
+    # A filter the matcher misreads must fail its test, never pass it.
+    with pytest.raises(logfilter.UnsupportedFilter):
+        logfilter.matches(query, {"a": "x"})

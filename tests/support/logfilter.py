@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>!=|=|:)|(?P<paren>[()])|(?P<word>[^\s()=:!"]+))')
+_TOKEN = re.compile(r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>!=|=|:)|(?P<paren>[()])|(?P<word>[^\s()=:!"<>]+))')
 _EXTRACTOR = re.compile(r'^(EXTRACT|REGEXP_EXTRACT)\(\s*([\w.@/-]+)\s*(?:,\s*"((?:[^"\\]|\\.)*)"\s*)?\)$')
 # What the Cloud Run logging agent moves out of a structured line's jsonPayload into the entry itself.
 _ENTRY_FIELDS = ("severity", "httpRequest")
@@ -70,8 +70,14 @@ def text_of(value: Any) -> str:
     return str(value)
 
 
+def _at(tokens: list[tuple[str, str]], index: int) -> tuple[str, str]:
+    if index >= len(tokens):
+        raise UnsupportedFilter("the filter ends where a value or operator was expected")
+    return tokens[index]
+
+
 def _values(tokens: list[tuple[str, str]], index: int) -> tuple[list[str], int]:
-    kind, value = tokens[index]
+    kind, value = _at(tokens, index)
     if kind == "string":
         return [json.loads(value)], index + 1
     if kind == "word":
@@ -81,11 +87,11 @@ def _values(tokens: list[tuple[str, str]], index: int) -> tuple[list[str], int]:
     values: list[str] = []
     index += 1
     while True:
-        (kind, value), index = tokens[index], index + 1
+        (kind, value), index = _at(tokens, index), index + 1
         if kind not in ("string", "word"):
             raise UnsupportedFilter(f"expected a value in a list, found {value!r}")
         values.append(json.loads(value) if kind == "string" else value)
-        kind, value = tokens[index]
+        kind, value = _at(tokens, index)
         index += 1
         if (kind, value) == ("paren", ")"):
             return values, index
@@ -122,10 +128,10 @@ def matches(query: str, entry: dict[str, Any]) -> bool:
         negate = (kind, value) == ("word", "NOT")
         if negate:
             index += 1
-            kind, value = tokens[index]
-        if kind != "word" or index + 2 >= len(tokens):
+            kind, value = _at(tokens, index)
+        if kind != "word":
             raise UnsupportedFilter(f"expected a field, found {value!r}")
-        op_kind, op = tokens[index + 1]
+        op_kind, op = _at(tokens, index + 1)
         if op_kind != "op":
             raise UnsupportedFilter(f"expected an operator after {value}, found {op!r}")
         values, index = _values(tokens, index + 2)
