@@ -512,6 +512,12 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
 }
 
+# Before the sync queue existed this policy watched the audit hold subscription alone.
+moved {
+  from = google_monitoring_alert_policy.dead_letters
+  to   = google_monitoring_alert_policy.dead_letters["audit"]
+}
+
 locals {
   audit_dead_letter_doc = <<-EOT
     Registry events were redelivered ${var.audit_max_delivery_attempts} times without a verdict (RETRY: a
@@ -604,7 +610,7 @@ resource "google_monitoring_alert_policy" "push_failures" {
     display_name = "Non-2xx push answers per second"
 
     condition_threshold {
-      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=one_of(\"${google_pubsub_subscription.audit.name}\", \"${google_pubsub_subscription.sync_queue.name}\") AND metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND NOT metric.labels.response_class=\"ack\""
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=one_of(\"${google_pubsub_subscription.audit.name}\", \"${google_pubsub_subscription.sync_queue.name}\") AND metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class!=\"ack\""
       comparison      = "COMPARISON_GT"
       threshold_value = var.push_failure_rate_threshold
       duration        = "${var.push_failure_duration_seconds}s"

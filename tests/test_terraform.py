@@ -812,7 +812,7 @@ def test_pubsub_alert_watches_its_subscription_with_variable_thresholds(policy_n
     assert re.fullmatch(r"\$\{var\.[a-z_]+\}s", condition["duration"]), "duration must be a variable"
     if policy_name == "push_failures":
         assert "google_pubsub_subscription.sync_queue" in watched
-        assert 'NOT metric.labels.response_class="ack"' in condition_filter
+        assert 'metric.labels.response_class!="ack"' in condition_filter
         assert "metric.label.response_class" in block(condition, "aggregations")["group_by_fields"]
 
 
