@@ -68,8 +68,7 @@ resource "google_cloud_scheduler_job" "sweep" {
   description = "Daily reconciliation of the production registries with the registry auditor's digest index."
   schedule    = var.sweep_schedule
   time_zone   = var.resync_time_zone
-  # Cloud Scheduler waits at most 30 minutes for an HTTP answer; a longer sweep still finishes and logs its
-  # summary, the job merely records a deadline exceeded.
+  # Cloud Scheduler waits at most 30 minutes for an HTTP answer, hence the default sweep_timeout_seconds.
   attempt_deadline = "${min(var.sweep_timeout_seconds, 1800)}s"
 
   # No retry: a retry after the 30-minute deadline would meet the sweep still running. A day without a

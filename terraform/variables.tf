@@ -301,9 +301,9 @@ variable "sweep_memory" {
 }
 
 variable "sweep_timeout_seconds" {
-  description = "Time one sweep may take (at most 3600 for an HTTP function); what it did not reach is named in its summary."
+  description = "Time one sweep may take; what it did not reach is named in its summary. Cloud Scheduler hangs up after 1800 s, so above that a sweep runs on after its caller has gone (at most 3600 for an HTTP function)."
   type        = number
-  default     = 3600
+  default     = 1800
 
   validation {
     condition     = var.sweep_timeout_seconds >= 60 && var.sweep_timeout_seconds <= 3600
