@@ -6,13 +6,13 @@ locals {
   dashboard_charts = [
     {
       title   = "Verdicts per reason (events)"
-      filter  = "${format(local.log_metric_type, google_logging_metric.verdicts.name)} AND metric.labels.source=\"event\""
+      filter  = "${format(local.log_metric_type, google_logging_metric.lines["verdicts"].name)} AND metric.labels.source=\"event\""
       aligner = "ALIGN_RATE"
       group   = ["metric.label.verdict", "metric.label.reason"]
     },
     {
       title   = "RETRY verdicts per second"
-      filter  = "${format(local.log_metric_type, google_logging_metric.verdicts.name)} AND metric.labels.verdict=\"RETRY\""
+      filter  = "${format(local.log_metric_type, google_logging_metric.lines["verdicts"].name)} AND metric.labels.verdict=\"RETRY\""
       aligner = "ALIGN_RATE"
       group   = ["metric.label.reason"]
     },
@@ -25,19 +25,19 @@ locals {
     {
       # The index is as old as the last successful sync: gaps here are the index aging.
       title   = "Index refreshes (published / unchanged)"
-      filter  = format(local.log_metric_type, google_logging_metric.index_refreshed.name)
+      filter  = format(local.log_metric_type, google_logging_metric.lines["index_refreshed"].name)
       aligner = "ALIGN_SUM"
       group   = ["metric.label.outcome"]
     },
     {
       title   = "Stale sync / unreadable index lines"
-      filter  = format(local.log_metric_type, google_logging_metric.freshness_errors.name)
+      filter  = format(local.log_metric_type, google_logging_metric.lines["freshness_errors"].name)
       aligner = "ALIGN_SUM"
       group   = ["metric.label.freshness"]
     },
     {
       title   = "Sweep findings per region"
-      filter  = "${format(local.log_metric_type, google_logging_metric.verdicts.name)} AND metric.labels.source=\"sweep\""
+      filter  = "${format(local.log_metric_type, google_logging_metric.lines["verdicts"].name)} AND metric.labels.source=\"sweep\""
       aligner = "ALIGN_SUM"
       group   = ["metric.label.host", "metric.label.verdict"]
     },

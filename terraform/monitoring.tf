@@ -8,247 +8,147 @@
 # docs/runbook.md.
 
 # ---------------------------------------------------------------------------------------------------------
-# Log-based metrics
+# Log-based metrics: one per kind of structured line, each label extracted from the line.
 # ---------------------------------------------------------------------------------------------------------
 
-# A REJECTED or MALFORMED verdict of the audit function: something changed in a production registry that
-# the promotion manifests do not explain.
-resource "google_logging_metric" "audit_alarms" {
-  project     = var.project
-  name        = "${var.name_prefix}-audit-alarms"
-  description = "REJECTED and MALFORMED verdict lines of the registry audit function."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name="${google_cloudfunctions2_function.audit.name}"
-    jsonPayload.verdict=("REJECTED" OR "MALFORMED")
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-
-    labels {
-      key         = "verdict"
-      value_type  = "STRING"
-      description = "REJECTED or MALFORMED"
+locals {
+  log_metrics = {
+    # A REJECTED or MALFORMED verdict of the audit function: something changed in a production registry
+    # that the promotion manifests do not explain.
+    audit_alarms = {
+      description = "REJECTED and MALFORMED verdict lines of the registry audit function."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name="${google_cloudfunctions2_function.audit.name}"
+        jsonPayload.verdict=("REJECTED" OR "MALFORMED")
+      EOT
+      labels = {
+        verdict = { extractor = "EXTRACT(jsonPayload.verdict)", description = "REJECTED or MALFORMED" }
+        # MALFORMED carries free text as reason; only the fixed reason words become label values.
+        reason = { extractor = "REGEXP_EXTRACT(jsonPayload.reason, \"^([a-z_]+)$\")", description = "Reason word of a REJECTED verdict" }
+      }
     }
-    labels {
-      key         = "reason"
-      value_type  = "STRING"
-      description = "Reason word of a REJECTED verdict"
-    }
-  }
 
-  label_extractors = {
-    verdict = "EXTRACT(jsonPayload.verdict)"
-    # MALFORMED carries free text as reason; only the fixed reason words become label values.
-    reason = "REGEXP_EXTRACT(jsonPayload.reason, \"^([a-z_]+)$\")"
+    # Every verdict line, of events and of the sweep: the dashboard's verdicts per reason, RETRY rate and
+    # sweep findings per region.
+    verdicts = {
+      description = "Verdict lines of the audit and sweep functions, by verdict, reason, source and registry host."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sweep.name}")
+        jsonPayload.verdict:*
+      EOT
+      labels = {
+        verdict = { extractor = "EXTRACT(jsonPayload.verdict)", description = "VERIFIED, REJECTED, IGNORED, MALFORMED, RETRY or MISSING" }
+        reason  = { extractor = "REGEXP_EXTRACT(jsonPayload.reason, \"^([a-z_ ]{1,40})$\")", description = "Reason of the verdict (short texts only: MALFORMED details are left out)" }
+        source  = { extractor = "EXTRACT(jsonPayload.source)", description = "event or sweep" }
+        host    = { extractor = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")", description = "Registry host of the path, i.e. the region" }
+      }
+    }
+
+    # Each successful sync or resync: "published" (a new generation) and "unchanged" (nothing to publish)
+    # both prove that the index follows the branch.
+    index_refreshed = {
+      description = "Successful index syncs and resyncs (published or unchanged) of the sync_index function."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name="${google_cloudfunctions2_function.sync.name}"
+        jsonPayload.sync=("published" OR "unchanged")
+      EOT
+      labels = {
+        outcome = { extractor = "EXTRACT(jsonPayload.sync)", description = "published or unchanged" }
+      }
+    }
+
+    # A merged k8s.io commit that never made it into the index within the grace, or a published index the
+    # functions cannot read (written by a newer deployment, or damaged).
+    freshness_errors = {
+      description = "Stale sync and unreadable index lines of the audit and sync_index functions."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}")
+        jsonPayload.freshness=("stale_sync" OR "index_unreadable")
+      EOT
+      labels = {
+        freshness = { extractor = "EXTRACT(jsonPayload.freshness)", description = "stale_sync or index_unreadable" }
+      }
+    }
+
+    # The sweep's last line, one per run.
+    sweep_summaries = {
+      description = "Summary lines of the sweep function, one per run, by completeness."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        jsonPayload.sweep.complete:*
+      EOT
+      labels = {
+        complete = { extractor = "EXTRACT(jsonPayload.sweep.complete)", description = "true when every destination was swept" }
+      }
+    }
+
+    # Content in a destination registry that no rule explains, found by listing: the pushes whose events
+    # were lost or never audited.
+    sweep_rejections = {
+      description = "REJECTED findings of the sweep function."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        jsonPayload.source="sweep"
+        jsonPayload.verdict="REJECTED"
+      EOT
+      labels = {
+        reason = { extractor = "EXTRACT(jsonPayload.reason)", description = "Reason word of the REJECTED finding" }
+        host   = { extractor = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")", description = "Registry host (region) holding the content" }
+      }
+    }
+
+    # A promoted digest, child or tag absent from one of its destinations: a promotion stopped half-way.
+    missing = {
+      description = "MISSING findings of the sweep function."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        jsonPayload.source="sweep"
+        jsonPayload.verdict="MISSING"
+      EOT
+      labels = {
+        reason = { extractor = "EXTRACT(jsonPayload.reason)", description = "absent or tag_absent" }
+        host   = { extractor = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")", description = "Registry host (region) the content is missing from" }
+      }
+    }
   }
 }
 
-# Every verdict line, of events and of the sweep: the dashboard's verdicts per reason, RETRY rate and sweep
-# findings per region.
-resource "google_logging_metric" "verdicts" {
+resource "google_logging_metric" "lines" {
+  for_each = local.log_metrics
+
   project     = var.project
-  name        = "${var.name_prefix}-verdicts"
-  description = "Verdict lines of the audit and sweep functions, by verdict, reason, source and registry host."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sweep.name}")
-    jsonPayload.verdict:*
-  EOT
+  name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  description = each.value.description
+  filter      = each.value.filter
 
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
     unit        = "1"
 
-    labels {
-      key         = "verdict"
-      value_type  = "STRING"
-      description = "VERIFIED, REJECTED, IGNORED, MALFORMED, RETRY or MISSING"
-    }
-    labels {
-      key         = "reason"
-      value_type  = "STRING"
-      description = "Reason of the verdict (short texts only: MALFORMED details are left out)"
-    }
-    labels {
-      key         = "source"
-      value_type  = "STRING"
-      description = "event or sweep"
-    }
-    labels {
-      key         = "host"
-      value_type  = "STRING"
-      description = "Registry host of the path, i.e. the region"
+    dynamic "labels" {
+      for_each = each.value.labels
+      content {
+        key         = labels.key
+        value_type  = "STRING"
+        description = labels.value.description
+      }
     }
   }
 
-  label_extractors = {
-    verdict = "EXTRACT(jsonPayload.verdict)"
-    reason  = "REGEXP_EXTRACT(jsonPayload.reason, \"^([a-z_ ]{1,40})$\")"
-    source  = "EXTRACT(jsonPayload.source)"
-    host    = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")"
-  }
+  label_extractors = { for key, label in each.value.labels : key => label.extractor }
 }
 
-# Each successful sync or resync: "published" (a new generation) and "unchanged" (nothing to publish) both
-# prove that the index follows the branch.
-resource "google_logging_metric" "index_refreshed" {
-  project     = var.project
-  name        = "${var.name_prefix}-index-refreshed"
-  description = "Successful index syncs and resyncs (published or unchanged) of the sync_index function."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name="${google_cloudfunctions2_function.sync.name}"
-    jsonPayload.sync=("published" OR "unchanged")
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-
-    labels {
-      key         = "outcome"
-      value_type  = "STRING"
-      description = "published or unchanged"
-    }
-  }
-
-  label_extractors = {
-    outcome = "EXTRACT(jsonPayload.sync)"
-  }
-}
-
-# A merged k8s.io commit that never made it into the index within the grace, or a published index the
-# functions cannot read (written by a newer deployment, or damaged).
-resource "google_logging_metric" "freshness_errors" {
-  project     = var.project
-  name        = "${var.name_prefix}-freshness-errors"
-  description = "Stale sync and unreadable index lines of the audit and sync_index functions."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}")
-    jsonPayload.freshness=("stale_sync" OR "index_unreadable")
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-
-    labels {
-      key         = "freshness"
-      value_type  = "STRING"
-      description = "stale_sync or index_unreadable"
-    }
-  }
-
-  label_extractors = {
-    freshness = "EXTRACT(jsonPayload.freshness)"
-  }
-}
-
-# The sweep's last line, one per run.
-resource "google_logging_metric" "sweep_summaries" {
-  project     = var.project
-  name        = "${var.name_prefix}-sweep-summaries"
-  description = "Summary lines of the sweep function, one per run, by completeness."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
-    jsonPayload.sweep.complete:*
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-
-    labels {
-      key         = "complete"
-      value_type  = "STRING"
-      description = "true when every destination was swept"
-    }
-  }
-
-  label_extractors = {
-    complete = "EXTRACT(jsonPayload.sweep.complete)"
-  }
-}
-
-# Content in a destination registry that no rule explains, found by listing: the pushes whose events were
-# lost or never audited.
-resource "google_logging_metric" "sweep_rejections" {
-  project     = var.project
-  name        = "${var.name_prefix}-sweep-rejections"
-  description = "REJECTED findings of the sweep function."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
-    jsonPayload.source="sweep"
-    jsonPayload.verdict="REJECTED"
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-
-    labels {
-      key         = "reason"
-      value_type  = "STRING"
-      description = "Reason word of the REJECTED finding"
-    }
-    labels {
-      key         = "host"
-      value_type  = "STRING"
-      description = "Registry host (region) holding the content"
-    }
-  }
-
-  label_extractors = {
-    reason = "EXTRACT(jsonPayload.reason)"
-    host   = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")"
-  }
-}
-
-# A promoted digest, child or tag absent from one of its destinations: a promotion stopped half-way.
-resource "google_logging_metric" "missing" {
-  project     = var.project
-  name        = "${var.name_prefix}-missing"
-  description = "MISSING findings of the sweep function."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
-    jsonPayload.source="sweep"
-    jsonPayload.verdict="MISSING"
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
-
-    labels {
-      key         = "reason"
-      value_type  = "STRING"
-      description = "absent or tag_absent"
-    }
-    labels {
-      key         = "host"
-      value_type  = "STRING"
-      description = "Registry host (region) the content is missing from"
-    }
-  }
-
-  label_extractors = {
-    reason = "EXTRACT(jsonPayload.reason)"
-    host   = "REGEXP_EXTRACT(jsonPayload.path, \"^([^/]+)/\")"
-  }
+moved {
+  from = google_logging_metric.audit_alarms
+  to   = google_logging_metric.lines["audit_alarms"]
 }
 
 # An alert policy created right after its log-based metric fails with "Cannot find metric(s)" until the
@@ -257,43 +157,107 @@ resource "time_sleep" "log_metrics" {
   create_duration = "60s"
 
   triggers = {
-    metrics = join(",", [
-      google_logging_metric.audit_alarms.id,
-      google_logging_metric.verdicts.id,
-      google_logging_metric.index_refreshed.id,
-      google_logging_metric.freshness_errors.id,
-      google_logging_metric.sweep_summaries.id,
-      google_logging_metric.sweep_rejections.id,
-      google_logging_metric.missing.id,
-    ])
+    metrics = join(",", [for metric in google_logging_metric.lines : metric.id])
   }
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Alarms
+# Alarms: any counted line pages, each policy on the log-based metric of the same name.
 # ---------------------------------------------------------------------------------------------------------
 
-resource "google_monitoring_alert_policy" "audit_alarms" {
+locals {
+  log_alarms = {
+    audit_alarms = {
+      display_name     = "unexplained change in a production registry"
+      severity         = "CRITICAL"
+      condition        = "REJECTED or MALFORMED verdict"
+      alignment_period = "60s"
+      group_by         = ["metric.label.verdict", "metric.label.reason"]
+      documentation    = <<-EOT
+        The registry auditor logged a REJECTED or MALFORMED verdict: an image change in a production registry
+        that the promotion manifests in ${var.k8s_io_repository} do not explain.
+
+        Find the verdict lines in Logs Explorer:
+        `resource.labels.service_name="${google_cloudfunctions2_function.audit.name}" jsonPayload.verdict=("REJECTED" OR "MALFORMED")`
+
+        What each reason means and what to do: ${local.runbook}, section "Verdicts".
+      EOT
+    }
+
+    freshness_errors = {
+      display_name     = "index behind a merged commit, or unreadable"
+      severity         = "ERROR"
+      condition        = "stale_sync or index_unreadable line"
+      alignment_period = "300s"
+      group_by         = ["metric.label.freshness"]
+      documentation    = <<-EOT
+        `stale_sync`: a k8s.io commit merged more than ${var.pending_grace_seconds} s ago is still not in the
+        published index, so promotions it declares are now judged against an older index (and may be REJECTED).
+        `index_unreadable`: the functions cannot read the published index.
+
+        `resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}") jsonPayload.freshness:*`
+
+        What to do: ${local.runbook}, section "Index behind or unreadable".
+      EOT
+    }
+
+    sweep_rejections = {
+      display_name     = "sweep found unexplained content in a production registry"
+      severity         = "CRITICAL"
+      condition        = "REJECTED finding of the sweep"
+      alignment_period = "300s"
+      group_by         = ["metric.label.reason", "metric.label.host"]
+      documentation    = <<-EOT
+        The daily sweep found content in a destination registry that the promotion manifests do not explain
+        (its event was lost, dead-lettered or never audited).
+
+        `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="REJECTED"`
+
+        What to do: ${local.runbook}, sections "Verdicts" and "Sweep findings".
+      EOT
+    }
+
+    missing = {
+      display_name     = "promoted image missing from a region"
+      severity         = "ERROR"
+      condition        = "MISSING finding of the sweep"
+      alignment_period = "300s"
+      group_by         = ["metric.label.reason", "metric.label.host"]
+      documentation    = <<-EOT
+        The daily sweep found a promoted digest, platform child or tag absent from one of its destination
+        registries: a promotion stopped part-way through the regions.
+
+        `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="MISSING"`
+
+        What to do: ${local.runbook}, section "MISSING".
+      EOT
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "log_alarms" {
+  for_each = local.log_alarms
+
   project               = var.project
-  display_name          = "${var.name_prefix}: unexplained change in a production registry"
+  display_name          = "${var.name_prefix}: ${each.value.display_name}"
   combiner              = "OR"
-  severity              = "CRITICAL"
+  severity              = each.value.severity
   notification_channels = var.alert_channels
 
   conditions {
-    display_name = "REJECTED or MALFORMED verdict"
+    display_name = each.value.condition
 
     condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.audit_alarms.name}\""
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.lines[each.key].name}\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
 
       aggregations {
-        alignment_period     = "60s"
+        alignment_period     = each.value.alignment_period
         per_series_aligner   = "ALIGN_SUM"
         cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.verdict", "metric.label.reason"]
+        group_by_fields      = each.value.group_by
       }
 
       trigger {
@@ -308,163 +272,15 @@ resource "google_monitoring_alert_policy" "audit_alarms" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = <<-EOT
-      The registry auditor logged a REJECTED or MALFORMED verdict: an image change in a production registry
-      that the promotion manifests in ${var.k8s_io_repository} do not explain.
-
-      Find the verdict lines in Logs Explorer:
-      `resource.labels.service_name="${google_cloudfunctions2_function.audit.name}" jsonPayload.verdict=("REJECTED" OR "MALFORMED")`
-
-      What each reason means and what to do: ${local.runbook}, section "Verdicts".
-    EOT
+    content   = each.value.documentation
   }
 
   depends_on = [time_sleep.log_metrics]
 }
 
-resource "google_monitoring_alert_policy" "index_freshness" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: index behind a merged commit, or unreadable"
-  combiner              = "OR"
-  severity              = "ERROR"
-  notification_channels = var.alert_channels
-
-  conditions {
-    display_name = "stale_sync or index_unreadable line"
-
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.freshness_errors.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.freshness"]
-      }
-
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = var.alert_auto_close
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = <<-EOT
-      `stale_sync`: a k8s.io commit merged more than ${var.pending_grace_seconds} s ago is still not in the
-      published index, so promotions it declares are now judged against an older index (and may be REJECTED).
-      `index_unreadable`: the functions cannot read the published index.
-
-      `resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}") jsonPayload.freshness:*`
-
-      What to do: ${local.runbook}, section "Index behind or unreadable".
-    EOT
-  }
-
-  depends_on = [time_sleep.log_metrics]
-}
-
-resource "google_monitoring_alert_policy" "sweep_rejections" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: sweep found unexplained content in a production registry"
-  combiner              = "OR"
-  severity              = "CRITICAL"
-  notification_channels = var.alert_channels
-
-  conditions {
-    display_name = "REJECTED finding of the sweep"
-
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.sweep_rejections.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.reason", "metric.label.host"]
-      }
-
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = var.alert_auto_close
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = <<-EOT
-      The daily sweep found content in a destination registry that the promotion manifests do not explain
-      (its event was lost, dead-lettered or never audited).
-
-      `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="REJECTED"`
-
-      What to do: ${local.runbook}, sections "Verdicts" and "Sweep findings".
-    EOT
-  }
-
-  depends_on = [time_sleep.log_metrics]
-}
-
-resource "google_monitoring_alert_policy" "missing" {
-  project               = var.project
-  display_name          = "${var.name_prefix}: promoted image missing from a region"
-  combiner              = "OR"
-  severity              = "ERROR"
-  notification_channels = var.alert_channels
-
-  conditions {
-    display_name = "MISSING finding of the sweep"
-
-    condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.missing.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-        group_by_fields      = ["metric.label.reason", "metric.label.host"]
-      }
-
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  alert_strategy {
-    auto_close = var.alert_auto_close
-  }
-
-  documentation {
-    mime_type = "text/markdown"
-    content   = <<-EOT
-      The daily sweep found a promoted digest, platform child or tag absent from one of its destination
-      registries: a promotion stopped part-way through the regions.
-
-      `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="MISSING"`
-
-      What to do: ${local.runbook}, section "MISSING".
-    EOT
-  }
-
-  depends_on = [time_sleep.log_metrics]
+moved {
+  from = google_monitoring_alert_policy.audit_alarms
+  to   = google_monitoring_alert_policy.log_alarms["audit_alarms"]
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -657,7 +473,7 @@ resource "google_monitoring_alert_policy" "index_not_refreshed" {
     display_name = "No published or unchanged sync for ${var.index_refresh_absent_seconds} s"
 
     condition_absent {
-      filter   = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.index_refreshed.name}\""
+      filter   = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.lines["index_refreshed"].name}\""
       duration = "${var.index_refresh_absent_seconds}s"
 
       aggregations {
@@ -701,7 +517,7 @@ resource "google_monitoring_alert_policy" "sweep_liveness" {
     display_name = "No sweep summary for ${var.sweep_absent_seconds} s"
 
     condition_absent {
-      filter   = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.sweep_summaries.name}\""
+      filter   = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.lines["sweep_summaries"].name}\""
       duration = "${var.sweep_absent_seconds}s"
 
       aggregations {
@@ -720,7 +536,7 @@ resource "google_monitoring_alert_policy" "sweep_liveness" {
     display_name = "Sweep left part of the registries unswept"
 
     condition_threshold {
-      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.sweep_summaries.name}\" AND metric.labels.complete=\"false\""
+      filter          = "resource.type=\"cloud_run_revision\" AND metric.type=\"logging.googleapis.com/user/${google_logging_metric.lines["sweep_summaries"].name}\" AND metric.labels.complete=\"false\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"

@@ -682,27 +682,51 @@ def test_sync_account_writes_the_index_and_reads_its_secret() -> None:
 
 
 # Every alert policy: what it watches, and that what it watches is really written or really measured.
-# Log-based alarms page on any matching line (threshold 0); liveness conditions are tuned by variables.
-LOG_ALERTS = {
-    "audit_alarms": "audit_alarms",
-    "index_freshness": "freshness_errors",
-    "sweep_rejections": "sweep_rejections",
-    "missing": "missing",
-    "index_not_refreshed": "index_refreshed",
-    "sweep_liveness": "sweep_summaries",
-}
+# Alarms are one policy per log-based metric of the same key, and any counted line pages; liveness
+# conditions are tuned by variables.
+ALARMS = {"audit_alarms", "freshness_errors", "sweep_rejections", "missing"}
+LIVENESS_LOGS = {"index_not_refreshed": "index_refreshed", "sweep_liveness": "sweep_summaries"}
 PUBSUB_ALERTS = {
     "backlog": "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
     "push_failures": "pubsub.googleapis.com/subscription/push_request_count",
     "dead_letters": "pubsub.googleapis.com/subscription/num_undelivered_messages",
 }
-LIVENESS = {"backlog", "push_failures", "index_not_refreshed", "sweep_liveness"}
 RUNBOOK = ROOT / "docs" / "runbook.md"
-_METRIC_OF_LOGS = re.compile(
-    r'metric\.type="logging\.googleapis\.com/user/\$\{google_logging_metric\.([a-z_]+)\.name\}"'
-)
+_LOG_METRIC_TYPE = 'metric.type="logging.googleapis.com/user/${google_logging_metric.lines[%s].name}"'
+_METRIC_KEY = re.compile(r'google_logging_metric\.lines\["([a-z_]+)"\]\.name')
 _LABEL_TEST = re.compile(r'metric\.labels?\.([a-z_]+)="([^"]*)"')
 _FUNCTION_NAME = re.compile(r"\$\{google_cloudfunctions2_function\.([a-z_]+)\.name\}")
+
+
+def log_metrics() -> dict[str, Body]:
+    """The log-based metrics by key: `description`, `filter` and `labels` ({label: {extractor, description}})."""
+    metrics: dict[str, Body] = locals_()["log_metrics"]
+    return metrics
+
+
+def extractors(metric: str) -> dict[str, str]:
+    return {label: body["extractor"] for label, body in log_metrics()[metric]["labels"].items()}
+
+
+def log_alarms() -> dict[str, Body]:
+    alarms: dict[str, Body] = locals_()["log_alarms"]
+    return alarms
+
+
+def _policies() -> dict[str, tuple[Body, str]]:
+    """Every alert policy, the alarms of the for_each one by key, with its documentation's text."""
+    found: dict[str, tuple[Body, str]] = {}
+    for name, policy in resources("google_monitoring_alert_policy").items():
+        content = text(block(policy, "documentation")["content"])
+        if name == "log_alarms":
+            assert content == "${each.value.documentation}"
+            found.update({key: (policy, text(alarm["documentation"])) for key, alarm in log_alarms().items()})
+            continue
+        # A per-key policy takes its text from locals named in a conditional.
+        for local in re.findall(r"local\.([a-z_]+_doc)\b", content):
+            content += "\n" + text(locals_()[local])
+        found[name] = (policy, content)
+    return found
 
 
 def _conditions(policy: Body) -> list[tuple[str, Body]]:
@@ -725,17 +749,13 @@ def _resolved(log_filter: str) -> str:
 
 
 def test_every_alert_policy_is_known_notifies_and_names_its_runbook_section() -> None:
-    policies = resources("google_monitoring_alert_policy")
-    assert set(policies) == set(LOG_ALERTS) | set(PUBSUB_ALERTS), "a new alert policy needs its wiring test"
+    policies = _policies()
+    assert set(policies) == ALARMS | set(LIVENESS_LOGS) | set(PUBSUB_ALERTS), "a new policy needs its wiring test"
     headings = {line.lstrip("#").strip() for line in RUNBOOK.read_text().splitlines() if line.startswith("#")}
-    for name, policy in policies.items():
+    for name, (policy, documentation) in policies.items():
         assert policy["notification_channels"] == "${var.alert_channels}", name
         assert block(policy, "alert_strategy")["auto_close"] == "${var.alert_auto_close}", name
-        content = text(block(policy, "documentation")["content"])
-        # A per-key policy takes its text from locals named in the conditional.
-        for local in re.findall(r"local\.([a-z_]+_doc)\b", content):
-            content += "\n" + text(locals_()[local])
-        sections = re.findall(r'\$\{local\.runbook\}, sections? ("[^"]+"(?: and "[^"]+")*)', content)
+        sections = re.findall(r'\$\{local\.runbook\}, sections? ("[^"]+"(?: and "[^"]+")*)', documentation)
         assert sections, f"{name}'s documentation names no runbook section"
         for section in re.findall(r'"([^"]+)"', " ".join(sections)):
             assert any(heading.startswith(section) for heading in headings), f"runbook has no section {section!r}"
@@ -749,34 +769,56 @@ def test_alert_channels_cannot_silently_default_to_nowhere() -> None:
     assert any("notificationChannels" in condition for condition in conditions)
 
 
-@pytest.mark.parametrize("policy_name", sorted(LOG_ALERTS))
-def test_log_alert_counts_an_existing_log_metric_after_it_propagated(policy_name: str) -> None:
+def test_each_log_metric_counts_lines_with_the_labels_it_extracts() -> None:
+    metric = resource("google_logging_metric", "lines")
+    assert metric["for_each"] == "${local.log_metrics}"
+    assert metric["filter"] == "${each.value.filter}"
+    assert metric["label_extractors"] == "${{for key, label in each.value.labels : key => label.extractor}}"
+    (dynamic,) = block(metric, "metric_descriptor")["dynamic"]
+    assert dynamic["labels"]["for_each"] == "${each.value.labels}"
+    assert block(dynamic["labels"], "content")["key"] == "${labels.key}"
+    for key, body in log_metrics().items():
+        assert body["description"], key
+        assert body["labels"], f"{key} extracts no label"
+        for label, declared in body["labels"].items():
+            assert declared["description"], f"{key}.{label}"
+            assert declared["extractor"].startswith(("EXTRACT(", "REGEXP_EXTRACT(")), f"{key}.{label}"
+    # Provider issue #11102: a policy created right after its metric fails with "Cannot find metric(s)".
+    assert "google_logging_metric.lines" in text(resource("time_sleep", "log_metrics")["triggers"])
+
+
+def test_alarms_page_on_any_line_their_metric_counts() -> None:
+    policy = resource("google_monitoring_alert_policy", "log_alarms")
+    assert policy["for_each"] == "${local.log_alarms}"
+    assert "${time_sleep.log_metrics}" in policy["depends_on"]
+    ((kind, condition),) = _conditions(policy)
+    assert kind == "condition_threshold"
+    assert text(condition["filter"]) == 'resource.type="cloud_run_revision" AND ' + _LOG_METRIC_TYPE % "each.key"
+    assert (condition["comparison"], condition["threshold_value"], condition["duration"]) == ("COMPARISON_GT", 0, "0s")
+    assert block(condition, "aggregations")["group_by_fields"] == "${each.value.group_by}"
+    assert set(log_alarms()) == ALARMS
+    for alarm, body in log_alarms().items():
+        assert alarm in log_metrics(), f"alarm {alarm} has no log-based metric of its key"
+        grouped = {field.removeprefix("metric.label.") for field in body["group_by"]}
+        assert grouped <= set(log_metrics()[alarm]["labels"]), f"{alarm} groups by labels its metric lacks"
+
+
+@pytest.mark.parametrize("policy_name", sorted(LIVENESS_LOGS))
+def test_liveness_on_a_log_metric_waits_for_it_and_is_tuned_by_variables(policy_name: str) -> None:
     policy = resource("google_monitoring_alert_policy", policy_name)
-    metrics = resources("google_logging_metric")
+    metric = LIVENESS_LOGS[policy_name]
     for kind, condition in _conditions(policy):
         condition_filter = text(condition["filter"])
         assert condition_filter.startswith('resource.type="cloud_run_revision" AND ')
-        used = _METRIC_OF_LOGS.findall(condition_filter)
-        assert used == [LOG_ALERTS[policy_name]], condition_filter
-        assert used[0] in metrics
+        assert _METRIC_KEY.findall(condition_filter) == [metric], condition_filter
         # Labels a condition selects on must be labels the metric extracts.
         for label, _ in _LABEL_TEST.findall(condition_filter):
-            assert label in metrics[used[0]]["label_extractors"], f"{policy_name} filters on unknown label {label}"
-        if policy_name in LIVENESS:
-            assert kind == "condition_absent" or condition["threshold_value"] == 0
-            if kind == "condition_absent":
-                assert re.fullmatch(r"\$\{var\.[a-z_]+\}s", condition["duration"]), condition["duration"]
+            assert label in log_metrics()[metric]["labels"], f"{policy_name} filters on unknown label {label}"
+        if kind == "condition_absent":
+            assert re.fullmatch(r"\$\{var\.[a-z_]+\}s", condition["duration"]), condition["duration"]
         else:
-            assert kind == "condition_threshold"
-            assert (condition["comparison"], condition["threshold_value"], condition["duration"]) == (
-                "COMPARISON_GT",
-                0,
-                "0s",
-            ), "an alarm line pages at once"
-    # Provider issue #11102: a policy created right after its metric fails with "Cannot find metric(s)".
+            assert condition["threshold_value"] == 0, "a line that is itself the failure pages at once"
     assert "${time_sleep.log_metrics}" in policy["depends_on"]
-    sleep = resource("time_sleep", "log_metrics")
-    assert f"google_logging_metric.{LOG_ALERTS[policy_name]}.id" in text(sleep["triggers"])
 
 
 def test_absence_conditions_watch_only_periodic_signals() -> None:
@@ -820,7 +862,6 @@ def test_pubsub_alert_watches_its_subscription_with_variable_thresholds(policy_n
 # Log-based metrics against the lines the code writes
 # ---------------------------------------------------------------------------------------------------------
 
-# (metric, emitting function, line kind, counted?)
 _LINE_KINDS = {
     "verified event": lambda: log_lines.event_line("verified"),
     "rejected event": lambda: log_lines.event_line("rejected"),
@@ -837,6 +878,7 @@ _LINE_KINDS = {
     "sweep complete": lambda: log_lines.sweep_summary_line(complete=True),
     "sweep incomplete": lambda: log_lines.sweep_summary_line(complete=False, missing=1),
 }
+# (metric, function that writes the line, line kind, counted?)
 _COUNTED = [
     ("audit_alarms", "audit", "rejected event", True),
     ("audit_alarms", "audit", "malformed event", True),
@@ -876,12 +918,12 @@ def _entry(service: str, kind: str) -> dict[str, Any]:
 def test_log_metric_filter_matches_the_lines_the_code_writes(
     metric: str, service: str, kind: str, counted: bool
 ) -> None:
-    log_filter = _resolved(text(resource("google_logging_metric", metric)["filter"]))
+    log_filter = _resolved(text(log_metrics()[metric]["filter"]))
     assert logfilter.matches(log_filter, _entry(service, kind)) is counted
 
 
 def test_every_log_metric_is_covered_by_line_tests() -> None:
-    assert {metric for metric, _, _, counted in _COUNTED if counted} == set(resources("google_logging_metric"))
+    assert {metric for metric, _, _, counted in _COUNTED if counted} == set(log_metrics())
 
 
 @pytest.mark.parametrize(
@@ -903,12 +945,8 @@ def test_every_log_metric_is_covered_by_line_tests() -> None:
 def test_log_metric_labels_come_from_the_lines(
     metric: str, service: str, kind: str, labels: dict[str, str | None]
 ) -> None:
-    body = resource("google_logging_metric", metric)
-    extractors = body["label_extractors"]
-    declared = {label["key"] for label in block(body, "metric_descriptor")["labels"]}
-    assert set(extractors) == declared
     entry = _entry(service, kind)
-    assert {key: logfilter.extract(extractors[key], entry) for key in labels} == labels
+    assert {key: logfilter.extract(extractors(metric)[key], entry) for key in labels} == labels
 
 
 def test_incomplete_sweep_condition_selects_the_label_an_incomplete_summary_gets() -> None:
@@ -918,9 +956,8 @@ def test_incomplete_sweep_condition_selects_the_label_an_incomplete_summary_gets
         for kind, condition in _conditions(policy)
         if kind == "condition_threshold"
     ]
-    extractors = resource("google_logging_metric", "sweep_summaries")["label_extractors"]
     entry = _entry("sweep", "sweep incomplete")
-    assert selected == [{"complete": logfilter.extract(extractors["complete"], entry)}]
+    assert selected == [{"complete": logfilter.extract(extractors("sweep_summaries")["complete"], entry)}]
 
 
 def test_dashboard_charts_draw_existing_metrics_and_labels() -> None:
@@ -934,15 +971,14 @@ def test_dashboard_charts_draw_existing_metrics_and_labels() -> None:
         "Sweep findings per region",
     ):
         assert topic in titles
-    metrics = resources("google_logging_metric")
     for chart in charts:
         chart_filter = chart["filter"]
-        used = re.findall(r"google_logging_metric\.([a-z_]+)\.name", chart_filter)
+        used = _METRIC_KEY.findall(chart_filter)
         for metric in used:
-            labels = set(metrics[metric]["label_extractors"])
             wanted = {label for label, _ in _LABEL_TEST.findall(chart_filter)}
             wanted |= {field.removeprefix("metric.label.") for field in chart["group"]}
-            assert wanted <= labels, f"{chart['title']}: {wanted - labels} not extracted by {metric}"
+            missing = wanted - set(log_metrics()[metric]["labels"])
+            assert not missing, f"{chart['title']}: {missing} not extracted by {metric}"
         assert used or "pubsub.googleapis.com" in chart_filter, chart["title"]
 
 
@@ -1003,7 +1039,7 @@ def test_function_builds_wait_for_the_build_account_grants() -> None:
 def test_moved_blocks_land_on_resources() -> None:
     declared = {(rtype, name) for rtype, named in _labelled("resource").items() for name in named}
     for moved in _module().get("moved", []):
-        target = re.fullmatch(r'\$\{([a-z0-9_]+)\.([a-z0-9_]+)\["[a-z]+"\]\}', moved["to"])
+        target = re.fullmatch(r'\$\{([a-z0-9_]+)\.([a-z0-9_]+)\["[a-z_]+"\]\}', moved["to"])
         assert target, moved
         assert (target.group(1), target.group(2)) in declared
 
