@@ -1172,3 +1172,18 @@ def test_filter_matcher_refuses_syntax_it_does_not_know(query: str) -> None:
     # A filter the matcher misreads must fail its test, never pass it.
     with pytest.raises(logfilter.UnsupportedFilter):
         logfilter.matches(query, {"a": "x"})
+
+
+def test_replay_subscription_delivers_exactly_like_the_audit_subscription() -> None:
+    # A replayed event must meet the same retries, dead letters and identity as the original delivery.
+    _, audit = _audit_subscription()
+    replay = resource("google_pubsub_subscription", "audit_replay")
+    differing = {"name", "topic", "push_config", "lifecycle"}
+    assert {key: value for key, value in replay.items() if key not in differing} == {
+        key: value for key, value in audit.items() if key not in differing
+    }
+    replay_push, audit_push = block(replay, "push_config"), block(audit, "push_config")
+    assert block(replay_push, "oidc_token") == block(audit_push, "oidc_token")
+    assert replay_push["push_endpoint"].removesuffix("/${google_pubsub_topic.audit_replay.id}") == audit_push[
+        "push_endpoint"
+    ].removesuffix("/${local.gcr_topic_id}")
