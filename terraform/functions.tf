@@ -41,15 +41,26 @@ resource "google_cloudfunctions2_function" "audit" {
     environment_variables = {
       AUDITOR_INDEX_URI = local.index_uri
       # Lets verdict lines carry the full trace name, so Cloud Logging correlates them with the request.
-      GOOGLE_CLOUD_PROJECT = var.project
+      GOOGLE_CLOUD_PROJECT          = var.project
+      AUDITOR_REFRESH_SECONDS       = tostring(var.audit_refresh_seconds)
+      AUDITOR_PENDING_GRACE_SECONDS = tostring(var.pending_grace_seconds)
+      AUDITOR_FROZEN_PREFIXES       = join(",", var.frozen_prefixes)
+      AUDITOR_DEADLINE_SECONDS      = tostring(var.audit_deadline_seconds)
+    }
+  }
+
+  lifecycle {
+    precondition {
+      # The verdict line (RETRY at worst) must be written before the platform kills the request.
+      condition     = var.audit_deadline_seconds < var.audit_timeout_seconds
+      error_message = "audit_deadline_seconds must be below audit_timeout_seconds, or a slow decision ends without a verdict line."
     }
   }
 
   depends_on = [
     google_project_service.this,
     google_storage_bucket_iam_member.audit_index_reader,
-    google_project_iam_member.build,
-    google_artifact_registry_repository_iam_member.build_writer,
+    time_sleep.build_grants,
   ]
 }
 
@@ -79,6 +90,7 @@ resource "google_secret_manager_secret_version" "webhook" {
 }
 
 resource "google_cloudfunctions2_function" "sync" {
+  #checkov:skip=CKV_GCP_124:GitHub's push webhook comes from the internet; sync_index refuses every request without a valid X-Hub-Signature-256 HMAC.
   project     = var.project
   location    = var.region
   name        = "${var.name_prefix}-sync"
@@ -117,6 +129,10 @@ resource "google_cloudfunctions2_function" "sync" {
       AUDITOR_MANIFESTS_SUBDIR = var.manifests_subdir
       # Pushes to other branches are ignored; a resync rebuilds this branch's head.
       AUDITOR_BRANCH = var.k8s_io_branch
+      # GitHub gives a webhook 10 s: a verified push is queued here and rebuilt when it comes back.
+      AUDITOR_SYNC_QUEUE = google_pubsub_topic.sync_queue.id
+      # Empty means the function's default, GitHub's API for `k8s_io_repository`.
+      AUDITOR_HEAD_URL = coalesce(var.head_url, "https://api.github.com/repos/${var.k8s_io_repository}/commits/{branch}")
     }
 
     secret_environment_variables {
@@ -132,7 +148,58 @@ resource "google_cloudfunctions2_function" "sync" {
     google_secret_manager_secret_version.webhook,
     google_secret_manager_secret_iam_member.sync_webhook_accessor,
     google_storage_bucket_iam_member.sync_index_writer,
-    google_project_iam_member.build,
-    google_artifact_registry_repository_iam_member.build_writer,
+    google_pubsub_topic_iam_member.sync_queue_publisher,
+    time_sleep.build_grants,
+  ]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# sweep: once a day, what every destination registry holds, reconciled with the index. Events can be lost
+# and promotions can stop half-way through the regions; only a listing shows either.
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "sweep" {
+  project     = var.project
+  location    = var.region
+  name        = "${var.name_prefix}-sweep"
+  description = "Reconciles what the production registries hold with the promotion manifests."
+
+  build_config {
+    runtime           = var.runtime
+    entry_point       = "sweep"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.sweep.email
+    available_memory      = var.sweep_memory
+    timeout_seconds       = var.sweep_timeout_seconds
+    min_instance_count    = 0
+    # One sweep at a time: a second one would only double the registry traffic.
+    max_instance_count               = 1
+    max_instance_request_concurrency = 1
+    # Cloud Scheduler in the same project counts as internal traffic.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      AUDITOR_INDEX_URI       = local.index_uri
+      GOOGLE_CLOUD_PROJECT    = var.project
+      AUDITOR_FROZEN_PREFIXES = join(",", var.frozen_prefixes)
+    }
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_storage_bucket_iam_member.sweep_index_reader,
+    time_sleep.build_grants,
   ]
 }

@@ -5,30 +5,48 @@ resource "google_service_account" "audit" {
   project      = var.project
   account_id   = "${var.name_prefix}-audit"
   display_name = "Registry auditor: audit function"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "sync" {
   project      = var.project
   account_id   = "${var.name_prefix}-sync"
   display_name = "Registry auditor: index sync function"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "push" {
   project      = var.project
   account_id   = "${var.name_prefix}-push"
   display_name = "Registry auditor: Pub/Sub push identity towards the audit function"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "scheduler" {
   project      = var.project
   account_id   = "${var.name_prefix}-scheduler"
   display_name = "Registry auditor: periodic resync caller"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "sweep" {
+  project      = var.project
+  account_id   = "${var.name_prefix}-sweep"
+  display_name = "Registry auditor: daily reconciliation sweep (read-only)"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "build" {
   project      = var.project
   account_id   = "${var.name_prefix}-build"
   display_name = "Registry auditor: Cloud Build of the function images"
+
+  depends_on = [google_project_service.this]
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -87,6 +105,38 @@ resource "google_project_iam_member" "sync_log_writer" {
   member  = "serviceAccount:${google_service_account.sync.email}"
 }
 
+# The sync queue: a verified push is published as a rebuild request and delivered back to sync_index.
+resource "google_pubsub_topic_iam_member" "sync_queue_publisher" {
+  project = var.project
+  topic   = google_pubsub_topic.sync_queue.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.sync.email}"
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# sweep: read the index and list the registries; it writes nothing but log lines.
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_storage_bucket_iam_member" "sweep_index_reader" {
+  bucket = google_storage_bucket.index.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.sweep.email}"
+}
+
+resource "google_project_iam_member" "sweep_registry_reader" {
+  for_each = toset(var.grant_registry_reader ? local.sweep_registry_projects : [])
+
+  project = each.value
+  role    = "roles/artifactregistry.reader"
+  member  = "serviceAccount:${google_service_account.sweep.email}"
+}
+
+resource "google_project_iam_member" "sweep_log_writer" {
+  project = var.project
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${google_service_account.sweep.email}"
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # Invokers: Pub/Sub may call audit, the scheduler may call a private sync, nobody else gets a Google identity in.
 # ---------------------------------------------------------------------------------------------------------
@@ -100,7 +150,7 @@ resource "google_cloud_run_service_iam_member" "audit_push_invoker" {
 }
 
 # Only needed while sync_index is private: with sync_public, allUsers may invoke it and the scheduler's
-# request gets in on its HMAC signature alone.
+# request and the queued rebuild requests get in on their HMAC signatures alone.
 resource "google_cloud_run_service_iam_member" "sync_scheduler_invoker" {
   count = var.sync_public ? 0 : 1
 
@@ -111,9 +161,29 @@ resource "google_cloud_run_service_iam_member" "sync_scheduler_invoker" {
   member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
 
+resource "google_cloud_run_service_iam_member" "sync_queue_push_invoker" {
+  count = var.sync_public ? 0 : 1
+
+  project  = var.project
+  location = google_cloudfunctions2_function.sync.location
+  service  = google_cloudfunctions2_function.sync.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.push.email}"
+}
+
+# The sweep is private: only the daily scheduler job may start one.
+resource "google_cloud_run_service_iam_member" "sweep_scheduler_invoker" {
+  project  = var.project
+  location = google_cloudfunctions2_function.sweep.location
+  service  = google_cloudfunctions2_function.sweep.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
 # GitHub cannot present a Google identity, so its webhook reaches sync_index only as allUsers. The function
 # answers 401 to every request without a valid X-Hub-Signature-256, which keeps the rebuild closed.
 resource "google_cloud_run_service_iam_member" "sync_public" {
+  #checkov:skip=CKV_GCP_102:GitHub's push webhook cannot present a Google identity; sync_index answers 401 to any request without a valid X-Hub-Signature-256 HMAC.
   count = var.sync_public ? 1 : 0
 
   project  = var.project
@@ -129,6 +199,8 @@ resource "google_service_account_iam_member" "pubsub_push_token_creator" {
   service_account_id = google_service_account.push.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
+
+  depends_on = [google_project_service.this]
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,10 +220,34 @@ resource "google_project_iam_member" "build" {
   member  = "serviceAccount:${google_service_account.build.email}"
 }
 
+# Cloud Run's build-account documentation asks for object admin, not viewer, on the bucket the source is
+# uploaded to; granted on that one bucket only.
+resource "google_storage_bucket_iam_member" "build_source_admin" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.build.email}"
+}
+
 resource "google_artifact_registry_repository_iam_member" "build_writer" {
   project    = var.project
   location   = google_artifact_registry_repository.functions.location
   repository = google_artifact_registry_repository.functions.name
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${google_service_account.build.email}"
+}
+
+# IAM grants take a while to reach every Google service: a function build started right after them fails
+# on a missing permission. The provider's own cloudfunctions2 builder example waits the same way.
+resource "time_sleep" "build_grants" {
+  create_duration = "60s"
+
+  triggers = {
+    account = google_service_account.build.email
+  }
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_storage_bucket_iam_member.build_source_admin,
+    google_artifact_registry_repository_iam_member.build_writer,
+  ]
 }

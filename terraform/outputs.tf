@@ -45,12 +45,12 @@ output "gcr_topic" {
 
 output "dead_letter_topic" {
   description = "Topic that receives registry events the audit function never decided."
-  value       = google_pubsub_topic.dead_letter.id
+  value       = google_pubsub_topic.dead_letter["audit"].id
 }
 
 output "dead_letter_hold_subscription" {
   description = "Pull subscription that keeps dead-lettered events for inspection and replay."
-  value       = google_pubsub_subscription.dead_letter_hold.name
+  value       = google_pubsub_subscription.dead_letter_hold["audit"].name
 }
 
 output "resync_job" {
@@ -65,6 +65,47 @@ output "service_accounts" {
     sync      = google_service_account.sync.email
     push      = google_service_account.push.email
     scheduler = google_service_account.scheduler.email
+    sweep     = google_service_account.sweep.email
     build     = google_service_account.build.email
   }
+}
+
+output "project" {
+  description = "Project the auditor runs in (functions, subscriptions, logs, alerts)."
+  value       = var.project
+}
+
+output "region" {
+  description = "Region of the functions and scheduler jobs (`--location` / `--region` of gcloud)."
+  value       = var.region
+}
+
+output "sweep_function" {
+  description = "Name of the sweep function (and of its Cloud Run service)."
+  value       = google_cloudfunctions2_function.sweep.name
+}
+
+output "sweep_job" {
+  description = "Cloud Scheduler job of the daily sweep; `gcloud scheduler jobs run` it to sweep now."
+  value       = google_cloud_scheduler_job.sweep.name
+}
+
+output "sync_queue_topic" {
+  description = "AUDITOR_SYNC_QUEUE: topic of the signed rebuild requests that sync_index queues for itself."
+  value       = google_pubsub_topic.sync_queue.id
+}
+
+output "audit_replay_topic" {
+  description = "Topic that feeds the audit function alone; dead letters are replayed through it."
+  value       = google_pubsub_topic.audit_replay.name
+}
+
+output "dead_letter_replay_command" {
+  description = "Shell command (gcloud and jq) that moves every dead-lettered registry event to the replay topic. Fix the cause first (docs/runbook.md, Dead letters)."
+  value       = local.replay_command
+}
+
+output "dashboard_url" {
+  description = "Cloud Monitoring dashboard of the auditor."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/builder/${element(split("/", google_monitoring_dashboard.auditor.id), 3)}?project=${var.project}"
 }

@@ -3,10 +3,28 @@
 # function raise, the push gets a 5xx, and Pub/Sub redelivers with exponential backoff; after
 # `audit_max_delivery_attempts` the message moves to the dead-letter topic, where the hold subscription keeps
 # it for replay (docs/runbook.md).
+#
+# The sync queue works the same way: sync_index answers GitHub's webhook with 202 after publishing a signed
+# rebuild request, and this module's push subscription delivers the request back to sync_index, which
+# rebuilds inside that push (up to the 600 s ack deadline) and answers 5xx to have it retried.
+
+locals {
+  # One dead-letter topic (and hold subscription) for registry events, one for rebuild requests.
+  dead_letter_queues = ["audit", "sync"]
+  # Every subscription that dead-letters: the Pub/Sub service agent must be able to acknowledge on each.
+  dead_lettering_subscriptions = {
+    audit        = google_pubsub_subscription.audit.name
+    audit_replay = google_pubsub_subscription.audit_replay.name
+    sync         = google_pubsub_subscription.sync_queue.name
+  }
+}
 
 resource "google_pubsub_topic" "dead_letter" {
+  #checkov:skip=CKV_GCP_83:Holds copies of registry events and rebuild requests, which name public images and commits; Google-managed encryption is enough.
+  for_each = toset(local.dead_letter_queues)
+
   project = var.project
-  name    = "${var.name_prefix}-audit-dead-letter"
+  name    = "${var.name_prefix}-${each.key}-dead-letter"
 
   depends_on = [google_project_service.this]
 }
@@ -14,9 +32,11 @@ resource "google_pubsub_topic" "dead_letter" {
 # A topic without a subscription drops what is published to it; this one keeps dead letters until an
 # operator has looked at them. Acknowledged messages are retained too, so a replay can seek back.
 resource "google_pubsub_subscription" "dead_letter_hold" {
+  for_each = google_pubsub_topic.dead_letter
+
   project                    = var.project
-  name                       = "${var.name_prefix}-audit-dead-letter-hold"
-  topic                      = google_pubsub_topic.dead_letter.id
+  name                       = "${var.name_prefix}-${each.key}-dead-letter-hold"
+  topic                      = each.value.id
   ack_deadline_seconds       = 60
   message_retention_duration = var.dead_letter_retention
   retain_acked_messages      = true
@@ -25,6 +45,51 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
     ttl = ""
   }
 }
+
+# Dead lettering needs the Pub/Sub service agent to publish to the dead-letter topic and to acknowledge the
+# forwarded message on the source subscription.
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = google_pubsub_topic.dead_letter
+
+  project = var.project
+  topic   = each.value.name
+  role    = "roles/pubsub.publisher"
+  member  = local.pubsub_service_agent
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
+  for_each = local.dead_lettering_subscriptions
+
+  project      = var.project
+  subscription = each.value
+  role         = "roles/pubsub.subscriber"
+  member       = local.pubsub_service_agent
+}
+
+# Before the sync queue existed these were single resources; keep deployed ones instead of replacing them.
+moved {
+  from = google_pubsub_topic.dead_letter
+  to   = google_pubsub_topic.dead_letter["audit"]
+}
+
+moved {
+  from = google_pubsub_subscription.dead_letter_hold
+  to   = google_pubsub_subscription.dead_letter_hold["audit"]
+}
+
+moved {
+  from = google_pubsub_topic_iam_member.dead_letter_publisher
+  to   = google_pubsub_topic_iam_member.dead_letter_publisher["audit"]
+}
+
+moved {
+  from = google_pubsub_subscription_iam_member.audit_dead_letter_subscriber
+  to   = google_pubsub_subscription_iam_member.dead_letter_subscriber["audit"]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry events: the registry's gcr topic, and a replay topic that feeds the auditor alone.
+# ---------------------------------------------------------------------------------------------------------
 
 resource "google_pubsub_subscription" "audit" {
   project = var.project
@@ -51,7 +116,7 @@ resource "google_pubsub_subscription" "audit" {
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
+    dead_letter_topic     = google_pubsub_topic.dead_letter["audit"].id
     max_delivery_attempts = var.audit_max_delivery_attempts
   }
 
@@ -72,21 +137,116 @@ resource "google_pubsub_subscription" "audit" {
     google_pubsub_subscription.dead_letter_hold,
     google_pubsub_topic_iam_member.dead_letter_publisher,
     google_cloud_run_service_iam_member.audit_push_invoker,
+    # Without it the first pushes carry no token and are refused with 403 until the grant lands.
+    google_service_account_iam_member.pubsub_push_token_creator,
   ]
 }
 
-# Dead lettering needs the Pub/Sub service agent to publish to the dead-letter topic and to acknowledge the
-# forwarded message on the source subscription.
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+# Dead letters are replayed here rather than on the registry's gcr topic, whose other subscribers would
+# receive them again. Its one subscription pushes to the audit function exactly like the audit subscription.
+resource "google_pubsub_topic" "audit_replay" {
+  #checkov:skip=CKV_GCP_83:Carries copies of registry events, which name public images; Google-managed encryption is enough.
   project = var.project
-  topic   = google_pubsub_topic.dead_letter.name
-  role    = "roles/pubsub.publisher"
-  member  = local.pubsub_service_agent
+  name    = "${var.name_prefix}-audit-replay"
+
+  depends_on = [google_project_service.this]
 }
 
-resource "google_pubsub_subscription_iam_member" "audit_dead_letter_subscriber" {
-  project      = var.project
-  subscription = google_pubsub_subscription.audit.name
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
+resource "google_pubsub_subscription" "audit_replay" {
+  project                    = var.project
+  name                       = "${var.name_prefix}-audit-replay"
+  topic                      = google_pubsub_topic.audit_replay.id
+  ack_deadline_seconds       = var.audit_ack_deadline_seconds
+  message_retention_duration = var.audit_message_retention
+
+  push_config {
+    push_endpoint = "${google_cloudfunctions2_function.audit.service_config[0].uri}/${google_pubsub_topic.audit_replay.id}"
+
+    oidc_token {
+      service_account_email = google_service_account.push.email
+      audience              = google_cloudfunctions2_function.audit.service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = var.audit_min_backoff
+    maximum_backoff = var.audit_max_backoff
+  }
+
+  # A replayed event that still finds no verdict goes back to the same hold subscription.
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter["audit"].id
+    max_delivery_attempts = var.audit_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [
+    google_pubsub_subscription.dead_letter_hold,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+    google_cloud_run_service_iam_member.audit_push_invoker,
+    google_service_account_iam_member.pubsub_push_token_creator,
+  ]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# Sync queue: signed rebuild requests from sync_index back to sync_index.
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_pubsub_topic" "sync_queue" {
+  #checkov:skip=CKV_GCP_83:Carries public k8s.io commit ids signed with the webhook secret; Google-managed encryption is enough.
+  project = var.project
+  name    = "${var.name_prefix}-sync-queue"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_pubsub_subscription" "sync_queue" {
+  project = var.project
+  name    = "${var.name_prefix}-sync-queue"
+  topic   = google_pubsub_topic.sync_queue.id
+  # A rebuild runs inside the push; Pub/Sub's longest ack deadline is what it gets before a redelivery.
+  ack_deadline_seconds = 600
+  # The hourly resync rebuilds the branch head anyway; a day-old rebuild request is worth nothing.
+  message_retention_duration = "86400s"
+
+  push_config {
+    push_endpoint = google_cloudfunctions2_function.sync.service_config[0].uri
+
+    # Checked by Cloud Run only while sync_index is private; the request's HMAC is checked either way.
+    oidc_token {
+      service_account_email = google_service_account.push.email
+      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = var.sync_queue_min_backoff
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.dead_letter["sync"].id
+    max_delivery_attempts = var.sync_queue_max_delivery_attempts
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.sync_timeout_seconds <= 600
+      error_message = "sync_timeout_seconds must be at most 600: a queued rebuild runs inside a Pub/Sub push, whose ack deadline is at most 600 s."
+    }
+  }
+
+  depends_on = [
+    google_pubsub_subscription.dead_letter_hold,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+    google_cloud_run_service_iam_member.sync_queue_push_invoker,
+    google_service_account_iam_member.pubsub_push_token_creator,
+  ]
 }

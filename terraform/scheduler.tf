@@ -59,3 +59,36 @@ resource "google_cloud_scheduler_job" "resync" {
     google_cloud_run_service_iam_member.sync_scheduler_invoker,
   ]
 }
+
+# The daily sweep. Private: Cloud Run IAM lets only the scheduler account's OIDC token in.
+resource "google_cloud_scheduler_job" "sweep" {
+  project     = var.project
+  region      = var.region
+  name        = "${var.name_prefix}-sweep"
+  description = "Daily reconciliation of the production registries with the registry auditor's digest index."
+  schedule    = var.sweep_schedule
+  time_zone   = var.resync_time_zone
+  # Cloud Scheduler waits at most 30 minutes for an HTTP answer, hence the default sweep_timeout_seconds.
+  attempt_deadline = "${min(var.sweep_timeout_seconds, 1800)}s"
+
+  # No retry: a retry after the 30-minute deadline would meet the sweep still running. A day without a
+  # summary line pages instead (monitoring.tf).
+  retry_config {
+    retry_count = 0
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = google_cloudfunctions2_function.sweep.service_config[0].uri
+
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = google_cloudfunctions2_function.sweep.service_config[0].uri
+    }
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_cloud_run_service_iam_member.sweep_scheduler_invoker,
+  ]
+}

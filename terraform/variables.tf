@@ -129,6 +129,8 @@ variable "source_excludes" {
     ".github",
     ".ci",
     ".venv",
+    # scripts/setup's checkov venv.
+    ".tools",
     ".demo",
     "out",
     "docs",
@@ -206,6 +208,45 @@ variable "audit_ingress" {
   }
 }
 
+variable "audit_refresh_seconds" {
+  description = "AUDITOR_REFRESH_SECONDS: an audit instance never decides from an index whose generation it has not checked for this long."
+  type        = number
+  default     = 60
+}
+
+variable "pending_grace_seconds" {
+  description = "AUDITOR_PENDING_GRACE_SECONDS: how long a merged k8s.io commit not yet in the published index turns would-be REJECTED verdicts into RETRY `index behind`; after it, the stale sync itself alerts."
+  type        = number
+  default     = 1800
+}
+
+variable "audit_deadline_seconds" {
+  description = "AUDITOR_DEADLINE_SECONDS: every decision writes its verdict line within this time (RETRY if it could not finish). Must stay below `audit_timeout_seconds`."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.audit_deadline_seconds > 0
+    error_message = "audit_deadline_seconds must be positive."
+  }
+}
+
+variable "frozen_prefixes" {
+  description = "AUDITOR_FROZEN_PREFIXES of audit and sweep: registry path prefixes that must never change; any change under one is REJECTED `frozen`. Default: the frozen legacy GCR registries of registry.k8s.io."
+  type        = list(string)
+  default = [
+    "gcr.io/k8s-artifacts-prod",
+    "asia.gcr.io/k8s-artifacts-prod",
+    "eu.gcr.io/k8s-artifacts-prod",
+    "us.gcr.io/k8s-artifacts-prod",
+  ]
+
+  validation {
+    condition     = alltrue([for prefix in var.frozen_prefixes : !strcontains(prefix, ",") && trimspace(prefix) == prefix && prefix != ""])
+    error_message = "Each frozen prefix is a registry path such as gcr.io/k8s-artifacts-prod, without commas or spaces."
+  }
+}
+
 variable "sync_memory" {
   description = "Memory of the sync instance; it unpacks the manifests tarball and builds the index."
   type        = string
@@ -216,6 +257,29 @@ variable "sync_timeout_seconds" {
   description = "Time one index rebuild may take (at most 3600 for an HTTP function)."
   type        = number
   default     = 540
+}
+
+variable "head_url" {
+  description = "AUDITOR_HEAD_URL of sync_index: URL template with `{branch}` answering like GitHub's commits API; a resync pins the branch head through it. null: GitHub's API for `k8s_io_repository`."
+  type        = string
+  default     = null
+}
+
+variable "sync_queue_min_backoff" {
+  description = "First redelivery delay of a rebuild request that failed (sync_index answered 5xx)."
+  type        = string
+  default     = "30s"
+}
+
+variable "sync_queue_max_delivery_attempts" {
+  description = "Delivery attempts of a rebuild request before it is dead-lettered (5-100). The hourly resync rebuilds the branch head anyway."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.sync_queue_max_delivery_attempts >= 5 && var.sync_queue_max_delivery_attempts <= 100
+    error_message = "Pub/Sub accepts 5 to 100 delivery attempts."
+  }
 }
 
 variable "sync_max_instances" {
@@ -230,8 +294,37 @@ variable "sync_public" {
   default     = true
 }
 
+variable "sweep_memory" {
+  description = "Memory of the sweep instance; it holds the index and the listing of every destination."
+  type        = string
+  default     = "2Gi"
+}
+
+variable "sweep_timeout_seconds" {
+  description = "Time one sweep may take; what it did not reach is named in its summary. Cloud Scheduler hangs up after 1800 s, so above that a sweep runs on after its caller has gone (at most 3600 for an HTTP function)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.sweep_timeout_seconds >= 60 && var.sweep_timeout_seconds <= 3600
+    error_message = "sweep_timeout_seconds must be between 60 and 3600 (the limit of an HTTP Cloud Function)."
+  }
+}
+
+variable "sweep_schedule" {
+  description = "Cron schedule (in `resync_time_zone`) of the daily sweep."
+  type        = string
+  default     = "23 4 * * *"
+}
+
+variable "sweep_registry_projects" {
+  description = "Projects holding the destination registries the sweep lists; its account gets roles/artifactregistry.reader on each. Empty: `registry_project`."
+  type        = list(string)
+  default     = []
+}
+
 variable "grant_registry_reader" {
-  description = "Grant both function service accounts roles/artifactregistry.reader on `registry_project` (needs IAM rights there)."
+  description = "Grant the function service accounts roles/artifactregistry.reader on `registry_project` (and the sweep's on `sweep_registry_projects`); needs IAM rights there."
   type        = bool
   default     = true
 }
@@ -324,15 +417,71 @@ variable "resync_body" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "alert_channels" {
-  description = "Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) for both alert policies."
+  description = "Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) every alert policy notifies. Required: an alert that notifies nobody is how the previous auditor went unnoticed. `[]` deploys the policies without notifications on purpose (a test project): incidents then only show in the console."
   type        = list(string)
-  default     = []
+  default     = null
+
+  validation {
+    condition     = var.alert_channels != null
+    error_message = "Set alert_channels to the notification channels on-call watches (gcloud beta monitoring channels list), or to [] to deploy alerts that notify nobody."
+  }
+
+  validation {
+    condition     = alltrue([for channel in(var.alert_channels == null ? [] : var.alert_channels) : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "Each alert channel must be a full id: projects/<project>/notificationChannels/<id>."
+  }
 }
 
 variable "alert_auto_close" {
   description = "How long an open incident stays open after its condition stops firing."
   type        = string
   default     = "86400s"
+}
+
+variable "backlog_age_threshold_seconds" {
+  description = "Alert when the oldest unacknowledged registry event on the audit subscription is older than this: the auditor is down or falling behind. Keep it below the time `audit_max_delivery_attempts` take (about 40 minutes by default), after which events are dead-lettered and the backlog empties."
+  type        = number
+  default     = 1200
+}
+
+variable "backlog_age_duration_seconds" {
+  description = "How long the backlog age must stay above its threshold before the alert opens."
+  type        = number
+  default     = 300
+}
+
+variable "push_failure_rate_threshold" {
+  description = "Alert when pushes of a subscription are answered other than 2xx more often than this many per second, sustained. RETRY verdicts are such answers by design, so a short burst is normal."
+  type        = number
+  default     = 0.05
+}
+
+variable "push_failure_duration_seconds" {
+  description = "How long the failed-push rate must stay above its threshold before the alert opens."
+  type        = number
+  default     = 900
+}
+
+variable "index_refresh_absent_seconds" {
+  description = "Alert when no sync or resync has succeeded (published or unchanged) for this long; a few periods of `resync_schedule`."
+  type        = number
+  default     = 14400
+
+  validation {
+    condition     = var.index_refresh_absent_seconds >= 120 && var.index_refresh_absent_seconds <= 86400
+    error_message = "Cloud Monitoring accepts absence durations from 120 s to one day."
+  }
+}
+
+variable "sweep_absent_seconds" {
+  description = "Alert when no sweep summary has been logged for this long (plus an hour of alignment); the sweep runs daily."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.sweep_absent_seconds >= 120 && var.sweep_absent_seconds <= 86400
+    error_message = "Cloud Monitoring accepts absence durations from 120 s to one day."
+  }
 }
 
 variable "runbook_url" {
