@@ -68,9 +68,13 @@ def sig(d: str, kind: str = "sig") -> str:
         (event(d=CHILD1), ("VERIFIED", "child", None, LIST)),
         (event(d=CHILD2, tag="3.9"), ("VERIFIED", "child", None, LIST)),
         (event(path=LOGGER, d=LOGGER_AMD), ("VERIFIED", "child", None, LOGGER_LIST)),
-        (event(d=digest("x"), tag=sig(LIST)), ("VERIFIED", "signature", None, None)),
-        (event(d=digest("x"), tag=sig(CHILD1, "att")), ("VERIFIED", "attestation", None, None)),
-        (event(tag=sig(SINGLE, "sbom")), ("VERIFIED", "sbom", None, None)),
+        # A signature's content decides, and without a registry it cannot be read: never VERIFIED unseen.
+        (event(d=digest("x"), tag=sig(LIST)), ("RETRY", None, "no registry client", None)),
+        (event(d=digest("x"), tag=sig(CHILD1, "att")), ("RETRY", None, "no registry client", None)),
+        (event(tag=sig(SINGLE, "sbom")), ("RETRY", None, "no registry client", None)),
+        (event(d=digest("x"), tag=sig(LIST, "")[:-1]), ("RETRY", None, "no registry client", None)),
+        (event(d=digest("x"), tag=sig(digest("nope"), "")[:-1]), ("REJECTED", None, "orphan_artifact", None)),
+        (event(d=digest("x"), tag="sha256-" + "A" * 64), ("REJECTED", None, "unknown_digest", None)),
         (event(d=LIST, tag="3.8"), ("REJECTED", None, "tag_mismatch", None)),
         (event(d=CHILD1, tag="latest"), ("REJECTED", None, "tag_mismatch", None)),
         (event(d=digest("nope")), ("REJECTED", None, "unknown_digest", None)),
@@ -98,6 +102,42 @@ def test_verdicts_from_the_index(auditor: Auditor, payload: str, expected: tuple
     )
     if verdict.verdict == "VERIFIED":
         assert verdict.image in {"pause", "logger"}
+
+
+FROZEN = (
+    "gcr.io/k8s-artifacts-prod",
+    " EU.GCR.IO/k8s-artifacts-prod/ ",
+    "us-central1-docker.pkg.dev/k8s-artifacts-prod/images/pause",
+)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (event(path="gcr.io/k8s-artifacts-prod/pause", d=LIST), ("REJECTED", "frozen", None)),
+        (event("DELETE", path="gcr.io/k8s-artifacts-prod/a/b", tag="1.0"), ("REJECTED", "frozen", None)),
+        (event(path="eu.gcr.io/k8s-artifacts-prod/pause", tag="3.9"), ("REJECTED", "frozen", None)),
+        (event(path="EU.GCR.IO:443/k8s-artifacts-prod/x", d=LIST), ("REJECTED", "frozen", None)),
+        # Frozen wins over every other rule, even a listed digest at its promoted path.
+        (event(d=LIST, tag="3.9"), ("REJECTED", "frozen", "pause")),
+        # Prefixes end at a path component.
+        (event(path="gcr.io/k8s-artifacts-prod2/pause", d=LIST), ("IGNORED", "not_audited", None)),
+        (event(path="asia.gcr.io/k8s-artifacts-prod/pause", d=LIST), ("IGNORED", "not_audited", None)),
+        (event(path=f"{PAUSE}-extra", d=digest("x")), ("REJECTED", "unknown_image", None)),
+    ],
+)
+def test_frozen_prefixes_reject_any_change_beneath_them(
+    tmp_path: Path, payload: str, expected: tuple[Any, ...]
+) -> None:
+    auditor = Auditor(build(tmp_path), frozen_prefixes=FROZEN)
+    verdict = auditor.audit_payload(payload)
+    assert (verdict.verdict, verdict.reason, verdict.image, verdict.registry_calls) == (*expected, 0)
+
+
+@pytest.mark.parametrize("prefix", ["", "gcr.io/Upper", "no-dot/x", "gcr.io/a b"])
+def test_a_frozen_prefix_that_is_no_registry_path_is_refused(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ValueError):
+        Auditor(build(tmp_path), frozen_prefixes=[prefix])
 
 
 def test_malformed_and_unresolvable_events(auditor: Auditor) -> None:

@@ -43,7 +43,8 @@ def test_a_promotion_merges_and_its_images_are_verified_without_registry_calls(s
     ids = [stack.publish(p) for p in stack.promotion.events("pause") + stack.promotion.events("logger")]
     verdicts = stack.verdicts_for(ids)
     assert {v["verdict"] for v in verdicts.values()} == {"VERIFIED"}
-    assert sum(v["registry_calls"] for v in verdicts.values()) == 1  # the SBOM referrer's own manifest
+    # The signature's, the attestation's and the SBOM referrer's own manifests, each read once.
+    assert sum(v["registry_calls"] for v in verdicts.values()) == 3
 
     # commit-2 merges: the audit instance still holds commit-1's index and must reload before deciding etcd.
     stack.proxy.clear()

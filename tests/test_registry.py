@@ -113,7 +113,7 @@ def test_referrer_names_its_subject(registry: RegistryServer, registry_proxy: Re
     referrer = push_referrer(registry.host, repo, index, artifact_type="application/spdx+json")
     with make_client(registry_proxy) as client:
         manifest = client.get_manifest(registry_proxy.host, repo, referrer)
-    assert (manifest.subject, manifest.artifact_type) == (index, "application/spdx+json")
+    assert (manifest.subject, manifest.facts.artifact) == (index, True)
 
 
 @pytest.mark.parametrize("kind", ["sig", "att", "sbom"])

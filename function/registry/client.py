@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Protocol
 
+from function.deadline import Deadline
 from function.registry import content
 from function.registry._transport import (
     RETRYABLE_STATUSES,
@@ -88,9 +89,11 @@ class ManifestSource(Protocol):
     @property
     def calls(self) -> int: ...
 
-    def get_manifest(self, host: str, repository: str, reference: str) -> content.Manifest: ...
+    def get_manifest(
+        self, host: str, repository: str, reference: str, *, deadline: Deadline | None = None
+    ) -> content.Manifest: ...
 
-    def resolve_tag(self, host: str, repository: str, tag: str) -> str: ...
+    def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str: ...
 
 
 class RegistryClient:
@@ -121,6 +124,7 @@ class RegistryClient:
             google_tokens=GoogleTokens(credentials),
             sleep=sleep,
             clock=clock,
+            realm_hosts=self._allowed_hosts,
         )
 
     @property
@@ -139,7 +143,9 @@ class RegistryClient:
     ) -> None:
         self.close()
 
-    def get_manifest(self, host: str, repository: str, reference: str) -> content.Manifest:
+    def get_manifest(
+        self, host: str, repository: str, reference: str, *, deadline: Deadline | None = None
+    ) -> content.Manifest:
         """The manifest at a tag or `sha256:` digest, verified against that digest.
 
         Raises ManifestNotFound, RegistryUnavailable (DigestMismatch included), UnreadableManifest,
@@ -150,35 +156,36 @@ class RegistryClient:
         if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
             raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
         name = _name(host, repository, reference)
-        reply = self._request("GET", host, repository, reference)
-        content_type = reply.headers.get("Content-Type")
+        reply = self._request("GET", host, repository, reference, deadline)
+        expected = reference if content.is_digest(reference) else reply.headers.get("Docker-Content-Digest")
         try:
-            digest = content.manifest_digest(reply.body, content_type)
-            expected = reference if content.is_digest(reference) else reply.headers.get("Docker-Content-Digest")
-            if expected is not None and expected != digest:
-                raise DigestMismatch(
-                    f"{name}: the registry served bytes that hash to {digest}, not {expected}. The response was "
-                    "corrupted or tampered with on the way: retry later, and check the network path to the "
-                    "registry if this persists"
-                )
-            return content.parse_manifest(reply.body, content_type, digest)
+            # The bytes are checked before anything reads them, whatever the registry calls them.
+            digest = content.verified(reply.body, expected if content.is_digest(expected) else None)
+        except content.ContentMismatch as error:
+            raise DigestMismatch(
+                f"{name}: the registry served bytes that are not {expected} ({error}). The response was "
+                "corrupted or tampered with on the way: retry later, and check the network path to the "
+                "registry if this persists"
+            ) from None
+        try:
+            return content.parse_manifest(reply.body, reply.headers.get("Content-Type"), digest)
         except content.InvalidManifest as error:
             raise UnreadableManifest(
                 f"{name}: the registry serves something that is not a manifest this auditor reads ({error}). "
                 "Inspect it, e.g. with `crane manifest`, before deciding on the event"
             ) from error
 
-    def resolve_tag(self, host: str, repository: str, tag: str) -> str:
+    def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str:
         """The digest a tag points at, from one HEAD (a GET, hashed, if the registry omits the digest)."""
         host = self._allowed(host)
         _check_repository(repository)
         if not TAG_PATTERN.fullmatch(tag):
             raise InvalidReference(f"{tag!r:.150} is not a valid tag")
-        reply = self._request("HEAD", host, repository, tag)
+        reply = self._request("HEAD", host, repository, tag, deadline)
         digest = reply.headers.get("Docker-Content-Digest")
         if content.is_digest(digest):
             return digest
-        return self.get_manifest(host, repository, tag).digest
+        return self.get_manifest(host, repository, tag, deadline=deadline).digest
 
     def _allowed(self, host: str) -> str:
         normalized = host.lower()
@@ -189,7 +196,7 @@ class RegistryClient:
             )
         return normalized
 
-    def _request(self, method: str, host: str, repository: str, reference: str) -> Reply:
+    def _request(self, method: str, host: str, repository: str, reference: str, deadline: Deadline | None) -> Reply:
         name = _name(host, repository, reference)
         try:
             reply = self._transport.request(
@@ -198,6 +205,7 @@ class RegistryClient:
                 f"/v2/{repository}/manifests/{reference}",
                 headers={"Accept": content.ACCEPT},
                 scope=f"repository:{repository}:pull",
+                deadline=deadline,
             )
         except TransportError as error:
             raise RegistryUnavailable(f"{name}: {error}. The decision is open: retry later") from error

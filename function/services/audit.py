@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from function import verdict as v
-from function.auditor import Auditor, Undecided, malformed, without_index
+from function.auditor import Auditor, Undecided, malformed, undecided, without_index
+from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import MalformedEvent, unwrap_pubsub
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services.config import setting
+from function.services.config import deadline_seconds, frozen_prefixes, setting
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,16 @@ class AuditService:
         *,
         registry_factory: Callable[[frozenset[str]], Any] = RegistryClient,
         logger: logging.Logger | None = None,
+        frozen_prefixes: Iterable[str] = (),
+        deadline_seconds: float = DEFAULT_SECONDS,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.store = store
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
+        self.frozen_prefixes = tuple(frozen_prefixes)
+        self.deadline_seconds = deadline_seconds
+        self.clock = clock
         self._auditor: Auditor | None = None
         self._generation: int | None = None
         self._hosts: frozenset[str] = frozenset()
@@ -46,7 +54,10 @@ class AuditService:
 
     @classmethod
     def from_environment(cls) -> AuditService:
-        return cls(open_store(setting("AUDITOR_INDEX_URI")))
+        seconds = deadline_seconds()
+        # Cloud Storage's own retries are bounded so that a read leaves the decision time to finish.
+        store = open_store(setting("AUDITOR_INDEX_URI"), timeout=seconds / 3, retry_timeout=seconds / 3)
+        return cls(store, frozen_prefixes=frozen_prefixes(), deadline_seconds=seconds)
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
         """Decide one delivery and write its verdict line; raises RetryLater for RETRY."""
@@ -54,13 +65,20 @@ class AuditService:
         try:
             delivery = unwrap_pubsub(body)
             message_id = delivery.message_id
-            with self._lock:
+            # Counted from here: waiting for another request's decision spends this one's time too.
+            deadline = Deadline(self.deadline_seconds, self.clock)
+            if self._lock.acquire(timeout=max(0.0, deadline.remaining())):
                 try:
-                    auditor = self._auditor_or_load()
-                except (Undecided, StoreError, InvalidIndex) as error:
-                    verdict = without_index(delivery.data, str(error))
-                else:
-                    verdict = auditor.audit_payload(delivery.data)
+                    verdict = self._decide(delivery.data, deadline)
+                finally:
+                    self._lock.release()
+            else:
+                verdict = undecided(
+                    delivery.data,
+                    "deadline exceeded",
+                    "The decision's deadline passed while another message was being decided on this instance; "
+                    "the message will be redelivered.",
+                )
         except MalformedEvent as error:
             verdict = malformed(error)
         v.emit(self.logger, verdict, labels=dict(labels) if labels else None, message_id=message_id)
@@ -68,10 +86,24 @@ class AuditService:
             raise RetryLater(verdict.message)
         return verdict
 
+    def _decide(self, data: bytes, deadline: Deadline) -> Verdict:
+        try:
+            auditor = self._auditor_or_load()
+        except (Undecided, StoreError, InvalidIndex) as error:
+            return without_index(data, str(error))
+        return auditor.audit_payload(data, deadline=deadline)
+
     def _auditor_or_load(self) -> Auditor:
         if self._auditor is None:
             index, generation = self._read()
-            self._auditor = Auditor(index, self._registry(index), refresh=self._refresh)
+            self._auditor = Auditor(
+                index,
+                self._registry(index),
+                refresh=self._refresh,
+                frozen_prefixes=self.frozen_prefixes,
+                deadline_seconds=self.deadline_seconds,
+                clock=self.clock,
+            )
             self._generation = generation
         return self._auditor
 
