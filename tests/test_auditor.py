@@ -246,3 +246,53 @@ def test_verdict_lines_carry_the_requests_trace(auditor: Auditor, monkeypatch: p
     line = next(line for line in read_lines(stream) if "verdict" in line)
     assert line["logging.googleapis.com/trace"] == "projects/auditor-project/traces/0af7651916cd43dd"
     assert line["logging.googleapis.com/labels"]["function"] == "audit"
+
+
+def test_the_service_reads_frozen_prefixes_and_its_deadline_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from function.services.audit import AuditService
+
+    (tmp_path / "index.json").write_bytes(build(tmp_path / "m").to_json())
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
+    monkeypatch.setenv("AUDITOR_FROZEN_PREFIXES", " gcr.io/k8s-artifacts-prod , ,EU.gcr.io/k8s-artifacts-prod")
+    monkeypatch.setenv("AUDITOR_DEADLINE_SECONDS", "7.5")
+    service = AuditService.from_environment()
+    assert (service.frozen_prefixes, service.deadline_seconds) == (
+        ("gcr.io/k8s-artifacts-prod", "EU.gcr.io/k8s-artifacts-prod"),
+        7.5,
+    )
+    verdict = service.handle({"message": {"data": _b64(event(path="eu.gcr.io/k8s-artifacts-prod/x", d=LIST))}})
+    assert (verdict.verdict, verdict.reason) == ("REJECTED", "frozen")
+    monkeypatch.delenv("AUDITOR_FROZEN_PREFIXES")
+    monkeypatch.delenv("AUDITOR_DEADLINE_SECONDS")
+    assert (AuditService.from_environment().frozen_prefixes, AuditService.from_environment().deadline_seconds) == (
+        (),
+        50.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AUDITOR_DEADLINE_SECONDS", "0", "positive number of seconds"),
+        ("AUDITOR_DEADLINE_SECONDS", "soon", "positive number of seconds"),
+        ("AUDITOR_DEADLINE_SECONDS", "inf", "positive number of seconds"),
+        ("AUDITOR_FROZEN_PREFIXES", "gcr.io/k8s-artifacts-prod,not a path", "not a registry path prefix"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    from function.services.audit import AuditService
+
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        AuditService.from_environment()
+
+
+def _b64(payload: str) -> str:
+    import base64
+
+    return base64.b64encode(payload.encode()).decode()
