@@ -319,8 +319,8 @@ def test_hundreds_of_crafted_lists_leave_only_their_facts_behind(
     # Entries padded with an annotation: the lists are close to distribution's 4 MiB limit, with a few
     # thousand children each, and cheap enough to parse for the test to stay quick.
     padding = {"org.example.padding": "p" * 1800}
-    entry = json.dumps({"mediaType": OCI_INDEX, "digest": "sha256:" + "a" * 64, "size": 1, "annotations": padding})
-    entry = entry.encode() + b","
+    descriptor = {"mediaType": OCI_INDEX, "digest": "sha256:" + "a" * 64, "size": 1, "annotations": padding}
+    entry = json.dumps(descriptor).encode() + b","
     count = (4 * 1024 * 1024 - 300) // len(entry)
 
     def crafted(seed: int) -> bytes:
