@@ -263,7 +263,14 @@ class Auditor:
         digest = self._tag_digests.get(event)
         if digest is None:
             host, _, repository = event.path.partition("/")
-            digest = registry.resolve_tag(host, repository, event.tag or "", deadline=self._deadline)
+            tag = event.tag or ""
+            if _artifact_tag(tag) is None:
+                digest = registry.resolve_tag(host, repository, tag, deadline=self._deadline)
+            else:
+                # Its content decides anyway: one GET names the digest and tells what the manifest is.
+                manifest = registry.get_manifest(host, repository, tag, deadline=self._deadline)
+                digest = manifest.digest
+                self._facts.put(digest, manifest.facts)
             self._tag_digests[event] = digest
         verdict = self._digest(event, image, digest)
         return replace(verdict, message=f"{event.tag} is {digest}: {verdict.message}")

@@ -123,7 +123,10 @@ def test_cosign_tags_are_verified_only_for_what_cosign_writes(
     assert outcome(decide(auditor, path, impostor, cosign_tag(pause, "sig"))) == ("REJECTED", "bad_artifact", 1)
     # The promoted index itself under its signature tag is no signature either.
     assert outcome(decide(auditor, path, pause, cosign_tag(pause, "sig"))) == ("REJECTED", "bad_artifact", 1)
-    # A tag-only event: one HEAD for the digest, and the content already known.
+    # A tag-only event: one GET names the digest and the content at once.
+    registry_proxy.clear()
+    assert outcome(decide(auditor, path, tag=cosign_tag(pause, "att"))) == ("VERIFIED", "attestation", 1)
+    assert [r.method for r in registry_proxy.registry_requests()] == ["GET"]
     assert outcome(decide(auditor, path, tag=cosign_tag(pause, "sig"))) == ("REJECTED", "bad_artifact", 1)
 
 
