@@ -11,6 +11,7 @@ neither is ever turned into an alarm.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -84,9 +85,10 @@ class Auditor:
         self.max_parent_fetches = max_parent_fetches
         # Content under a digest is the same everywhere and forever, so what it is can be remembered.
         self._facts: LruCache[str, Facts] = LruCache(max_remembered)
-        # Tags move, so what a tag pointed at is remembered only while its own event is being decided.
-        self._tag_digests: dict[Event, str] = {}
-        self._deadline = Deadline(deadline_seconds, clock)
+        # What one decision knows and no other: its deadline, and what a tag pointed at (tags move, so
+        # that is remembered only while its own event is being decided). Per thread, so that decisions
+        # may run side by side (the sweep's hosts).
+        self._decision = threading.local()
 
     def audit_payload(self, raw: bytes | str, *, deadline: Deadline | None = None) -> Verdict:
         """Decide one payload; ``deadline`` (default: ``deadline_seconds`` from now) bounds the decision."""
@@ -98,9 +100,9 @@ class Auditor:
         return self.audit(event, deadline=deadline)
 
     def audit(self, event: Event, *, deadline: Deadline | None = None) -> Verdict:
-        self._deadline = deadline or Deadline(self.deadline_seconds, self.clock)
+        self._decision.deadline = deadline or Deadline(self.deadline_seconds, self.clock)
+        self._decision.tag_digests = {}
         calls_before = self._calls()
-        self._tag_digests.clear()
         try:
             verdict = self._decide(event)
         except (Undecided, RegistryError) as error:
@@ -119,6 +121,16 @@ class Auditor:
 
     def _calls(self) -> int:
         return self.registry.calls if self.registry is not None else 0
+
+    @property
+    def _deadline(self) -> Deadline:
+        deadline: Deadline = self._decision.deadline
+        return deadline
+
+    @property
+    def _tag_digests(self) -> dict[Event, str]:
+        digests: dict[Event, str] = self._decision.tag_digests
+        return digests
 
     def _decide(self, event: Event) -> Verdict:
         frozen = self._frozen(event)
