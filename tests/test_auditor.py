@@ -296,3 +296,29 @@ def _b64(payload: str) -> str:
     import base64
 
     return base64.b64encode(payload.encode()).decode()
+
+
+def test_a_silent_storage_service_still_gets_a_verdict_line_within_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+    import time
+
+    from function.services.audit import AuditService, RetryLater
+
+    with socket.socket() as silent:
+        # Connections complete in the kernel's backlog and are never answered.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("AUDITOR_INDEX_URI", "gs://bucket/index.json.gz")
+        monkeypatch.setenv("AUDITOR_DEADLINE_SECONDS", "3")
+        service = AuditService.from_environment()
+        stream = io.StringIO()
+        service.logger = verdict_logger(stream)
+        started = time.monotonic()
+        with pytest.raises(RetryLater):
+            service.handle({"message": {"data": _b64(event(d=LIST))}})
+        assert time.monotonic() - started < 3.5
+    lines = [line for line in read_lines(stream) if "verdict" in line]
+    assert [(line["verdict"], line["reason"]) for line in lines] == [("RETRY", "index unavailable")]
