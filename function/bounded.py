@@ -34,10 +34,6 @@ class LruCache(Generic[K, V]):
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
-    def pop(self, key: K) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
