@@ -138,9 +138,9 @@ def parse_manifest(body: bytes, content_type: str | None, digest: str) -> Manife
     artifact_type = _artifact_type(document)
     if media_type in INDEX_MEDIA_TYPES:
         entries = _entries(document)
-        runnable = not all(_describes_artifact(entry) for entry in entries)
-        facts = Facts(True, runnable, subject, None)
-        return Manifest(digest, media_type, tuple(_descriptor_digest(e, w) for e, w in entries), facts, len(body))
+        children = tuple(_descriptor_digest(entry, f"manifests[{i}]") for i, entry in enumerate(entries))
+        facts = Facts(True, not all(map(_describes_artifact, entries)), subject, None)
+        return Manifest(digest, media_type, children, facts, len(body))
     config = _config_media_type(document)
     runnable = artifact_type is None and config in RUNNABLE_CONFIGS
     return Manifest(digest, media_type, (), Facts(False, runnable, subject, _cosign_kind(document)), len(body))
@@ -181,17 +181,16 @@ def _bare_media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _entries(document: dict[str, Any]) -> list[tuple[object, str]]:
+def _entries(document: dict[str, Any]) -> list[object]:
     manifests = document.get("manifests")
     if not isinstance(manifests, list):
         raise InvalidManifest(f"index field manifests must be a list, not {_json_type(manifests)}")
-    return [(entry, f"manifests[{i}]") for i, entry in enumerate(manifests)]
+    return manifests
 
 
-def _describes_artifact(entry: tuple[object, str]) -> bool:
+def _describes_artifact(descriptor: object) -> bool:
     """An index entry whose descriptor types it as an artifact (what the referrers fallback tag holds:
     the OCI distribution spec makes `artifactType` mandatory there), never as an image or an index."""
-    descriptor = entry[0]
     if not isinstance(descriptor, dict):
         return False
     artifact_type = descriptor.get("artifactType")
