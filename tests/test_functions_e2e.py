@@ -18,7 +18,7 @@ import requests
 from tests.support import registry as reg
 from tests.support.gcs import GcsEmulator
 from tests.support.pubsub import PubSubEmulator
-from tests.support.stack import COMMIT_TIMES, Stack, running
+from tests.support.stack import COMMIT_TIMES, FROZEN, Stack, running
 
 pytestmark = [pytest.mark.registry, pytest.mark.emulators]
 
@@ -68,6 +68,7 @@ def test_unpromoted_pushes_are_rejected_and_redelivery_repeats_the_verdict(stack
         "unknown_image": {"action": "INSERT", "digest": f"{path}/evil@{stray}"},
         "deletion": {"action": "DELETE", "digest": f"{path}/pause@{stray}"},
         "not_audited": {"action": "INSERT", "digest": f"127.0.0.1:1/elsewhere/x@{stray}"},
+        "frozen": {"action": "DELETE", "digest": f"{FROZEN}/pause@{stray}"},
     }
     ids = {stack.publish(p): reason for reason, p in payloads.items()}
     ids[stack.publish("not json")] = "malformed"

@@ -25,6 +25,8 @@ from tests.support.gcs import GcsEmulator
 from tests.support.proxy import RegistryProxy
 from tests.support.pubsub import PubSubEmulator
 
+# A legacy registry that must never change (as *gcr.io/k8s-artifacts-prod is in production).
+FROZEN = "127.0.0.1:1/k8s-artifacts-prod"
 SECRET = "webhook-secret-for-tests"
 SUBDIR = "registry.k8s.io"
 COMMIT_TIMES = {"commit-1": "2026-11-01T10:00:00Z", "commit-2": "2026-11-02T10:00:00Z"}
@@ -124,6 +126,7 @@ def running(registry: reg.RegistryServer, gcs: GcsEmulator, pubsub: PubSubEmulat
                 "AUDITOR_MANIFESTS": f"{tarballs.url}/{{sha}}.tar.gz",
                 "AUDITOR_MANIFESTS_SUBDIR": SUBDIR,
                 "AUDITOR_WEBHOOK_SECRET": SECRET,
+                "AUDITOR_FROZEN_PREFIXES": FROZEN,
             }
             with (
                 FunctionServer("audit", "cloudevent", env, work) as audit,
