@@ -32,3 +32,8 @@ class Deadline:
 def clip(deadline: Deadline | None, seconds: float) -> float:
     """``seconds`` clipped to ``deadline`` where there is one."""
     return seconds if deadline is None else deadline.clip(seconds)
+
+
+def earliest(deadline: Deadline | None, other: Deadline) -> Deadline:
+    """Whichever of the two leaves less time."""
+    return other if deadline is None or other.remaining() < deadline.remaining() else deadline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from function.bounded import LruCache
-from function.deadline import Deadline
+from function.deadline import Deadline, earliest
 
 
 def test_the_least_recently_used_entry_goes_first() -> None:
@@ -28,3 +28,9 @@ def test_a_deadline_clips_waits_to_what_is_left() -> None:
     assert (deadline.remaining(), deadline.clip(10.0), deadline.clip(1.0), deadline.expired) == (5.0, 5.0, 1.0, False)
     now[0] = 106.0
     assert (deadline.clip(10.0), deadline.expired) == (0.0, True)
+
+
+def test_the_earliest_of_two_deadlines() -> None:
+    now = [0.0]
+    soon, later = Deadline(1.0, lambda: now[0]), Deadline(9.0, lambda: now[0])
+    assert (earliest(None, later), earliest(soon, later), earliest(later, soon)) == (later, soon, soon)

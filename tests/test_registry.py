@@ -7,6 +7,7 @@ tests.support.proxy (listed in tests/conftest.py's pytest_plugins).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -558,3 +559,13 @@ def test_rate_limiter_refuses_a_wait_past_the_deadline():
         bucket.acquire(Deadline(0.5, clock))
     bucket.acquire(Deadline(1.5, clock))
     assert clock.now == 1001.0
+
+
+def test_a_trickling_body_is_cut_off_even_outside_a_decision(registry: RegistryServer, registry_proxy, repo):
+    digest = push_image(registry.host, repo)
+    registry_proxy.trickle(0.05)
+    started = time.monotonic()
+    client = make_client(registry_proxy, request_seconds=1.0, max_attempts=1)
+    with client, pytest.raises(RegistryUnavailable, match=r"out of time|timed out"):
+        client.get_manifest(registry_proxy.host, repo, digest)
+    assert time.monotonic() - started < 2.0

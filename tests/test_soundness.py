@@ -257,7 +257,11 @@ def test_waiting_for_the_instance_counts_against_the_deadline(
         thread.join(timeout=10)
     assert time.monotonic() - started < 2.5
     lines = [line for line in map(json.loads, stream.getvalue().splitlines()) if "verdict" in line]
-    assert [(line["verdict"], line["reason"]) for line in lines] == [("RETRY", "deadline exceeded")] * 2
+    assert [line["verdict"] for line in lines] == ["RETRY", "RETRY"]
+    assert lines[0]["reason"] == "deadline exceeded"
+    # The second waited for the first; if it got the instance a moment before its own deadline, the
+    # trickling registry was already left alone (a failed host cools down), which is RETRY as well.
+    assert lines[1]["reason"] in ("deadline exceeded", "registry unavailable")
 
 
 def test_retries_stop_at_the_deadline(

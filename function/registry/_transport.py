@@ -28,7 +28,7 @@ import requests
 import urllib3.exceptions
 
 from function.bounded import LruCache
-from function.deadline import Deadline, clip
+from function.deadline import Deadline, clip, earliest
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ MAX_CACHED_TOKENS = 1024
 # google-auth's own default for a token request, before it is clipped to the decision's deadline.
 GOOGLE_TOKEN_TIMEOUT = 120.0
 _CHUNK = 64 * 1024
+# The longest one request may take, its body included, whatever the per-read timeout lets through.
+MAX_REQUEST_SECONDS = 60.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -253,8 +255,10 @@ class Transport:
         sleep: Sleep,
         clock: Clock = time.monotonic,
         realm_hosts: frozenset[str] = frozenset(),
+        request_seconds: float = MAX_REQUEST_SECONDS,
     ) -> None:
         self._timeout = timeout
+        self._request_seconds = request_seconds
         # Where a bearer challenge may send us for a token, besides the registry's own host.
         self._realm_hosts = realm_hosts
         self._retry = retry
@@ -403,7 +407,10 @@ class Transport:
         attempt: int,
         deadline: Deadline | None,
     ) -> Reply:
-        timeout = clip(deadline, self._timeout)
+        # One answer, body included, never takes longer than request_seconds, decision or not (the
+        # sync's resolution has none): a body trickling in cannot hold a worker for ever.
+        limit = earliest(deadline, Deadline(self._request_seconds, self._clock))
+        timeout = limit.clip(self._timeout)
         with self._session().request(
             method,
             url,
@@ -414,7 +421,7 @@ class Transport:
             allow_redirects=False,
             stream=True,
         ) as response:
-            body = _read_capped(response, f"{method} {url}", self._timeout, deadline)
+            body = _read_capped(response, f"{method} {url}", self._timeout, limit)
             return Reply(response.status_code, response.headers, body, attempt)
 
     def _bucket(self, netloc: str) -> TokenBucket:
@@ -440,22 +447,21 @@ class Transport:
         return session
 
 
-def _read_capped(response: requests.Response, what: str, timeout: float, deadline: Deadline | None) -> bytes:
+def _read_capped(response: requests.Response, what: str, timeout: float, deadline: Deadline) -> bytes:
     """The body, at most MAX_BODY bytes. Each read returns what has arrived and waits no longer than the
     deadline allows, so a body trickling in a byte at a time cannot hold the decision past it."""
     body = bytearray()
     raw = response.raw
     while True:
-        if deadline is not None:
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise TransportError(
-                    f"{what}: the deadline passed with {len(body)} bytes of the response read; the registry "
-                    "answers too slowly"
-                )
-            sock = getattr(getattr(raw, "connection", None), "sock", None)
-            if sock is not None:
-                sock.settimeout(min(timeout, remaining))
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise TransportError(
+                f"{what}: out of time with {len(body)} bytes of the response read; the registry answers too "
+                "slowly. The decision is open: retry later"
+            )
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is not None:
+            sock.settimeout(min(timeout, remaining))
         chunk = raw.read1(_CHUNK, decode_content=False)
         if not chunk:
             return bytes(body)

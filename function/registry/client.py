@@ -16,6 +16,7 @@ from typing import Protocol
 from function.deadline import Deadline
 from function.registry import content
 from function.registry._transport import (
+    MAX_REQUEST_SECONDS,
     RETRYABLE_STATUSES,
     Clock,
     CredentialsFactory,
@@ -108,6 +109,7 @@ class RegistryClient:
         allowed_hosts: Iterable[str],
         *,
         timeout: float = 10.0,
+        request_seconds: float = MAX_REQUEST_SECONDS,
         max_attempts: int = 4,
         rate_per_host: float = 80.0,
         credentials: CredentialsFactory | None = google_default_credentials,
@@ -125,6 +127,7 @@ class RegistryClient:
             sleep=sleep,
             clock=clock,
             realm_hosts=self._allowed_hosts,
+            request_seconds=request_seconds,
         )
 
     @property
