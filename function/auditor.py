@@ -323,11 +323,11 @@ class Auditor:
             verdict = self._judge(event)
             if verdict.verdict != v.REJECTED:
                 return verdict
-        digest = self._tag_digests.get(event, event.digest)
-        if event.tag is None and digest is not None:
-            facts = self._facts_of(event, digest)
+        if event.tag is None and event.digest is not None:
+            # Untagged: a referrer, if it names a subject.
+            facts = self._facts_of(event, event.digest)
             if facts is not None and facts.subject is not None:
-                return self._referrer(event, image, digest, facts)
+                return self._referrer(event, image, event.digest, facts)
         if nowhere:
             raise Undecided(
                 "parent not yet pushed",
