@@ -147,19 +147,8 @@ class Auditor:
         return verdict
 
     def _frozen(self, event: Event) -> Verdict | None:
-        """Any change under a frozen prefix is an alarm, decided before anything else and without I/O."""
-        prefix = next((p for p in self.frozen_prefixes if event.path == p or event.path.startswith(p + "/")), None)
-        if prefix is None:
-            return None
         location = self.index.locate(event.path)
-        what = f"{event.path}@{event.digest}" if event.digest else f"{event.path}:{event.tag}"
-        return _verdict(
-            event,
-            v.REJECTED,
-            f"{event.action} of {what} under {prefix}, a frozen registry that must never change.",
-            reason="frozen",
-            image=location.image.name if location is not None and location.image is not None else None,
-        )
+        return frozen(event, self.frozen_prefixes, location.image.name if location and location.image else None)
 
     def _check_deadline(self, event: Event) -> None:
         if self._deadline.expired:
@@ -400,18 +389,43 @@ class Auditor:
         return resolved, nowhere
 
 
-def without_index(raw: bytes | str, detail: str) -> Verdict:
-    """The verdict for a payload when no index could be read: MALFORMED needs none, all else waits."""
-    return undecided(raw, "index unavailable", f"No index to decide with, the message will be redelivered: {detail}")
+def frozen(event: Event, prefixes: Iterable[str], image: str | None = None) -> Verdict | None:
+    """REJECTED for any change under one of the (normalized) frozen ``prefixes``, else None.
+
+    Decided before anything else and without any I/O, not even the index: a frozen registry must never
+    change, whatever the manifests say."""
+    prefix = next((p for p in prefixes if event.path == p or event.path.startswith(p + "/")), None)
+    if prefix is None:
+        return None
+    what = f"{event.path}@{event.digest}" if event.digest else f"{event.path}:{event.tag}"
+    return _verdict(
+        event,
+        v.REJECTED,
+        f"{event.action} of {what} under {prefix}, a frozen registry that must never change.",
+        reason="frozen",
+        image=image,
+    )
 
 
-def undecided(raw: bytes | str, reason: str, message: str) -> Verdict:
-    """RETRY for a payload that could not be decided at all (MALFORMED where it is not even an event)."""
+def without_index(raw: bytes | str, detail: str, *, frozen_prefixes: Iterable[str] = ()) -> Verdict:
+    """The verdict for a payload when no index could be read: MALFORMED and `frozen` need none, all else
+    waits. ``frozen_prefixes`` are normalized ones (`Auditor.frozen_prefixes`)."""
+    return undecided(
+        raw,
+        "index unavailable",
+        f"No index to decide with, the message will be redelivered: {detail}",
+        frozen_prefixes=frozen_prefixes,
+    )
+
+
+def undecided(raw: bytes | str, reason: str, message: str, *, frozen_prefixes: Iterable[str] = ()) -> Verdict:
+    """RETRY for a payload that could not be decided at all (MALFORMED where it is not even an event,
+    REJECTED where it is under a frozen prefix)."""
     try:
         event = parse_payload(raw)
     except MalformedEvent as error:
         return malformed(error)
-    return _verdict(event, v.RETRY, message, reason=reason)
+    return frozen(event, frozen_prefixes) or _verdict(event, v.RETRY, message, reason=reason)
 
 
 def malformed(error: MalformedEvent) -> Verdict:

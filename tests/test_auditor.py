@@ -259,11 +259,16 @@ def test_the_service_reads_frozen_prefixes_and_its_deadline_from_the_environment
     monkeypatch.setenv("AUDITOR_DEADLINE_SECONDS", "7.5")
     service = AuditService.from_environment()
     assert (service.frozen_prefixes, service.deadline_seconds) == (
-        ("gcr.io/k8s-artifacts-prod", "EU.gcr.io/k8s-artifacts-prod"),
+        ("gcr.io/k8s-artifacts-prod", "eu.gcr.io/k8s-artifacts-prod"),
         7.5,
     )
     verdict = service.handle({"message": {"data": _b64(event(path="eu.gcr.io/k8s-artifacts-prod/x", d=LIST))}})
     assert (verdict.verdict, verdict.reason) == ("REJECTED", "frozen")
+    # No index is needed for that: a frozen registry must never change, whatever the manifests say.
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "nothing-here.json"))
+    without = AuditService.from_environment()
+    verdict = without.handle({"message": {"data": _b64(event("DELETE", path="gcr.io/k8s-artifacts-prod/x", d=LIST))}})
+    assert (verdict.verdict, verdict.reason, verdict.index) == ("REJECTED", "frozen", None)
     monkeypatch.delenv("AUDITOR_FROZEN_PREFIXES")
     monkeypatch.delenv("AUDITOR_DEADLINE_SECONDS")
     assert (AuditService.from_environment().frozen_prefixes, AuditService.from_environment().deadline_seconds) == (

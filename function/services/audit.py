@@ -18,6 +18,7 @@ from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import MalformedEvent, unwrap_pubsub
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.store import IndexStore, StoreError, open_store
+from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
 from function.services.config import deadline_seconds, frozen_prefixes, setting
 from function.verdict import Verdict
@@ -43,7 +44,7 @@ class AuditService:
         self.store = store
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
-        self.frozen_prefixes = tuple(frozen_prefixes)
+        self.frozen_prefixes = tuple(normalize_prefix(prefix) for prefix in frozen_prefixes)
         self.deadline_seconds = deadline_seconds
         self.clock = clock
         self._auditor: Auditor | None = None
@@ -78,6 +79,7 @@ class AuditService:
                     "deadline exceeded",
                     "The decision's deadline passed while another message was being decided on this instance; "
                     "the message will be redelivered.",
+                    frozen_prefixes=self.frozen_prefixes,
                 )
         except MalformedEvent as error:
             verdict = malformed(error)
@@ -90,7 +92,7 @@ class AuditService:
         try:
             auditor = self._auditor_or_load()
         except (Undecided, StoreError, InvalidIndex) as error:
-            return without_index(data, str(error))
+            return without_index(data, str(error), frozen_prefixes=self.frozen_prefixes)
         return auditor.audit_payload(data, deadline=deadline)
 
     def _auditor_or_load(self) -> Auditor:
