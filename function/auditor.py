@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 # Registry requests one true miss may spend looking for the image's still-unresolved lists; the rest
 # waits for the next delivery, so one event never floods a registry.
 MAX_PARENT_FETCHES = 100
-# Facts of manifests fetched for events, by digest: about 200 bytes each, so about 2 MB at most.
-MAX_REMEMBERED = 10_000
+# Facts of manifests fetched for events, by digest: about 400 bytes each, so 20 MB at most; enough for
+# every signature, attestation and referrer of a re-signing of all of k8s.io's promoted digests.
+MAX_REMEMBERED = 50_000
 # Reasons the registry may overturn: the digest may be a child of a listed list the index has not
 # resolved yet, or an OCI referrer of something promoted. A tag mismatch is settled by the index: the
 # digest it names is listed (or a known child) and the tag is not among those promoted with it.
