@@ -18,6 +18,8 @@ _HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]
 # Cosign stores signatures, attestations and SBOMs under a tag derived from the subject's digest.
 ARTIFACT_TAG_RE = re.compile(r"sha256-([0-9a-f]{64})\.(sig|att|sbom)")
 ARTIFACT_BASIS = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
+# Where a registry without the OCI 1.1 referrers API keeps an image index of a digest's referrers.
+REFERRERS_TAG_RE = re.compile(r"sha256-([0-9a-f]{64})")
 # Docker's limit on a repository name, host included.
 MAX_NAME_LENGTH = 255
 
@@ -124,6 +126,20 @@ def parse_reference(text: str) -> Reference:
     if at:
         reference = replace(reference, digest=parse_digest_reference(f"{reference.path}@{digest}").digest)
     return reference
+
+
+def normalize_prefix(text: str) -> str:
+    """A registry path prefix (a host, or a host and leading repository components) spelled as event paths
+    are, so that it matches them: ``EU.GCR.IO/k8s-artifacts-prod/`` becomes ``eu.gcr.io/k8s-artifacts-prod``."""
+    prefix = text.strip().rstrip("/")
+    host, repository = split_path(prefix if "/" in prefix else f"{prefix}/x")
+    return f"{host}/{repository}" if "/" in prefix else host
+
+
+def referrers_subject(tag: str) -> str | None:
+    """For the referrers fallback tag ``sha256-<hex>``: the subject digest."""
+    match = REFERRERS_TAG_RE.fullmatch(tag)
+    return f"sha256:{match.group(1)}" if match is not None else None
 
 
 def artifact_subject(tag: str) -> tuple[str, str] | None:

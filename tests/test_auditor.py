@@ -68,9 +68,13 @@ def sig(d: str, kind: str = "sig") -> str:
         (event(d=CHILD1), ("VERIFIED", "child", None, LIST)),
         (event(d=CHILD2, tag="3.9"), ("VERIFIED", "child", None, LIST)),
         (event(path=LOGGER, d=LOGGER_AMD), ("VERIFIED", "child", None, LOGGER_LIST)),
-        (event(d=digest("x"), tag=sig(LIST)), ("VERIFIED", "signature", None, None)),
-        (event(d=digest("x"), tag=sig(CHILD1, "att")), ("VERIFIED", "attestation", None, None)),
-        (event(tag=sig(SINGLE, "sbom")), ("VERIFIED", "sbom", None, None)),
+        # A signature's content decides, and without a registry it cannot be read: never VERIFIED unseen.
+        (event(d=digest("x"), tag=sig(LIST)), ("RETRY", None, "no registry client", None)),
+        (event(d=digest("x"), tag=sig(CHILD1, "att")), ("RETRY", None, "no registry client", None)),
+        (event(tag=sig(SINGLE, "sbom")), ("RETRY", None, "no registry client", None)),
+        (event(d=digest("x"), tag=sig(LIST, "")[:-1]), ("RETRY", None, "no registry client", None)),
+        (event(d=digest("x"), tag=sig(digest("nope"), "")[:-1]), ("REJECTED", None, "orphan_artifact", None)),
+        (event(d=digest("x"), tag="sha256-" + "A" * 64), ("REJECTED", None, "unknown_digest", None)),
         (event(d=LIST, tag="3.8"), ("REJECTED", None, "tag_mismatch", None)),
         (event(d=CHILD1, tag="latest"), ("REJECTED", None, "tag_mismatch", None)),
         (event(d=digest("nope")), ("REJECTED", None, "unknown_digest", None)),
@@ -98,6 +102,42 @@ def test_verdicts_from_the_index(auditor: Auditor, payload: str, expected: tuple
     )
     if verdict.verdict == "VERIFIED":
         assert verdict.image in {"pause", "logger"}
+
+
+FROZEN = (
+    "gcr.io/k8s-artifacts-prod",
+    " EU.GCR.IO/k8s-artifacts-prod/ ",
+    "us-central1-docker.pkg.dev/k8s-artifacts-prod/images/pause",
+)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (event(path="gcr.io/k8s-artifacts-prod/pause", d=LIST), ("REJECTED", "frozen", None)),
+        (event("DELETE", path="gcr.io/k8s-artifacts-prod/a/b", tag="1.0"), ("REJECTED", "frozen", None)),
+        (event(path="eu.gcr.io/k8s-artifacts-prod/pause", tag="3.9"), ("REJECTED", "frozen", None)),
+        (event(path="EU.GCR.IO:443/k8s-artifacts-prod/x", d=LIST), ("REJECTED", "frozen", None)),
+        # Frozen wins over every other rule, even a listed digest at its promoted path.
+        (event(d=LIST, tag="3.9"), ("REJECTED", "frozen", "pause")),
+        # Prefixes end at a path component.
+        (event(path="gcr.io/k8s-artifacts-prod2/pause", d=LIST), ("IGNORED", "not_audited", None)),
+        (event(path="asia.gcr.io/k8s-artifacts-prod/pause", d=LIST), ("IGNORED", "not_audited", None)),
+        (event(path=f"{PAUSE}-extra", d=digest("x")), ("REJECTED", "unknown_image", None)),
+    ],
+)
+def test_frozen_prefixes_reject_any_change_beneath_them(
+    tmp_path: Path, payload: str, expected: tuple[Any, ...]
+) -> None:
+    auditor = Auditor(build(tmp_path), frozen_prefixes=FROZEN)
+    verdict = auditor.audit_payload(payload)
+    assert (verdict.verdict, verdict.reason, verdict.image, verdict.registry_calls) == (*expected, 0)
+
+
+@pytest.mark.parametrize("prefix", ["", "gcr.io/Upper", "no-dot/x", "gcr.io/a b"])
+def test_a_frozen_prefix_that_is_no_registry_path_is_refused(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ValueError):
+        Auditor(build(tmp_path), frozen_prefixes=[prefix])
 
 
 def test_malformed_and_unresolvable_events(auditor: Auditor) -> None:
@@ -206,3 +246,84 @@ def test_verdict_lines_carry_the_requests_trace(auditor: Auditor, monkeypatch: p
     line = next(line for line in read_lines(stream) if "verdict" in line)
     assert line["logging.googleapis.com/trace"] == "projects/auditor-project/traces/0af7651916cd43dd"
     assert line["logging.googleapis.com/labels"]["function"] == "audit"
+
+
+def test_the_service_reads_frozen_prefixes_and_its_deadline_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from function.services.audit import AuditService
+
+    (tmp_path / "index.json").write_bytes(build(tmp_path / "m").to_json())
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
+    monkeypatch.setenv("AUDITOR_FROZEN_PREFIXES", " gcr.io/k8s-artifacts-prod , ,EU.gcr.io/k8s-artifacts-prod")
+    monkeypatch.setenv("AUDITOR_DEADLINE_SECONDS", "7.5")
+    service = AuditService.from_environment()
+    assert (service.frozen_prefixes, service.deadline_seconds) == (
+        ("gcr.io/k8s-artifacts-prod", "eu.gcr.io/k8s-artifacts-prod"),
+        7.5,
+    )
+    verdict = service.handle({"message": {"data": _b64(event(path="eu.gcr.io/k8s-artifacts-prod/x", d=LIST))}})
+    assert (verdict.verdict, verdict.reason) == ("REJECTED", "frozen")
+    # No index is needed for that: a frozen registry must never change, whatever the manifests say.
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "nothing-here.json"))
+    without = AuditService.from_environment()
+    verdict = without.handle({"message": {"data": _b64(event("DELETE", path="gcr.io/k8s-artifacts-prod/x", d=LIST))}})
+    assert (verdict.verdict, verdict.reason, verdict.index) == ("REJECTED", "frozen", None)
+    monkeypatch.delenv("AUDITOR_FROZEN_PREFIXES")
+    monkeypatch.delenv("AUDITOR_DEADLINE_SECONDS")
+    assert (AuditService.from_environment().frozen_prefixes, AuditService.from_environment().deadline_seconds) == (
+        (),
+        50.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AUDITOR_DEADLINE_SECONDS", "0", "positive number of seconds"),
+        ("AUDITOR_DEADLINE_SECONDS", "soon", "positive number of seconds"),
+        ("AUDITOR_DEADLINE_SECONDS", "inf", "positive number of seconds"),
+        ("AUDITOR_FROZEN_PREFIXES", "gcr.io/k8s-artifacts-prod,not a path", "not a registry path prefix"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    from function.services.audit import AuditService
+
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        AuditService.from_environment()
+
+
+def _b64(payload: str) -> str:
+    import base64
+
+    return base64.b64encode(payload.encode()).decode()
+
+
+def test_a_silent_storage_service_still_gets_a_verdict_line_within_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+    import time
+
+    from function.services.audit import AuditService, RetryLater
+
+    with socket.socket() as silent:
+        # Connections complete in the kernel's backlog and are never answered.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("AUDITOR_INDEX_URI", "gs://bucket/index.json.gz")
+        monkeypatch.setenv("AUDITOR_DEADLINE_SECONDS", "3")
+        service = AuditService.from_environment()
+        stream = io.StringIO()
+        service.logger = verdict_logger(stream)
+        started = time.monotonic()
+        with pytest.raises(RetryLater):
+            service.handle({"message": {"data": _b64(event(d=LIST))}})
+        assert time.monotonic() - started < 3.5
+    lines = [line for line in read_lines(stream) if "verdict" in line]
+    assert [(line["verdict"], line["reason"]) for line in lines] == [("RETRY", "index unavailable")]

@@ -64,7 +64,7 @@ def test_body_media_type_wins_over_content_type():
     assert manifest.media_type == content.OCI_MANIFEST
     assert manifest.children == ()
     assert not manifest.is_index
-    assert manifest.artifact_type is None
+    assert manifest.facts == content.Facts(is_index=False, runnable=True, subject=None, cosign_kind=None)
 
 
 def test_docker_image_manifest():
@@ -73,22 +73,63 @@ def test_docker_image_manifest():
     assert (manifest.media_type, manifest.children, manifest.subject) == (content.DOCKER_MANIFEST, (), None)
 
 
-def test_referrer_carries_subject_and_artifact_type():
+def test_an_artifact_type_makes_an_artifact():
     referrer = OCI_IMAGE | {
         "artifactType": "application/spdx+json",
         "subject": descriptor(content.OCI_INDEX, D3),
     }
     manifest = parse_manifest(encode(referrer), None, D1)
-    assert manifest.subject == D3
-    assert manifest.artifact_type == "application/spdx+json"
+    assert (manifest.subject, manifest.facts.artifact, manifest.facts.runnable) == (D3, True, False)
 
 
-def test_referrer_without_artifact_type_is_typed_by_its_config():
+def test_a_config_that_no_runtime_runs_makes_an_artifact():
     referrer = OCI_IMAGE | {
         "config": descriptor("application/vnd.dev.cosign.artifact.sig.v1+json", D2),
         "subject": descriptor(content.OCI_MANIFEST, D3),
     }
-    assert parse_manifest(encode(referrer), None, D1).artifact_type == "application/vnd.dev.cosign.artifact.sig.v1+json"
+    assert parse_manifest(encode(referrer), None, D1).facts.artifact
+
+
+@pytest.mark.parametrize("config", sorted(content.RUNNABLE_CONFIGS))
+def test_a_runnable_image_with_a_subject_is_no_artifact(config):
+    image = OCI_IMAGE | {"config": descriptor(config, D2), "subject": descriptor(content.OCI_MANIFEST, D3)}
+    facts = parse_manifest(encode(image), None, D1).facts
+    assert (facts.runnable, facts.subject) == (True, D3)
+
+
+@pytest.mark.parametrize(
+    ("layer_types", "kind"),
+    [
+        (["application/vnd.dev.cosign.simplesigning.v1+json"] * 2, "sig"),
+        (["application/vnd.dsse.envelope.v1+json"], "att"),
+        (["text/spdx"], "sbom"),
+        (["spdx+json"], "sbom"),
+        (["application/vnd.cyclonedx+json"], "sbom"),
+        (["application/vnd.syft+json"], "sbom"),
+        (["application/vnd.dev.cosign.simplesigning.v1+json", "application/vnd.oci.image.layer.v1.tar+gzip"], None),
+        (["application/vnd.oci.image.layer.v1.tar+gzip"], None),
+        ([], None),
+    ],
+)
+def test_cosign_kind_is_read_from_every_layer(layer_types, kind):
+    manifest = OCI_IMAGE | {"layers": [descriptor(t, D2) for t in layer_types]}
+    assert parse_manifest(encode(manifest), None, D1).facts.cosign_kind == kind
+
+
+@pytest.mark.parametrize(
+    ("entries", "artifact"),
+    [
+        ([descriptor(content.OCI_MANIFEST, D2, artifactType="application/vnd.example+json")], True),
+        ([], True),
+        ([descriptor(content.OCI_MANIFEST, D2)], False),
+        ([descriptor(content.OCI_MANIFEST, D2, artifactType="application/vnd.oci.image.config.v1+json")], False),
+        ([descriptor(content.OCI_INDEX, D2, artifactType="application/vnd.example+json")], False),
+    ],
+)
+def test_an_index_is_an_artifact_when_every_entry_is_described_as_one(entries, artifact):
+    index = {"schemaVersion": 2, "mediaType": content.OCI_INDEX, "manifests": entries}
+    facts = parse_manifest(encode(index), None, D1).facts
+    assert (facts.is_index, facts.artifact) == (True, artifact)
 
 
 def test_index_may_have_a_subject_too():
@@ -111,22 +152,35 @@ def signed_schema1() -> tuple[bytes, bytes]:
     return signed.encode(), payload.encode()
 
 
-def test_signed_schema1_is_an_opaque_single_manifest_named_by_its_payload():
+def test_signed_schema1_is_a_runnable_single_manifest_named_by_its_payload():
     body, payload = signed_schema1()
-    digest = content.manifest_digest(body, content.DOCKER_MANIFEST_V1_SIGNED)
+    digest = content.verified(body, content.digest_of(payload))
     assert digest == content.digest_of(payload) != content.digest_of(body)
-    manifest = parse_manifest(body, content.DOCKER_MANIFEST_V1_SIGNED, digest)
-    assert (manifest.media_type, manifest.children, manifest.is_index) == (
-        content.DOCKER_MANIFEST_V1_SIGNED,
-        (),
-        False,
-    )
+    assert content.verified(body, None) == digest
+    for label in (content.DOCKER_MANIFEST_V1_SIGNED, "application/json", None):
+        manifest = parse_manifest(body, label, digest)
+        assert (manifest.media_type, manifest.children, manifest.is_index, manifest.facts.runnable) == (
+            content.DOCKER_MANIFEST_V1_SIGNED,
+            (),
+            False,
+            True,
+        )
 
 
-def test_other_types_are_named_by_the_hash_of_their_bytes():
+def test_other_bodies_are_named_by_the_hash_of_their_bytes_whatever_their_label():
     body = encode(OCI_IMAGE)
-    assert content.manifest_digest(body, content.OCI_MANIFEST) == content.digest_of(body)
-    assert content.manifest_digest(b"not even json", None) == content.digest_of(b"not even json")
+    assert content.verified(body, content.digest_of(body)) == content.digest_of(body)
+    assert content.verified(b"not even json", None) == content.digest_of(b"not even json")
+    with pytest.raises(content.ContentMismatch):
+        content.verified(body + b" ", content.digest_of(body))
+
+
+def test_a_schema1_label_does_not_make_a_body_schema1():
+    unlabelled = {key: value for key, value in OCI_IMAGE.items() if key != "mediaType"}
+    with pytest.raises(InvalidManifest, match="the body is no schema 1 manifest"):
+        parse_manifest(encode(unlabelled), content.DOCKER_MANIFEST_V1_SIGNED, D1)
+    labelled = parse_manifest(encode(OCI_IMAGE), content.DOCKER_MANIFEST_V1_SIGNED, D1)
+    assert labelled.media_type == content.OCI_MANIFEST
 
 
 def test_accept_names_index_types_first_and_every_main_type():
@@ -170,16 +224,18 @@ def test_invalid_manifests_are_rejected_with_a_precise_message(body, content_typ
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    "body",
     [
-        (b"{}", "no signatures list"),
-        (b'{"signatures": [{"protected": "!!!"}]}', "protected header is not"),
-        (b'{"signatures": [{"protected": "e30"}]}', "invalid formatLength None"),
+        b"{}",
+        b'{"schemaVersion": 1, "signatures": [{"protected": "!!!"}]}',
+        b'{"schemaVersion": 1, "signatures": [{"protected": "e30"}]}',
+        b'{"schemaVersion": 1, "signatures": ["x"]}',
     ],
 )
-def test_malformed_schema1_signatures_are_invalid(body, message):
-    with pytest.raises(InvalidManifest, match=message):
-        content.manifest_digest(body, content.DOCKER_MANIFEST_V1_SIGNED)
+def test_malformed_schema1_signatures_name_nothing_but_their_bytes(body):
+    assert content.verified(body, None) == content.digest_of(body)
+    with pytest.raises(content.ContentMismatch):
+        content.verified(body, D1)
 
 
 MEDIA_TYPES = st.sampled_from(
@@ -205,6 +261,8 @@ MANIFEST_LIKE = st.fixed_dictionaries(
         "subject": DESCRIPTORS,
         "artifactType": JSON,
         "config": DESCRIPTORS,
+        "layers": st.one_of(JSON, st.lists(DESCRIPTORS, max_size=4)),
+        "schemaVersion": st.sampled_from([1, 2]),
         "signatures": JSON,
     },
 )
@@ -219,6 +277,7 @@ def parse_or_reject(body: bytes, content_type: str | None) -> None:
     assert all(content.is_digest(child) for child in manifest.children)
     assert manifest.subject is None or content.is_digest(manifest.subject)
     assert manifest.is_index == (manifest.media_type in content.INDEX_MEDIA_TYPES)
+    assert manifest.facts.cosign_kind in (None, *content.COSIGN_LAYERS)
 
 
 @given(st.binary(max_size=2000), CONTENT_TYPES)
@@ -238,12 +297,12 @@ def test_manifest_shaped_json_parses_or_raises_invalid_manifest(document, conten
 
 
 @given(st.one_of(st.binary(max_size=500), MANIFEST_LIKE.map(encode)))
-def test_schema1_digest_of_arbitrary_bytes_is_a_digest_or_invalid_manifest(body):
+def test_the_digest_of_arbitrary_bytes_is_a_digest_or_a_mismatch(body):
+    assert content.is_digest(content.verified(body, None))
     try:
-        digest = content.manifest_digest(body, content.DOCKER_MANIFEST_V1_SIGNED)
-    except InvalidManifest:
+        content.verified(body, D1)
+    except content.ContentMismatch:
         return
-    assert content.is_digest(digest)
 
 
 @given(st.lists(st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True), max_size=5), st.booleans())

@@ -22,7 +22,7 @@ from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.gcs import GcsEmulator
 from tests.support.pubsub import PubSubEmulator
-from tests.support.stack import COMMIT_TIMES, Stack, running, sha
+from tests.support.stack import COMMIT_TIMES, FROZEN, Stack, running, sha
 
 pytestmark = [pytest.mark.registry, pytest.mark.emulators]
 
@@ -47,7 +47,8 @@ def test_a_promotion_merges_and_its_images_are_verified_without_registry_calls(s
     ids = [stack.publish(p) for p in stack.promotion.events("pause") + stack.promotion.events("logger")]
     verdicts = stack.verdicts_for(ids)
     assert {v["verdict"] for v in verdicts.values()} == {"VERIFIED"}
-    assert sum(v["registry_calls"] for v in verdicts.values()) == 1  # the SBOM referrer's own manifest
+    # The signature's, the attestation's and the SBOM referrer's own manifests, each read once.
+    assert sum(v["registry_calls"] for v in verdicts.values()) == 3
 
     # commit-2 merges: the audit instance still holds commit-1's index and must reload before deciding etcd.
     stack.proxy.clear()
@@ -74,6 +75,7 @@ def test_unpromoted_pushes_are_rejected_and_redelivery_repeats_the_verdict(stack
         "unknown_image": {"action": "INSERT", "digest": f"{path}/evil@{stray}"},
         "deletion": {"action": "DELETE", "digest": f"{path}/pause@{stray}"},
         "not_audited": {"action": "INSERT", "digest": f"127.0.0.1:1/elsewhere/x@{stray}"},
+        "frozen": {"action": "DELETE", "digest": f"{FROZEN}/pause@{stray}"},
     }
     ids = {stack.publish(p): reason for reason, p in payloads.items()}
     ids[stack.publish("not json")] = "malformed"

@@ -7,6 +7,7 @@ tests.support.proxy (listed in tests/conftest.py's pytest_plugins).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,13 @@ import google.auth.credentials
 import google.auth.exceptions
 import pytest
 
+from function.deadline import Deadline
 from function.registry import content
 from function.registry._transport import (
     GoogleTokens,
+    RetryPolicy,
     TokenBucket,
+    Transport,
     TransportError,
     is_google_host,
     is_loopback,
@@ -113,7 +117,7 @@ def test_referrer_names_its_subject(registry: RegistryServer, registry_proxy: Re
     referrer = push_referrer(registry.host, repo, index, artifact_type="application/spdx+json")
     with make_client(registry_proxy) as client:
         manifest = client.get_manifest(registry_proxy.host, repo, referrer)
-    assert (manifest.subject, manifest.artifact_type) == (index, "application/spdx+json")
+    assert (manifest.subject, manifest.facts.artifact) == (index, True)
 
 
 @pytest.mark.parametrize("kind", ["sig", "att", "sbom"])
@@ -514,3 +518,54 @@ def test_failed_google_refresh_is_a_transport_error():
 
 def test_no_credentials_factory_means_anonymous():
     assert GoogleTokens(None).token() is None
+
+
+@pytest.mark.parametrize(
+    ("host", "realm", "followed"),
+    [
+        ("registry.example", "https://registry.example/v2/token", True),
+        ("registry.example", "https://REGISTRY.example:443/v2/token", True),
+        ("registry.example", "https://mirror.example/token", True),  # another registry of the manifests
+        ("registry.example", "https://auth.example/token", False),
+        ("registry.example", "http://registry.example/v2/token", False),
+        ("registry.example", "http://127.0.0.1:5000/token", False),
+        ("127.0.0.1:5000", "http://127.0.0.1:5000/token", True),
+        ("127.0.0.1:5000", "http://127.0.0.1:6000/token", False),
+        ("127.0.0.1:5000", "http://mirror.example/token", False),
+        ("127.0.0.1:5000", "ftp://127.0.0.1:5000/token", False),
+    ],
+)
+def test_token_realms_only_on_registries_of_the_manifests(host, realm, followed):
+    transport = Transport(
+        timeout=1.0,
+        retry=RetryPolicy(),
+        rate_per_host=1.0,
+        google_tokens=GoogleTokens(None),
+        sleep=Sleeps(),
+        realm_hosts=frozenset({host, "mirror.example"}),
+    )
+    if followed:
+        transport._check_realm(host, realm)
+    else:
+        with pytest.raises(TransportError, match="nothing was sent there"):
+            transport._check_realm(host, realm)
+
+
+def test_rate_limiter_refuses_a_wait_past_the_deadline():
+    clock = FakeClock()
+    bucket = TokenBucket(1.0, burst=1, clock=clock, sleep=clock.sleep)
+    bucket.acquire(Deadline(5.0, clock))
+    with pytest.raises(TransportError, match="past the deadline"):
+        bucket.acquire(Deadline(0.5, clock))
+    bucket.acquire(Deadline(1.5, clock))
+    assert clock.now == 1001.0
+
+
+def test_a_trickling_body_is_cut_off_even_outside_a_decision(registry: RegistryServer, registry_proxy, repo):
+    digest = push_image(registry.host, repo)
+    registry_proxy.trickle(0.05)
+    started = time.monotonic()
+    client = make_client(registry_proxy, request_seconds=1.0, max_attempts=1)
+    with client, pytest.raises(RegistryUnavailable, match=r"out of time|timed out"):
+        client.get_manifest(registry_proxy.host, repo, digest)
+    assert time.monotonic() - started < 2.0

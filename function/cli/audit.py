@@ -27,6 +27,7 @@ from function.index.digests import DigestIndex, InvalidIndex
 from function.index.store import StoreDenied, StoreError, StoreMissing
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
+from function.services import config
 from function.verdict import Verdict
 
 EPILOG = """\
@@ -62,6 +63,7 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
     write, finish = verdict_output(args.format)
+    frozen = _frozen_prefixes()
     try:
         index = load_index(args.index)
         problem = f"no digest index at {args.index} yet"
@@ -72,17 +74,28 @@ def run(args: argparse.Namespace) -> int:
     if index is None:
         # Still one verdict line per payload: malformed ones are decided, the rest wait for an index.
         log.error("%s: every well-formed event is left open (RETRY)", problem)
-        code = audit_all(lambda raw: without_index(raw, problem), payloads, write)
+        code = audit_all(lambda raw: without_index(raw, problem, frozen_prefixes=frozen), payloads, write)
     else:
-        code = audit_all(_auditor(index).audit_payload, payloads, write)
+        code = audit_all(_auditor(index, frozen).audit_payload, payloads, write)
     finish()
     return code
 
 
-def _auditor(index: DigestIndex) -> Auditor:
-    # The one place the CLI builds its Auditor: AUDITOR_FROZEN_PREFIXES and AUDITOR_DEADLINE_SECONDS
-    # are passed here, read as the audit function reads them, once the Auditor takes them.
-    return Auditor(index, RegistryClient(index.registry_hosts()))
+def _auditor(index: DigestIndex, frozen: tuple[str, ...]) -> Auditor:
+    # AUDITOR_DEADLINE_SECONDS is read as the audit function reads it: each payload's decision is
+    # bounded from the moment it was read.
+    try:
+        deadline = config.deadline_seconds()
+    except RuntimeError as error:
+        raise CommandError(str(error)) from None
+    return Auditor(index, RegistryClient(index.registry_hosts()), frozen_prefixes=frozen, deadline_seconds=deadline)
+
+
+def _frozen_prefixes() -> tuple[str, ...]:
+    try:
+        return config.frozen_prefixes()
+    except RuntimeError as error:
+        raise CommandError(str(error)) from None
 
 
 def audit_all(

@@ -24,7 +24,7 @@ from function.cli.common import (
     command_parser,
     require_index,
 )
-from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, setting_list
+from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, frozen_prefixes
 from function.sweep.runner import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_WORKERS,
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     logger = v.verdict_logger(sys.stdout)
     sweep = Sweep(
         index,
-        frozen_prefixes=setting_list(FROZEN_PREFIXES_VARIABLE),
+        frozen_prefixes=frozen_prefixes(),
         max_seconds=args.max_seconds,
         workers=args.workers,
         on_finding=(lambda finding: v.emit(logger, finding)) if args.format == JSON else None,

@@ -227,6 +227,14 @@ class DigestIndex:
     def unresolved_of(self, image: Image) -> list[str]:
         return [d for d in image.digests if d not in self.manifests]
 
+    def sources_of(self, image: Image) -> list[str]:
+        """Every repository that should hold ``image``'s promoted digests: each of its destination paths,
+        then its project's staging repository (where the promoter copies from)."""
+        destinations = [path for path, location in self._paths.items() if location.image is image]
+        projects = image.project.split("+")  # an image two projects promote to one path names both
+        staging = [f"{p.staging}/{image.name}" for name, p in self.projects.items() if p.staging and name in projects]
+        return destinations + staging
+
     def registry_hosts(self) -> frozenset[str]:
         """Every registry host the manifests name: the only hosts the auditor may ever contact."""
         hosts = set()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
+from function.deadline import Deadline
 from function.index.digests import DigestIndex
 from function.registry.client import ManifestNotFound, ManifestSource, RegistryError
 from function.registry.content import Manifest
@@ -79,7 +80,9 @@ def candidate_paths(index: DigestIndex, only: Collection[str] | None = None) -> 
     return candidates
 
 
-def _fetch(registry: ManifestSource, digest: str, paths: list[str]) -> Manifest | None:
+def fetch_first(
+    registry: ManifestSource, digest: str, paths: list[str], *, deadline: Deadline | None = None
+) -> Manifest | None:
     """The manifest from the first repository that serves it; None when every one says 404.
 
     A fault at one repository moves on to the next (another region usually answers); only when no
@@ -89,7 +92,7 @@ def _fetch(registry: ManifestSource, digest: str, paths: list[str]) -> Manifest 
     for path in dict.fromkeys(paths):
         host, _, repository = path.partition("/")
         try:
-            return registry.get_manifest(host, repository, digest)
+            return registry.get_manifest(host, repository, digest, deadline=deadline)
         except ManifestNotFound:
             continue
         except RegistryError as error:
@@ -114,7 +117,7 @@ def resolve(
     summary = Summary(pending=len(candidates))
     last_report = started
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="resolve") as pool:
-        futures = {pool.submit(_fetch, registry, d, paths): d for d, paths in candidates.items()}
+        futures = {pool.submit(fetch_first, registry, d, paths): d for d, paths in candidates.items()}
         for future in as_completed(futures):
             digest = futures[future]
             try:

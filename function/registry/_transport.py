@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import google.auth
@@ -24,6 +25,10 @@ import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
 import requests
+import urllib3.exceptions
+
+from function.bounded import LruCache
+from function.deadline import Deadline, clip, earliest
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,13 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_BODY = 4 * 1024 * 1024
 GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 DEFAULT_TOKEN_LIFETIME = 60.0
+# Bearer tokens are per repository, and an event may name any repository under a destination.
+MAX_CACHED_TOKENS = 1024
+# google-auth's own default for a token request, before it is clipped to the decision's deadline.
+GOOGLE_TOKEN_TIMEOUT = 120.0
+_CHUNK = 64 * 1024
+# The longest one request may take, its body included, whatever the per-read timeout lets through.
+MAX_REQUEST_SECONDS = 60.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -89,13 +101,17 @@ class TokenBucket:
         self._updated = clock()
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, deadline: Deadline | None = None) -> None:
+        """Take one request's token, waiting for it; raises TransportError (taking none) when the wait
+        would outlast ``deadline``."""
         with self._lock:
             now = self._clock()
             self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
             self._updated = now
+            wait = (1.0 - self._tokens) / self._rate
+            if deadline is not None and wait > deadline.remaining():
+                raise TransportError(f"the rate limit would hold the request {wait:.1f} s, past the deadline")
             self._tokens -= 1.0
-            wait = -self._tokens / self._rate
         if wait > 0:
             self._sleep(wait)
 
@@ -165,16 +181,18 @@ class GoogleTokens:
         self._credentials: google.auth.credentials.Credentials | None = None
         self._lock = threading.Lock()
 
-    def token(self) -> str | None:
+    def token(self, deadline: Deadline | None = None) -> str | None:
         """An unexpired access token, or None where no credentials exist (anonymous access then)."""
-        with self._lock:
+        if not self._lock.acquire(timeout=deadline.clip(GOOGLE_TOKEN_TIMEOUT) if deadline is not None else -1):
+            raise TransportError("another request held the Google token refresh past the deadline")
+        try:
             credentials = self._load()
             if credentials is None:
                 return None
             if not credentials.valid:
                 try:
                     # google-auth leaves refresh() unannotated.
-                    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+                    credentials.refresh(_ClippedRequest(deadline))  # type: ignore[no-untyped-call]
                 except google.auth.exceptions.GoogleAuthError as error:
                     raise TransportError(
                         f"could not refresh the Google access token: {error}; check the service account "
@@ -182,6 +200,8 @@ class GoogleTokens:
                     ) from error
             token: str | None = credentials.token
             return token
+        finally:
+            self._lock.release()
 
     def _load(self) -> google.auth.credentials.Credentials | None:
         if self._credentials is None and self._factory is not None:
@@ -191,6 +211,23 @@ class GoogleTokens:
                 log.warning("no Google credentials (%s); reading Google registries anonymously", error)
                 self._factory = None
         return self._credentials
+
+
+class _ClippedRequest(google.auth.transport.requests.Request):
+    """google-auth's HTTP for token refreshes, each request bounded by the decision's deadline."""
+
+    def __init__(self, deadline: Deadline | None) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def __call__(self, url: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        limit = clip(self._deadline, GOOGLE_TOKEN_TIMEOUT if timeout is None else timeout)
+        if limit <= 0:
+            raise google.auth.exceptions.TransportError(  # type: ignore[no-untyped-call]
+                "the decision's deadline passed before the token request"
+            )
+        kwargs["timeout"] = limit
+        return super().__call__(url, *args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -217,8 +254,13 @@ class Transport:
         google_tokens: GoogleTokens,
         sleep: Sleep,
         clock: Clock = time.monotonic,
+        realm_hosts: frozenset[str] = frozenset(),
+        request_seconds: float = MAX_REQUEST_SECONDS,
     ) -> None:
         self._timeout = timeout
+        self._request_seconds = request_seconds
+        # Where a bearer challenge may send us for a token, besides the registry's own host.
+        self._realm_hosts = realm_hosts
         self._retry = retry
         self._rate_per_host = rate_per_host
         self._google_tokens = google_tokens
@@ -228,7 +270,7 @@ class Transport:
         self._calls = 0
         self._buckets: dict[str, TokenBucket] = {}
         self._down_until: dict[str, float] = {}
-        self._tokens: dict[tuple[str, str], _CachedToken] = {}
+        self._tokens: LruCache[tuple[str, str], _CachedToken] = LruCache(MAX_CACHED_TOKENS)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
 
@@ -243,52 +285,73 @@ class Transport:
         for session in sessions:
             session.close()
 
-    def request(self, method: str, host: str, path: str, *, headers: Mapping[str, str], scope: str) -> Reply:
+    def request(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        *,
+        headers: Mapping[str, str],
+        scope: str,
+        deadline: Deadline | None = None,
+    ) -> Reply:
         """Send with retries; on a bearer challenge, fetch a token for `scope` once and send again.
 
         Returns the final reply whatever its status (retryable statuses only once retries are spent);
-        raises TransportError where no reply came at all.
+        raises TransportError where no reply came at all, or where ``deadline`` passed first.
         """
         url = f"{scheme_for(host)}://{host}{path}"
-        reply = self._send(method, url, {**headers, **self._authorization(host, scope)})
+        reply = self._send(method, url, {**headers, **self._authorization(host, scope, deadline)}, deadline)
         if reply.status != 401:
             return reply
         challenge = parse_bearer_challenge(reply.headers.get("WWW-Authenticate"))
         if challenge is None:
             return reply
-        token = self._fetch_token(host, scope, challenge)
-        retried = self._send(method, url, {**headers, "Authorization": f"Bearer {token}"})
+        token = self._fetch_token(host, scope, challenge, deadline)
+        retried = self._send(method, url, {**headers, "Authorization": f"Bearer {token}"}, deadline)
         return dataclasses.replace(retried, attempts=reply.attempts + retried.attempts)
 
-    def _authorization(self, host: str, scope: str) -> dict[str, str]:
-        with self._lock:
-            cached = self._tokens.get((host, scope))
+    def _authorization(self, host: str, scope: str, deadline: Deadline | None) -> dict[str, str]:
+        cached = self._tokens.get((host, scope))
         if cached is not None and cached.expires > self._clock():
             return {"Authorization": f"Bearer {cached.value}"}
-        google_token = self._google_tokens.token() if is_google_host(host) else None
+        google_token = self._google_tokens.token(deadline) if is_google_host(host) else None
         return {"Authorization": f"Bearer {google_token}"} if google_token else {}
 
-    def _fetch_token(self, host: str, scope: str, challenge: Mapping[str, str]) -> str:
-        """Anonymous token exchange with the realm the registry named."""
+    def _fetch_token(self, host: str, scope: str, challenge: Mapping[str, str], deadline: Deadline | None) -> str:
+        """Anonymous token exchange with the realm the registry named, if it is one we may contact."""
         realm = challenge.get("realm", "")
-        parts = urlsplit(realm)
-        if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.netloc))):
-            raise TransportError(
-                f"{host} asked for a token from {realm!r}; only https realms (or http on loopback) are "
-                "followed, so the registry cannot be read anonymously"
-            )
+        self._check_realm(host, realm)
         params = {key: challenge[key] for key in ("service", "scope") if challenge.get(key)}
-        reply = self._send("GET", realm, {}, params)
+        reply = self._send("GET", realm, {}, deadline, params)
         if reply.status != 200:
             raise TransportError(f"token service {realm} answered HTTP {reply.status} for {params}")
         value, lifetime = _read_token(reply.body, realm)
-        with self._lock:
-            # Expire early so that a token never runs out between the check and the registry's answer.
-            self._tokens[(host, scope)] = _CachedToken(value, self._clock() + lifetime * 0.9)
+        # Expire early so that a token never runs out between the check and the registry's answer.
+        self._tokens.put((host, scope), _CachedToken(value, self._clock() + lifetime * 0.9))
         return value
 
+    def _check_realm(self, host: str, realm: str) -> None:
+        """A token realm is the registry's own host or another registry of the manifests, spoken to over
+        https, or plain http where the registry itself is on loopback: a registry cannot make the auditor
+        contact any other host, or send anything in the clear over a network."""
+        parts = urlsplit(realm)
+        netloc = parts.netloc.lower().removesuffix(":443") if parts.scheme == "https" else parts.netloc.lower()
+        in_clear_on_loopback = parts.scheme == "http" and is_loopback(host) and is_loopback(netloc)
+        if netloc not in {host, *self._realm_hosts} or not (parts.scheme == "https" or in_clear_on_loopback):
+            raise TransportError(
+                f"{host} asked for a token from {realm!r:.200}, which is neither {host} nor another registry "
+                "named in the promotion manifests over https (plain http only between loopback hosts); "
+                "nothing was sent there. Check the registry's token service (or what answers in its place)"
+            )
+
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str], params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        deadline: Deadline | None,
+        params: Mapping[str, str] | None = None,
     ) -> Reply:
         netloc = urlsplit(url).netloc
         self._check_not_down(netloc, method, url)
@@ -296,23 +359,24 @@ class Transport:
         waited = 0.0
         retry_after: float | None = None
         for attempt in range(1, self._retry.max_attempts + 1):
-            bucket.acquire()
+            _check_deadline(deadline, method, url)
+            bucket.acquire(deadline)
             self._count()
             reply: Reply | None = None
             try:
-                reply = self._once(method, url, headers, params, attempt)
+                reply = self._once(method, url, headers, params, attempt, deadline)
                 if reply.status not in RETRYABLE_STATUSES:
                     with self._lock:
                         self._down_until.pop(netloc, None)
                     return reply
                 failure = f"HTTP {reply.status}"
-            except requests.RequestException as error:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
                 failure = f"{type(error).__name__}: {error}"
             retry_after = parse_retry_after(reply.headers.get("Retry-After") if reply else None)
             if attempt == self._retry.max_attempts:
                 break
             delay = self._retry.delay(attempt, retry_after)
-            if waited + delay > self._retry.max_total_delay:
+            if waited + delay > self._retry.max_total_delay or (deadline is not None and delay >= deadline.remaining()):
                 break
             log.info("%s %s: %s on attempt %d; retrying in %.2f s", method, url, failure, attempt, delay)
             self._sleep(delay)
@@ -335,18 +399,29 @@ class Transport:
             )
 
     def _once(
-        self, method: str, url: str, headers: Mapping[str, str], params: Mapping[str, str] | None, attempt: int
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+        attempt: int,
+        deadline: Deadline | None,
     ) -> Reply:
+        # One answer, body included, never takes longer than request_seconds, decision or not (the
+        # sync's resolution has none): a body trickling in cannot hold a worker for ever.
+        limit = earliest(deadline, Deadline(self._request_seconds, self._clock))
+        timeout = limit.clip(self._timeout)
         with self._session().request(
             method,
             url,
-            headers=dict(headers),
+            # Identity: the digest is over the bytes as stored, and a compressed body could be a bomb.
+            headers={**headers, "Accept-Encoding": "identity"},
             params=params,
-            timeout=(self._timeout, self._timeout),
+            timeout=(timeout, timeout),
             allow_redirects=False,
             stream=True,
         ) as response:
-            body = _read_capped(response, f"{method} {url}")
+            body = _read_capped(response, f"{method} {url}", self._timeout, limit)
             return Reply(response.status_code, response.headers, body, attempt)
 
     def _bucket(self, netloc: str) -> TokenBucket:
@@ -372,13 +447,32 @@ class Transport:
         return session
 
 
-def _read_capped(response: requests.Response, what: str) -> bytes:
+def _read_capped(response: requests.Response, what: str, timeout: float, deadline: Deadline) -> bytes:
+    """The body, at most MAX_BODY bytes. Each read returns what has arrived and waits no longer than the
+    deadline allows, so a body trickling in a byte at a time cannot hold the decision past it."""
     body = bytearray()
-    for chunk in response.iter_content(chunk_size=64 * 1024):
+    raw = response.raw
+    while True:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise TransportError(
+                f"{what}: out of time with {len(body)} bytes of the response read; the registry answers too "
+                "slowly. The decision is open: retry later"
+            )
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is not None:
+            sock.settimeout(min(timeout, remaining))
+        chunk = raw.read1(_CHUNK, decode_content=False)
+        if not chunk:
+            return bytes(body)
         body += chunk
         if len(body) > MAX_BODY:
             raise TransportError(f"{what}: the response is larger than {MAX_BODY} bytes, too large for a manifest")
-    return bytes(body)
+
+
+def _check_deadline(deadline: Deadline | None, method: str, url: str) -> None:
+    if deadline is not None and deadline.expired:
+        raise TransportError(f"{method} {url} not sent: the decision's deadline has passed")
 
 
 def _read_token(body: bytes, realm: str) -> tuple[str, float]:

@@ -15,8 +15,10 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
+from function.deadline import Deadline
 from function.registry import content
 from function.registry._transport import (
+    MAX_REQUEST_SECONDS,
     RETRYABLE_STATUSES,
     Clock,
     CredentialsFactory,
@@ -110,9 +112,11 @@ class ManifestSource(Protocol):
     @property
     def calls(self) -> int: ...
 
-    def get_manifest(self, host: str, repository: str, reference: str) -> content.Manifest: ...
+    def get_manifest(
+        self, host: str, repository: str, reference: str, *, deadline: Deadline | None = None
+    ) -> content.Manifest: ...
 
-    def resolve_tag(self, host: str, repository: str, tag: str) -> str: ...
+    def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str: ...
 
 
 class RegistryClient:
@@ -127,6 +131,7 @@ class RegistryClient:
         allowed_hosts: Iterable[str],
         *,
         timeout: float = 10.0,
+        request_seconds: float = MAX_REQUEST_SECONDS,
         max_attempts: int = 4,
         rate_per_host: float = 80.0,
         credentials: CredentialsFactory | None = google_default_credentials,
@@ -143,6 +148,8 @@ class RegistryClient:
             google_tokens=GoogleTokens(credentials),
             sleep=sleep,
             clock=clock,
+            realm_hosts=self._allowed_hosts,
+            request_seconds=request_seconds,
         )
 
     @property
@@ -161,7 +168,9 @@ class RegistryClient:
     ) -> None:
         self.close()
 
-    def get_manifest(self, host: str, repository: str, reference: str) -> content.Manifest:
+    def get_manifest(
+        self, host: str, repository: str, reference: str, *, deadline: Deadline | None = None
+    ) -> content.Manifest:
         """The manifest at a tag or `sha256:` digest, verified against that digest.
 
         Raises ManifestNotFound, RegistryUnavailable (DigestMismatch included), UnreadableManifest,
@@ -172,43 +181,46 @@ class RegistryClient:
         if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
             raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
         name = _name(host, repository, reference)
-        reply = self._request("GET", host, repository, reference)
-        content_type = reply.headers.get("Content-Type")
+        reply = self._request("GET", host, repository, reference, deadline)
+        expected = reference if content.is_digest(reference) else reply.headers.get("Docker-Content-Digest")
         try:
-            digest = content.manifest_digest(reply.body, content_type)
-            expected = reference if content.is_digest(reference) else reply.headers.get("Docker-Content-Digest")
-            if expected is not None and expected != digest:
-                raise DigestMismatch(
-                    f"{name}: the registry served bytes that hash to {digest}, not {expected}. The response was "
-                    "corrupted or tampered with on the way: retry later, and check the network path to the "
-                    "registry if this persists"
-                )
-            return content.parse_manifest(reply.body, content_type, digest)
+            # The bytes are checked before anything reads them, whatever the registry calls them.
+            digest = content.verified(reply.body, expected if content.is_digest(expected) else None)
+        except content.ContentMismatch as error:
+            raise DigestMismatch(
+                f"{name}: the registry served bytes that are not {expected} ({error}). The response was "
+                "corrupted or tampered with on the way: retry later, and check the network path to the "
+                "registry if this persists"
+            ) from None
+        try:
+            return content.parse_manifest(reply.body, reply.headers.get("Content-Type"), digest)
         except content.InvalidManifest as error:
             raise UnreadableManifest(
                 f"{name}: the registry serves something that is not a manifest this auditor reads ({error}). "
                 "Inspect it, e.g. with `crane manifest`, before deciding on the event"
             ) from error
 
-    def resolve_tag(self, host: str, repository: str, tag: str) -> str:
+    def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str:
         """The digest a tag points at, from one HEAD (a GET, hashed, if the registry omits the digest)."""
         host = self._allowed(host)
         _check_repository(repository)
         if not TAG_PATTERN.fullmatch(tag):
             raise InvalidReference(f"{tag!r:.150} is not a valid tag")
-        reply = self._request("HEAD", host, repository, tag)
+        reply = self._request("HEAD", host, repository, tag, deadline)
         digest = reply.headers.get("Docker-Content-Digest")
         if content.is_digest(digest):
             return digest
-        return self.get_manifest(host, repository, tag).digest
+        return self.get_manifest(host, repository, tag, deadline=deadline).digest
 
-    def head_manifest(self, host: str, repository: str, reference: str) -> ManifestHead:
+    def head_manifest(
+        self, host: str, repository: str, reference: str, *, deadline: Deadline | None = None
+    ) -> ManifestHead:
         """Whether a tag or digest exists, with one HEAD; ManifestNotFound where it does not."""
         host = self._allowed(host)
         _check_repository(repository)
         if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
             raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
-        reply = self._request("HEAD", host, repository, reference)
+        reply = self._request("HEAD", host, repository, reference, deadline)
         digest = reply.headers.get("Docker-Content-Digest")
         media_type = (reply.headers.get("Content-Type") or "").split(";", 1)[0].strip() or None
         return ManifestHead(digest if content.is_digest(digest) else None, media_type)
@@ -243,7 +255,7 @@ class RegistryClient:
             )
         return normalized
 
-    def _request(self, method: str, host: str, repository: str, reference: str) -> Reply:
+    def _request(self, method: str, host: str, repository: str, reference: str, deadline: Deadline | None) -> Reply:
         name = _name(host, repository, reference)
         try:
             reply = self._transport.request(
@@ -252,6 +264,7 @@ class RegistryClient:
                 f"/v2/{repository}/manifests/{reference}",
                 headers={"Accept": content.ACCEPT},
                 scope=f"repository:{repository}:pull",
+                deadline=deadline,
             )
         except TransportError as error:
             raise RegistryUnavailable(f"{name}: {error}. The decision is open: retry later") from error

@@ -11,21 +11,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from function import verdict as v
-from function.auditor import Auditor, Undecided, malformed, without_index
+from function.auditor import Auditor, Undecided, malformed, undecided, without_index
+from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import MalformedEvent, unwrap_pubsub
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.pending import PendingCommits
 from function.index.store import IndexStore, StoreError, open_store
+from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
-from function.services.config import seconds, setting
+from function.services.config import deadline_seconds, frozen_prefixes, seconds, setting
 from function.services.freshness import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_REFRESH_SECONDS,
-    Clock,
     IndexWatch,
     PendingWatch,
 )
@@ -49,10 +50,15 @@ class AuditService:
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
+        frozen_prefixes: Iterable[str] = (),
+        deadline_seconds: float = DEFAULT_SECONDS,
     ) -> None:
         self.store = store
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
+        self.frozen_prefixes = tuple(normalize_prefix(prefix) for prefix in frozen_prefixes)
+        self.deadline_seconds = deadline_seconds
+        self.clock = clock
         self.watch = IndexWatch(store, refresh_seconds=refresh_seconds, clock=clock, logger=self.logger)
         self.pending = PendingWatch(
             PendingCommits.beside(store, wall=wall),
@@ -69,10 +75,15 @@ class AuditService:
 
     @classmethod
     def from_environment(cls) -> AuditService:
+        deadline = deadline_seconds()
+        # Cloud Storage's own retries are bounded so that a read leaves the decision time to finish.
+        store = open_store(setting("AUDITOR_INDEX_URI"), timeout=deadline / 3, retry_timeout=deadline / 3)
         return cls(
-            open_store(setting("AUDITOR_INDEX_URI")),
+            store,
             refresh_seconds=seconds("AUDITOR_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS),
             grace_seconds=seconds("AUDITOR_PENDING_GRACE_SECONDS", DEFAULT_GRACE_SECONDS),
+            frozen_prefixes=frozen_prefixes(),
+            deadline_seconds=deadline,
         )
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
@@ -81,13 +92,21 @@ class AuditService:
         try:
             delivery = unwrap_pubsub(body)
             message_id = delivery.message_id
-            with self._lock:
+            # Counted from here: waiting for another request's decision spends this one's time too.
+            deadline = Deadline(self.deadline_seconds, self.clock)
+            if self._lock.acquire(timeout=max(0.0, deadline.remaining())):
                 try:
-                    auditor = self._auditor_or_load()
-                except (Undecided, StoreError, InvalidIndex) as error:
-                    verdict = without_index(delivery.data, str(error))
-                else:
-                    verdict = auditor.audit_payload(delivery.data)
+                    verdict = self._decide(delivery.data, deadline)
+                finally:
+                    self._lock.release()
+            else:
+                verdict = undecided(
+                    delivery.data,
+                    "deadline exceeded",
+                    "The decision's deadline passed while another message was being decided on this instance; "
+                    "the message will be redelivered.",
+                    frozen_prefixes=self.frozen_prefixes,
+                )
         except MalformedEvent as error:
             verdict = malformed(error)
         v.emit(self.logger, verdict, labels=dict(labels) if labels else None, message_id=message_id)
@@ -95,10 +114,25 @@ class AuditService:
             raise RetryLater(verdict.message)
         return verdict
 
+    def _decide(self, data: bytes, deadline: Deadline) -> Verdict:
+        try:
+            auditor = self._auditor_or_load()
+        except (Undecided, StoreError, InvalidIndex) as error:
+            return without_index(data, str(error), frozen_prefixes=self.frozen_prefixes)
+        return auditor.audit_payload(data, deadline=deadline)
+
     def _auditor_or_load(self) -> Auditor:
         if self._auditor is None:
             index = self.watch.load()
-            self._auditor = Auditor(index, self._registry(index), refresh=self._refresh, behind=self._behind)
+            self._auditor = Auditor(
+                index,
+                self._registry(index),
+                refresh=self._refresh,
+                behind=self._behind,
+                frozen_prefixes=self.frozen_prefixes,
+                deadline_seconds=self.deadline_seconds,
+                clock=self.clock,
+            )
         elif self.watch.due():
             # The periodic check, whatever the verdict will be: a new destination or a yanked digest is
             # seen within the refresh interval, and a stuck sync is reported even when nothing is rejected.

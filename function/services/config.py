@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
+from function import deadline
+from function.reference import InvalidReference, normalize_prefix
+
 FROZEN_PREFIXES_VARIABLE = "AUDITOR_FROZEN_PREFIXES"
+DEADLINE_VARIABLE = "AUDITOR_DEADLINE_SECONDS"
 SWEEP_MAX_SECONDS_VARIABLE = "AUDITOR_SWEEP_MAX_SECONDS"
 
 
@@ -29,6 +33,21 @@ def seconds(name: str, default: float) -> float:
     return value
 
 
-def setting_list(name: str) -> tuple[str, ...]:
-    """A comma-separated setting as its non-empty items (empty when unset)."""
-    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+def frozen_prefixes() -> tuple[str, ...]:
+    """``AUDITOR_FROZEN_PREFIXES``: comma-separated registry path prefixes that must never change."""
+    value = os.environ.get(FROZEN_PREFIXES_VARIABLE, "")
+    prefixes = tuple(part.strip() for part in value.split(",") if part.strip())
+    for prefix in prefixes:
+        try:
+            normalize_prefix(prefix)
+        except InvalidReference as error:
+            raise RuntimeError(
+                f"{FROZEN_PREFIXES_VARIABLE}: {prefix!r} is not a registry path prefix ({error})"
+            ) from None
+    return prefixes
+
+
+def deadline_seconds() -> float:
+    """``AUDITOR_DEADLINE_SECONDS``: the time every decision has to write its verdict line, below the
+    function's timeout."""
+    return seconds(DEADLINE_VARIABLE, deadline.DEFAULT_SECONDS)

@@ -18,10 +18,10 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable
 
 from function import verdict as v
 from function.auditor import Undecided
+from function.deadline import Clock
 from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.pending import Pending, PendingCommits
 from function.index.store import CorruptIndex, IndexStore, StoreError
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 DEFAULT_REFRESH_SECONDS = 60.0
 DEFAULT_GRACE_SECONDS = 1800.0
 MIN_CHECK_INTERVAL = 1.0
-
-Clock = Callable[[], float]
 
 
 class IndexWatch:

@@ -17,7 +17,7 @@ from function.index.digests import InvalidIndex
 from function.index.publish import read_index
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, setting, setting_list
+from function.services.config import SWEEP_MAX_SECONDS_VARIABLE, frozen_prefixes, setting
 from function.services.sync import Response
 from function.sweep.runner import DEFAULT_MAX_SECONDS, RegistryFactory, Sweep, report_summary
 
@@ -53,7 +53,7 @@ class SweepService:
             raise RuntimeError(f"{SWEEP_MAX_SECONDS_VARIABLE}={raw!r} is not a number of seconds") from None
         return cls(
             open_store(setting("AUDITOR_INDEX_URI")),
-            frozen_prefixes=setting_list(FROZEN_PREFIXES_VARIABLE),
+            frozen_prefixes=frozen_prefixes(),
             max_seconds=max_seconds,
         )
 

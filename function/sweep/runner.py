@@ -194,9 +194,8 @@ class Sweep:
                 self.on_progress(host, out.repositories, len(out.findings))
 
     def _auditor(self, index: DigestIndex, registry: RegistryClient) -> Auditor:
-        # WIRING: the one place the sweep builds its Auditor. Helper A's Auditor takes
-        # frozen_prefixes=self.frozen_prefixes (and a deadline); the sweep never refreshes its index
-        # mid-run, so that one sweep is judged by one index.
+        # No frozen prefixes: frozen paths are not swept at all (every INSERT there would be `frozen`).
+        # No refresh either: one sweep is judged by one index.
         return Auditor(index, registry)
 
     def _expected(self, host: str, index: DigestIndex) -> dict[str, Image]:

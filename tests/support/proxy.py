@@ -8,11 +8,13 @@ the function-scoped `registry_proxy` fixture (it needs the `registry` fixture of
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -42,6 +44,14 @@ _REPOSITORY_IN_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags)/")
 Tamper = Callable[[bytes], bytes]
 # A reply a subclass gives itself instead of forwarding: status, headers, body.
 LocalAnswer = tuple[int, dict[str, str], bytes]
+# (method, path) -> (Content-Type, body) served in place of the registry's answer, or None to forward.
+Responder = Callable[[str, str], tuple[str, bytes] | None]
+
+
+@dataclass(frozen=True)
+class _Trickle:
+    seconds_per_byte: float
+    path_contains: str
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,12 @@ class RegistryProxy(ThreadedHTTPServer):
         self._fault: _Fault | None = None
         self._path_faults: dict[str, int] = {}  # path fragment -> status, until healed
         self._tamper: Tamper | None = None
+        self._trickle: _Trickle | None = None
+        self._relabel: str | None = None
+        self._responder: Responder | None = None
         self._issued: dict[str, str] = {}  # token -> the repository it grants
+        # Where the bearer challenge sends clients for a token; None: this proxy's own /token.
+        self.realm: str | None = None
         super().__init__(_handler_for(self))
 
     # --- what tests see ---
@@ -119,11 +134,28 @@ class RegistryProxy(ThreadedHTTPServer):
         with self._lock:
             self._tamper = change
 
+    def trickle(self, seconds_per_byte: float, *, path_contains: str = "/manifests/") -> None:
+        """Send the bodies of answers to matching paths one byte at a time, this far apart (headers at once)."""
+        with self._lock:
+            self._trickle = _Trickle(seconds_per_byte, path_contains)
+
+    def relabel(self, content_type: str | None) -> None:
+        """Answer successful manifest GETs with this Content-Type instead of the registry's (None: stop)."""
+        with self._lock:
+            self._relabel = content_type
+
+    def serve(self, responder: Responder | None) -> None:
+        """Let `responder` answer requests in place of the registry (None: stop)."""
+        with self._lock:
+            self._responder = responder
+
     def heal(self) -> None:
         with self._lock:
             self._fault = None
             self._tamper = None
             self._path_faults.clear()
+            self._trickle = None
+            self._relabel = None
 
     def answer_locally(self, method: str, path: str, query: str) -> LocalAnswer | None:
         """A subclass's own answer to a request, or None to forward it to the upstream registry."""
@@ -167,7 +199,7 @@ class RegistryProxy(ThreadedHTTPServer):
         return match is None or match.group(1) == granted
 
     def _challenge(self, path: str) -> str:
-        challenge = f'Bearer realm="{self.url}{TOKEN_PATH}",service="{SERVICE}"'
+        challenge = f'Bearer realm="{self.realm or self.url + TOKEN_PATH}",service="{SERVICE}"'
         match = _REPOSITORY_IN_PATH.match(path)
         if match:
             challenge += f',scope="repository:{match.group(1)}:pull"'
@@ -176,6 +208,20 @@ class RegistryProxy(ThreadedHTTPServer):
     def _tamper_for(self, method: str, path: str) -> Tamper | None:
         with self._lock:
             return self._tamper if method == "GET" and "/manifests/" in path else None
+
+    def _label_for(self, method: str, path: str) -> str | None:
+        with self._lock:
+            return self._relabel if method == "GET" and "/manifests/" in path else None
+
+    def _trickle_for(self, path: str) -> float | None:
+        with self._lock:
+            trickle = self._trickle
+        return trickle.seconds_per_byte if trickle is not None and trickle.path_contains in path else None
+
+    def _answer_for(self, method: str, path: str) -> tuple[str, bytes] | None:
+        with self._lock:
+            responder = self._responder
+        return responder(method, path) if responder is not None else None
 
 
 def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
@@ -214,6 +260,10 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
             if fault is not None:
                 self._answer_fault(fault)
                 return
+            served = proxy._answer_for(self.command, parts.path)
+            if served is not None:
+                self._answer(200, served[1], {"Content-Type": served[0], "Docker-Content-Digest": _sha256(served[1])})
+                return
             if proxy.require_token and not proxy._authorized(parts.path, self.headers.get("Authorization")):
                 self._answer_json(
                     401,
@@ -223,7 +273,8 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
                 return
             local = proxy.answer_locally(self.command, parts.path, parts.query)
             if local is not None:
-                self._answer(*local)
+                status, headers, payload = local
+                self._answer(status, payload, headers)
                 return
             self._forward(body, proxy._tamper_for(self.command, parts.path))
 
@@ -243,15 +294,30 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
                 upstream.close()
             if tamper is not None and response.status == 200:
                 answer = tamper(answer)
+            label = proxy._label_for(self.command, urlsplit(self.path).path) if response.status == 200 else None
             self.send_response(response.status)
             for name, value in response.getheaders():
-                if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
-                    self.send_header(name, value)
+                if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+                    continue
+                self.send_header(name, label if label is not None and name.lower() == "content-type" else value)
             length = response.getheader("Content-Length") if self.command == "HEAD" else str(len(answer))
             self.send_header("Content-Length", length or "0")
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(answer)
+                self._write(answer)
+
+        def _write(self, body: bytes) -> None:
+            pause = proxy._trickle_for(urlsplit(self.path).path)
+            if pause is None:
+                self.wfile.write(body)
+                return
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(pause)
+            except OSError:
+                self.close_connection = True  # the client gave up, as it should
 
         def _answer_token(self, query: str) -> None:
             scope = parse_qs(query).get("scope", [""])[0]
@@ -269,18 +335,22 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
             self._answer_json(fault.status, {"errors": [{"code": code, "message": "injected fault"}]}, headers)
 
         def _answer_json(self, status: int, document: dict[str, object], headers: dict[str, str]) -> None:
-            self._answer(status, {"Content-Type": "application/json", **headers}, json.dumps(document).encode())
+            self._answer(status, json.dumps(document).encode(), {"Content-Type": "application/json", **headers})
 
-        def _answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(payload)
+                self._write(payload)
 
     return Handler
+
+
+def _sha256(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 @pytest.fixture

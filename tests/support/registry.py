@@ -128,10 +128,12 @@ def push_image(
     platform: tuple[str, str] = ("linux", "amd64"),
     oci: bool = False,
     seed: str | None = None,
+    subject: str | None = None,
 ) -> str:
     """Push a one-layer image (OCI or Docker schema 2) and return its manifest digest.
 
     Images differ by `seed` (random when omitted), so each call makes a new digest unless a seed repeats.
+    With `subject`, the image names that manifest (of `repo`) as its OCI 1.1 subject: still runnable.
     """
     seed = seed or uuid.uuid4().hex
     os_name, architecture = platform
@@ -153,6 +155,8 @@ def push_image(
         "config": _descriptor(config_type, config, push_blob(host, repo, config)),
         "layers": [_descriptor(layer_type, layer, push_blob(host, repo, layer))],
     }
+    if subject is not None:
+        manifest["subject"] = _subject(host, repo, subject)
     return push_manifest(host, repo, manifest, tag)
 
 
@@ -167,23 +171,41 @@ def push_index(host: str, repo: str, children: list[str], *, tag: str | None = N
 
 
 def push_signature(host: str, repo: str, subject_digest: str, kind: str = "sig") -> str:
-    """Push what cosign pushes: an OCI manifest tagged `sha256-<hex>.<kind>` next to its subject."""
+    """Push what cosign pushes: an OCI manifest tagged `sha256-<hex>.<kind>` next to its subject, whose
+    config is an (empty) image config and whose layers are the payloads, annotated as cosign does."""
     payload = json.dumps({"critical": {"image": {"docker-manifest-digest": subject_digest}}, "kind": kind}).encode()
     config = json.dumps({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers"}}).encode()
+    layer = _descriptor(SIGNATURE_LAYERS[kind], payload, push_blob(host, repo, payload))
+    if kind == "sig":
+        layer["annotations"] = {"dev.cosignproject.cosign/signature": "MEUCIQDexample"}
+    elif kind == "att":
+        layer["annotations"] = {"predicateType": "https://slsa.dev/provenance/v1"}
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": _descriptor(OCI_CONFIG, config, push_blob(host, repo, config)),
-        "layers": [_descriptor(SIGNATURE_LAYERS[kind], payload, push_blob(host, repo, payload))],
+        "layers": [layer],
     }
     return push_manifest(host, repo, manifest, subject_digest.replace(":", "-") + f".{kind}")
+
+
+def push_referrers_index(host: str, repo: str, subject_digest: str, referrers: list[str]) -> str:
+    """Push the referrers fallback tag `sha256-<hex>` of `subject_digest`: an image index of `referrers`,
+    each described with its artifactType (or its config's media type), as the distribution spec says."""
+    entries = []
+    for referrer in referrers:
+        media_type, body = fetch_manifest(host, repo, referrer)
+        document = json.loads(body)
+        artifact_type = document.get("artifactType") or document["config"]["mediaType"]
+        entries.append(_descriptor(media_type, body, referrer) | {"artifactType": artifact_type})
+    manifest = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    return push_manifest(host, repo, manifest, subject_digest.replace(":", "-"))
 
 
 def push_referrer(
     host: str, repo: str, subject_digest: str, artifact_type: str = "application/vnd.example.sbom.v1+json"
 ) -> str:
     """Push an OCI 1.1 artifact manifest whose `subject` is `subject_digest`, by digest and untagged."""
-    subject_type, subject_body = fetch_manifest(host, repo, subject_digest)
     empty = b"{}"
     payload = json.dumps({"subject": subject_digest, "artifactType": artifact_type}).encode()
     manifest = {
@@ -192,7 +214,7 @@ def push_referrer(
         "artifactType": artifact_type,
         "config": _descriptor(OCI_EMPTY, empty, push_blob(host, repo, empty)),
         "layers": [_descriptor("application/json", payload, push_blob(host, repo, payload))],
-        "subject": _descriptor(subject_type, subject_body, subject_digest),
+        "subject": _subject(host, repo, subject_digest),
     }
     return push_manifest(host, repo, manifest)
 
@@ -207,6 +229,11 @@ def tag_manifest(host: str, repo: str, digest: str, tag: str) -> None:
         timeout=HTTP_TIMEOUT,
     )
     _expect(put, 201)
+
+
+def _subject(host: str, repo: str, digest: str) -> dict[str, Any]:
+    media_type, body = fetch_manifest(host, repo, digest)
+    return _descriptor(media_type, body, digest)
 
 
 def delete_manifest(host: str, repo: str, digest: str) -> None:

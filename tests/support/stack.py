@@ -27,6 +27,8 @@ from tests.support.gcs import GcsEmulator
 from tests.support.proxy import RegistryProxy
 from tests.support.pubsub import PubSubEmulator
 
+# A legacy registry that must never change (as *gcr.io/k8s-artifacts-prod is in production).
+FROZEN = "127.0.0.1:1/k8s-artifacts-prod"
 SECRET = "webhook-secret-for-tests"
 SUBDIR = "registry.k8s.io"
 COMMIT_TIMES = {"commit-1": "2026-11-01T10:00:00Z", "commit-2": "2026-11-02T10:00:00Z"}
@@ -153,6 +155,7 @@ def running(
                 "AUDITOR_MANIFESTS_SUBDIR": SUBDIR,
                 "AUDITOR_WEBHOOK_SECRET": SECRET,
                 "AUDITOR_HEAD_URL": commits.template,
+                "AUDITOR_FROZEN_PREFIXES": FROZEN,
                 **(env or {}),
             }
             sync_topic = pubsub.create_topic(f"sync-{bucket.removeprefix('test-')}") if queued_syncs else ""
