@@ -106,10 +106,13 @@ def test_a_removed_digest_is_rejected_once_the_refresh_interval_has_passed(stack
     logger = stack.promotion.artifacts["logger"][0].digest
     payload = {"action": "INSERT", "digest": f"{host}/us-central1/images/logger@{logger}"}
     assert [line["verdict"] for line in decided(stack, payload)] == ["VERIFIED"]
-    # logger v1 is yanked (by hand: more than --max-loss of this small index goes).
+    # logger v1 is yanked for a v2 (by hand: more than --max-loss of this small index goes). v2 is in the
+    # registry: were it nowhere, v1 could be one of its platform children pushed first (RETRY `parent not
+    # yet pushed`) rather than a stray digest.
+    v2 = reg.push_image(stack.proxy.host, "us-central1/images/logger", tag="v2", seed="logger v2")
     root = stack.work / "yank"
     images = copy.deepcopy(stack.promotion.commits["commit-1"])
-    images["logger"] = {LOGGER_V2: ["v2"]}
+    images["logger"] = {v2: ["v2"]}
     scenario.write_tree(root, host, images)
     rebuild(root, stack.store, source=Source(sha("yank"), "2026-11-05T10:00:00Z"), max_loss=1.0)
     time.sleep(REFRESH + 0.5)
