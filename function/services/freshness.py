@@ -98,17 +98,24 @@ class IndexWatch:
 
     def _unreadable(self, generation: int | None, error: Exception) -> None:
         self._broken = generation
-        v.report(
-            self.logger,
-            logging.ERROR,
-            f"the index at {self.store.uri} generation {generation} cannot be read ({error}); this instance keeps "
-            f"deciding with generation {self.generation} until a newer one is published: rebuild it with "
-            "sync_index (a resync) or build-index",
-            freshness="index_unreadable",
-            uri=self.store.uri,
-            generation=generation,
-            in_use=self.generation,
-        )
+        report_unreadable(self.logger, self.store.uri, generation, self.generation, error)
+
+
+def report_unreadable(
+    logger: logging.Logger, uri: str, generation: int | None, in_use: int | None, error: Exception
+) -> None:
+    """The ERROR line of a newer index this instance cannot read (once per generation)."""
+    v.report(
+        logger,
+        logging.ERROR,
+        f"the index at {uri} generation {generation} cannot be read ({error}); this instance keeps "
+        f"deciding with generation {in_use} until a newer one is published: rebuild it with "
+        "sync_index (a resync) or build-index",
+        freshness="index_unreadable",
+        uri=uri,
+        generation=generation,
+        in_use=in_use,
+    )
 
 
 class PendingWatch:
@@ -178,16 +185,21 @@ class PendingWatch:
         if now - self._reported.get(pending.commit, -math.inf) < self.refresh_seconds:
             return
         self._reported[pending.commit] = now
-        since = dt.datetime.fromtimestamp(pending.recorded_at, dt.UTC).isoformat(timespec="seconds")
-        v.report(
-            self.logger,
-            logging.ERROR,
-            f"sync_index accepted k8s.io commit {pending.commit} of {pending.committed_at} at {since} and has not "
-            f"published it within {self.grace_seconds:.0f}s; events are decided against the index of commit "
-            f"{source.commit}, so promotions of that commit may be REJECTED. See the runbook: stale sync",
-            freshness="stale_sync",
-            commit=pending.commit,
-            committed_at=pending.committed_at,
-            pending_since=since,
-            index_commit=source.commit,
-        )
+        report_stale(self.logger, pending, source, self.grace_seconds)
+
+
+def report_stale(logger: logging.Logger, pending: Pending, source: Source, grace_seconds: float) -> None:
+    """The ERROR line of a commit accepted by sync_index and not published within the grace."""
+    since = dt.datetime.fromtimestamp(pending.recorded_at, dt.UTC).isoformat(timespec="seconds")
+    v.report(
+        logger,
+        logging.ERROR,
+        f"sync_index accepted k8s.io commit {pending.commit} of {pending.committed_at} at {since} and has not "
+        f"published it within {grace_seconds:.0f}s; events are decided against the index of commit "
+        f"{source.commit}, so promotions of that commit may be REJECTED. See the runbook: stale sync",
+        freshness="stale_sync",
+        commit=pending.commit,
+        committed_at=pending.committed_at,
+        pending_since=since,
+        index_commit=source.commit,
+    )

@@ -258,11 +258,16 @@ class SyncService:
 
     def _outcome(self, status: str, commit: str, message: str, **fields: Any) -> Response:
         """The structured ``sync`` line of this outcome, and the answer to the request."""
-        level = logging.ERROR if status in (REFUSED, FAILED) else logging.INFO
-        line_fields = {k: fields[k] for k in ("generation", "message_id") if k in fields}
-        v.report(self.logger, level, f"sync of {commit} {status}: {message}", sync=status, commit=commit, **line_fields)
+        report_outcome(self.logger, status, commit, message, **fields)
         key = "reason" if status in (REFUSED, FAILED) else "message"
         return Response(_STATUS[status], {"status": status, "commit": commit, key: message, **fields})
+
+
+def report_outcome(logger: logging.Logger, status: str, commit: str, message: str, **fields: Any) -> None:
+    """The ``sync`` line the index-freshness alert counts (published and unchanged prove a fresh index)."""
+    level = logging.ERROR if status in (REFUSED, FAILED) else logging.INFO
+    line_fields = {k: fields[k] for k in ("generation", "message_id") if k in fields}
+    v.report(logger, level, f"sync of {commit} {status}: {message}", sync=status, commit=commit, **line_fields)
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -1,16 +1,15 @@
 """The structured lines the functions write, produced by the code's own emitters.
 
 One function per kind of line, so that the Terraform tests check the log-based metrics against what the code
-really writes. Verdict lines come from a real ``Auditor`` decision through ``verdict.emit``; the operational
-lines (sync outcome, freshness, sweep summary) go through ``verdict.report`` with the fields agreed for them.
-Where a service's own emitter exists, these functions are the place to call it instead.
+really writes: verdict lines come from a real ``Auditor`` decision through ``verdict.emit``, and the
+operational lines (sync outcome, freshness, sweep summary) from the functions the services write them with.
+A renamed field there fails the Terraform tests instead of silently disabling an alert.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import logging
 import tempfile
 from dataclasses import replace
 from functools import cache
@@ -21,6 +20,10 @@ from function import verdict
 from function.auditor import Auditor
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
+from function.index.pending import Pending
+from function.services.freshness import report_stale, report_unreadable
+from function.services.sync import report_outcome
+from function.sweep.runner import Summary, report_summary
 from function.verdict import Verdict
 from tests.support.manifests import digest, write_project
 
@@ -97,49 +100,31 @@ def sweep_missing_line() -> str:
 
 def sync_line(outcome: str) -> str:
     """A sync outcome line: published, unchanged, refused, failed or queued."""
-    level = logging.ERROR if outcome in ("refused", "failed") else logging.INFO
-    fields: dict[str, Any] = {"sync": outcome, "commit": COMMIT}
-    if outcome == "published":
-        fields["generation"] = 8
-    return _written(lambda logger: verdict.report(logger, level, f"index sync {outcome}", **fields))
+    fields: dict[str, Any] = {"generation": 8} if outcome == "published" else {}
+    return _written(lambda logger: report_outcome(logger, outcome, COMMIT, f"index sync {outcome}", **fields))
 
 
 def stale_sync_line() -> str:
     """A merged commit still not published after the grace."""
-    return _written(
-        lambda logger: verdict.report(
-            logger,
-            logging.ERROR,
-            f"k8s.io commit {COMMIT} is still not in the published index",
-            freshness="stale_sync",
-            commit=COMMIT,
-            pending_since="2026-11-29T12:00:00Z",
-        )
-    )
+    pending = Pending(COMMIT, "2026-11-29T11:59:00Z", 1_800_000_000.0)
+    return _written(lambda logger: report_stale(logger, pending, Source("f" * 40, "2026-11-28T10:00:00Z"), 1800))
 
 
 def index_unreadable_line() -> str:
     """A published index the function cannot read."""
-    return _written(
-        lambda logger: verdict.report(
-            logger, logging.ERROR, "the published index cannot be read", freshness="index_unreadable"
-        )
-    )
+    return _written(lambda logger: report_unreadable(logger, "gs://bucket/index.json.gz", 9, 8, ValueError("schema 3")))
 
 
 def sweep_summary_line(*, complete: bool, rejected: int = 0, missing: int = 0) -> str:
     """The sweep's last line."""
-    summary = {
-        "hosts": 2,
-        "repositories": 40,
-        "manifests": 900,
-        "rejected": rejected,
-        "missing": missing,
-        "unswept": [] if complete else [f"{REGION}/k8s-artifacts-prod/images/pause"],
-        "registry_calls": 120,
-        "seconds": 31.5,
-        "complete": complete,
-    }
-    clean = complete and not rejected and not missing
-    level = logging.INFO if clean else logging.ERROR
-    return _written(lambda logger: verdict.report(logger, level, "sweep finished", sweep=summary))
+    summary = Summary(
+        hosts=2,
+        repositories=40,
+        manifests=900,
+        rejected=rejected,
+        missing=missing,
+        unswept=[] if complete else [{"path": f"{REGION}/k8s-artifacts-prod/images/pause", "reason": "HTTP 503"}],
+        registry_calls=120,
+        seconds=31.5,
+    )
+    return _written(lambda logger: report_summary(logger, summary))
