@@ -33,7 +33,6 @@ pytestmark = [pytest.mark.registry, pytest.mark.emulators]
 
 REFRESH, GRACE = 2.0, 10.0
 QUEUED = 2  # stack.syncs[2] runs with AUDITOR_SYNC_QUEUE
-LOGGER_V2 = reg.digest_of(b"logger v2")
 LATEST: dict[str, Any] = {}  # the images of the latest commit made by commit()
 
 
@@ -53,6 +52,11 @@ def no_pending(stack: Stack) -> None:
     records = stack.store.records("pending")
     for name in records.read_all():
         records.delete(name)
+
+
+def logger_v2(stack: Stack) -> str:
+    """The successor of the scenario's logger list, pushed (the same digest every time it is pushed)."""
+    return reg.push_image(stack.proxy.host, "us-central1/images/logger", tag="v2", seed="logger v2")
 
 
 def commit(stack: Stack, name: str, change: Callable[[dict[str, Any]], None]) -> str:
@@ -109,7 +113,7 @@ def test_a_removed_digest_is_rejected_once_the_refresh_interval_has_passed(stack
     # logger v1 is yanked for a v2 (by hand: more than --max-loss of this small index goes). v2 is in the
     # registry: were it nowhere, v1 could be one of its platform children pushed first (RETRY `parent not
     # yet pushed`) rather than a stray digest.
-    v2 = reg.push_image(stack.proxy.host, "us-central1/images/logger", tag="v2", seed="logger v2")
+    v2 = logger_v2(stack)
     root = stack.work / "yank"
     images = copy.deepcopy(stack.promotion.commits["commit-1"])
     images["logger"] = {v2: ["v2"]}
@@ -122,7 +126,8 @@ def test_a_removed_digest_is_rejected_once_the_refresh_interval_has_passed(stack
 
 def test_a_resync_pins_the_head_and_an_older_push_then_cannot_roll_it_back(stack: Stack) -> None:
     # commit-2's images (etcd added) and the yanked logger's successor.
-    head = commit(stack, "head", lambda images: images["logger"].update({LOGGER_V2: ["v2"]}))
+    v2 = logger_v2(stack)
+    head = commit(stack, "head", lambda images: images["logger"].update({v2: ["v2"]}))
     stack.commits.heads["main"] = (head, "2026-11-06T10:00:00Z")
     # What the old resync fetched: the branch by name, whatever it pointed at by then.
     stack.tarballs.files["main.tar.gz"] = stack.tarballs.files[f"{head}.tar.gz"]

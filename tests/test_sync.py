@@ -32,8 +32,13 @@ from tests.support.proxy import RegistryProxy
 
 SECRET = "s3cret"
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
-OLD_SHA, NEW_SHA, LATER_SHA = "1" * 40, "2" * 40, "3" * 40
-TIMES = {OLD_SHA: "2026-11-01T10:00:00Z", NEW_SHA: "2026-11-02T10:00:00Z", LATER_SHA: "2026-11-03T10:00:00Z"}
+OLD_SHA, NEW_SHA, MID_SHA, LATER_SHA = "1" * 40, "2" * 40, "4" * 40, "3" * 40
+TIMES = {
+    OLD_SHA: "2026-11-01T10:00:00Z",
+    NEW_SHA: "2026-11-02T10:00:00Z",
+    MID_SHA: "2026-11-02T12:00:00Z",
+    LATER_SHA: "2026-11-03T10:00:00Z",
+}
 
 
 class Headers(dict[str, str]):
@@ -55,8 +60,9 @@ class Rig:
             registry_factory=None,
             logger=v.verdict_logger(self.out),
         )
-        # LATER promotes what NEW does: a k8s.io commit that changes nothing promoted.
-        for sha, releases in ((OLD_SHA, 1), (NEW_SHA, 2), (LATER_SHA, 2)):
+        # LATER promotes what NEW does: a k8s.io commit that changes nothing promoted; MID, between them,
+        # promoted a third release that LATER took back.
+        for sha, releases in ((OLD_SHA, 1), (NEW_SHA, 2), (MID_SHA, 3), (LATER_SHA, 2)):
             images = [{"name": "pause", "dmap": {digest(f"pause-{m}"): [f"3.{m}"] for m in range(releases)}}]
             root = tmp_path / sha
             write_project(root, "p", destinations=[AR], images=images)
@@ -121,17 +127,25 @@ def test_a_resync_that_changes_nothing_writes_no_generation(rig: Rig) -> None:
     _, generation = rig.index()
     status, body = rig.resync(NEW_SHA)
     assert (status, body["status"], body["generation"]) == (200, "unchanged", generation)
-    # A newer commit whose manifests promote the same: nothing new for the auditor, nothing written,
-    # and nothing left pending that could hold verdicts back.
-    status, body = rig.push(LATER_SHA)
-    assert (status, body["status"], body["generation"]) == (200, "unchanged", generation)
     assert rig.index()[1] == generation
+    # A newer commit whose manifests promote the same is recorded (the order guard compares against the
+    # recorded commit), once; its hourly resyncs write nothing more.
+    status, body = rig.push(LATER_SHA)
+    assert (status, body["status"]) == (200, "published")
+    source, later = rig.index()
+    assert (source.commit, later != generation) == (LATER_SHA, True)
+    status, body = rig.resync(LATER_SHA)
+    assert (status, body["status"], body["generation"]) == (200, "unchanged", later)
     assert PendingCommits.beside(rig.store).all() == []
     unchanged = [line for line in rig.lines() if line.get("sync") == "unchanged"]
     assert [(line["commit"], line["generation"], line["severity"]) for line in unchanged] == [
         (NEW_SHA, generation, "INFO"),
-        (LATER_SHA, generation, "INFO"),
+        (LATER_SHA, later, "INFO"),
     ]
+    # A replayed push of the commit in between, whose content LATER took back, cannot roll it back.
+    status, body = rig.push(MID_SHA)
+    assert (status, body["status"]) == (409, "refused")
+    assert rig.index() == (source, later)
 
 
 def test_a_push_is_recorded_as_pending_before_its_rebuild_and_cleared_after(rig: Rig) -> None:

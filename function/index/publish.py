@@ -266,17 +266,21 @@ class _Stored:
     """What the stored index tells the auditor, to recognise a rebuild that would change nothing."""
 
     content: bytes
-    timed: bool
+    committed_at: str | None
 
     @classmethod
     def of(cls, index: DigestIndex | None) -> _Stored | None:
-        return None if index is None else cls(_content(index), bool(index.source.committed_at))
+        return None if index is None else cls(_content(index), index.source.committed_at)
 
     def holds(self, index: DigestIndex) -> bool:
-        """The commit is left out on purpose: a k8s.io commit that does not change what is promoted (most
-        of them) needs no new generation. A stored index without a commit time is replaced by one with
-        a time, which arms the order guard."""
-        if index.source.committed_at and not self.timed:
+        """Whether writing ``index`` would change nothing worth a generation: the same promoted content
+        from a commit no newer than the stored one. Hourly resyncs of an unchanged head write nothing. A
+        newer commit is recorded even when it promotes nothing new, because the order guard compares
+        against the recorded commit: otherwise a replayed push of a commit between the two, with other
+        content, would pass it. A stored index without a commit time is replaced by one with a time,
+        which arms the order guard."""
+        new = index.source.committed_at
+        if new and (not self.committed_at or _instant(new) > _instant(self.committed_at)):
             return False
         return _content(index) == self.content
 
