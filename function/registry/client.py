@@ -15,12 +15,11 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from function.deadline import Deadline
+from function.deadline import Clock, Deadline
 from function.registry import content
 from function.registry._transport import (
     MAX_REQUEST_SECONDS,
     RETRYABLE_STATUSES,
-    Clock,
     CredentialsFactory,
     GoogleTokens,
     Reply,
