@@ -23,7 +23,7 @@ from function.services.audit import AuditService, RetryLater
 from function.verdict import Verdict, verdict_logger
 from tests.support import registry as reg
 from tests.support import scenario
-from tests.support.proxy import RegistryProxy
+from tests.support.proxy import LocalAnswer, RegistryProxy, manifest_answer
 from tests.test_true_miss import FakeClock, audited, client, load, promotion
 
 pytestmark = pytest.mark.registry
@@ -337,9 +337,9 @@ def test_hundreds_of_crafted_lists_leave_only_their_facts_behind(
     digests = {reg.digest_of(crafted(seed)): seed for seed in range(CRAFTED_LISTS)}
     prefix = f"/v2/{PAUSE}/manifests/"
 
-    def answer(method: str, path: str) -> tuple[str, bytes] | None:
+    def answer(method: str, path: str, query: str) -> LocalAnswer | None:
         seed = digests.get(path.removeprefix(prefix)) if path.startswith(prefix) else None
-        return (OCI_INDEX, crafted(seed)) if seed is not None and method == "GET" else None
+        return manifest_answer(OCI_INDEX, crafted(seed)) if seed is not None and method == "GET" else None
 
     registry_proxy.serve(answer)
     path = f"{registry_proxy.host}/{PAUSE}"

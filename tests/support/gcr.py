@@ -30,11 +30,12 @@ class GcrListing(RegistryProxy):
     def __init__(self, registry: RegistryServer) -> None:
         super().__init__(registry.url)
         self.storage = registry.workdir / "storage" / "docker" / "registry" / "v2"
+        self.serve(self._listing)
 
     def catalog_requests(self) -> int:
         return sum(1 for r in self.registry_requests() if r.path == "/v2/_catalog")
 
-    def answer_locally(self, method: str, path: str, query: str) -> LocalAnswer | None:
+    def _listing(self, method: str, path: str, query: str) -> LocalAnswer | None:
         if path == "/v2/_catalog":
             return _error(403, "DENIED", "listing the whole host is not permitted to a repository reader")
         if method != "GET" or not path.startswith("/v2/") or not path.endswith("/tags/list"):

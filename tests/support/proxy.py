@@ -42,10 +42,10 @@ SERVICE = "test-registry"
 _REPOSITORY_IN_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags)/")
 
 Tamper = Callable[[bytes], bytes]
-# A reply a subclass gives itself instead of forwarding: status, headers, body.
+# A reply given in place of the registry's: status, headers, body.
 LocalAnswer = tuple[int, dict[str, str], bytes]
-# (method, path) -> (Content-Type, body) served in place of the registry's answer, or None to forward.
-Responder = Callable[[str, str], tuple[str, bytes] | None]
+# (method, path, query) -> the reply to give instead of the registry's, or None to forward the request.
+Responder = Callable[[str, str, str], LocalAnswer | None]
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,6 @@ class RegistryProxy(ThreadedHTTPServer):
             self._trickle = None
             self._relabel = None
 
-    def answer_locally(self, method: str, path: str, query: str) -> LocalAnswer | None:
-        """A subclass's own answer to a request, or None to forward it to the upstream registry."""
-        return None
-
     # --- used by the handler ---
 
     def _record(self, request: Recorded) -> None:
@@ -218,10 +214,10 @@ class RegistryProxy(ThreadedHTTPServer):
             trickle = self._trickle
         return trickle.seconds_per_byte if trickle is not None and trickle.path_contains in path else None
 
-    def _answer_for(self, method: str, path: str) -> tuple[str, bytes] | None:
+    def _answer_for(self, method: str, path: str, query: str) -> LocalAnswer | None:
         with self._lock:
             responder = self._responder
-        return responder(method, path) if responder is not None else None
+        return responder(method, path, query) if responder is not None else None
 
 
 def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
@@ -260,10 +256,6 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
             if fault is not None:
                 self._answer_fault(fault)
                 return
-            served = proxy._answer_for(self.command, parts.path)
-            if served is not None:
-                self._answer(200, served[1], {"Content-Type": served[0], "Docker-Content-Digest": _sha256(served[1])})
-                return
             if proxy.require_token and not proxy._authorized(parts.path, self.headers.get("Authorization")):
                 self._answer_json(
                     401,
@@ -271,7 +263,7 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
                     {"WWW-Authenticate": proxy._challenge(parts.path)},
                 )
                 return
-            local = proxy.answer_locally(self.command, parts.path, parts.query)
+            local = proxy._answer_for(self.command, parts.path, parts.query)
             if local is not None:
                 status, headers, payload = local
                 self._answer(status, payload, headers)
@@ -349,8 +341,10 @@ def _handler_for(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _sha256(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()
+def manifest_answer(media_type: str, body: bytes) -> LocalAnswer:
+    """A registry's 200 to a manifest request for ``body``, for a ``Responder`` to give."""
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    return 200, {"Content-Type": media_type, "Docker-Content-Digest": digest}, body
 
 
 @pytest.fixture
