@@ -6,6 +6,7 @@ import os
 
 from function import deadline
 from function.reference import InvalidReference, normalize_prefix
+from function.sweep.runner import DEFAULT_MAX_SECONDS
 
 FROZEN_PREFIXES_VARIABLE = "AUDITOR_FROZEN_PREFIXES"
 DEADLINE_VARIABLE = "AUDITOR_DEADLINE_SECONDS"
@@ -51,3 +52,8 @@ def deadline_seconds() -> float:
     """``AUDITOR_DEADLINE_SECONDS``: the time every decision has to write its verdict line, below the
     function's timeout."""
     return seconds(DEADLINE_VARIABLE, deadline.DEFAULT_SECONDS)
+
+
+def sweep_max_seconds() -> float:
+    """``AUDITOR_SWEEP_MAX_SECONDS``: the sweep's time budget, below its function's timeout."""
+    return seconds(SWEEP_MAX_SECONDS_VARIABLE, DEFAULT_MAX_SECONDS)

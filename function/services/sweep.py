@@ -8,7 +8,6 @@ not be read (the scheduler's retry runs it again).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 
@@ -17,7 +16,7 @@ from function.index.digests import InvalidIndex
 from function.index.publish import read_index
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services.config import SWEEP_MAX_SECONDS_VARIABLE, frozen_prefixes, setting
+from function.services.config import frozen_prefixes, setting, sweep_max_seconds
 from function.services.sync import Response
 from function.sweep.runner import DEFAULT_MAX_SECONDS, RegistryFactory, Sweep, report_summary
 
@@ -46,15 +45,10 @@ class SweepService:
 
     @classmethod
     def from_environment(cls) -> SweepService:
-        raw = os.environ.get(SWEEP_MAX_SECONDS_VARIABLE) or f"{DEFAULT_MAX_SECONDS:g}"
-        try:
-            max_seconds = float(raw)
-        except ValueError:
-            raise RuntimeError(f"{SWEEP_MAX_SECONDS_VARIABLE}={raw!r} is not a number of seconds") from None
         return cls(
             open_store(setting("AUDITOR_INDEX_URI")),
             frozen_prefixes=frozen_prefixes(),
-            max_seconds=max_seconds,
+            max_seconds=sweep_max_seconds(),
         )
 
     def handle(self, method: str) -> Response:
