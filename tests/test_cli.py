@@ -438,3 +438,15 @@ def test_the_index_uri_may_come_from_the_functions_variable(tmp_path: Path, monk
     monkeypatch.setenv("AUDITOR_INDEX_URI", str(out))
     run = cli("stats", "--json")
     assert run.returncode == 0 and json.loads(run.stdout)["uri"] == str(out)
+
+
+@pytest.mark.parametrize("command", ["audit", "sweep"])
+def test_a_bad_frozen_prefix_is_to_be_fixed(
+    built: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    _, index = built
+    monkeypatch.setenv("AUDITOR_FROZEN_PREFIXES", "UPPER//x")
+    run = cli(command, "--index", str(index), stdin="{}\n")
+    assert run.returncode == 2, run.stderr
+    assert "AUDITOR_FROZEN_PREFIXES: 'UPPER//x' is not a registry path prefix" in run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""

@@ -19,6 +19,7 @@ from function.cli.common import (
     add_format_option,
     add_index_option,
     command_parser,
+    from_environment,
     load_index,
     log,
     verdict_output,
@@ -63,7 +64,7 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
     write, finish = verdict_output(args.format)
-    frozen = _frozen_prefixes()
+    frozen = from_environment(config.frozen_prefixes)
     try:
         index = load_index(args.index)
         problem = f"no digest index at {args.index} yet"
@@ -84,18 +85,8 @@ def run(args: argparse.Namespace) -> int:
 def _auditor(index: DigestIndex, frozen: tuple[str, ...]) -> Auditor:
     # AUDITOR_DEADLINE_SECONDS is read as the audit function reads it: each payload's decision is
     # bounded from the moment it was read.
-    try:
-        deadline = config.deadline_seconds()
-    except RuntimeError as error:
-        raise CommandError(str(error)) from None
+    deadline = from_environment(config.deadline_seconds)
     return Auditor(index, RegistryClient(index.registry_hosts()), frozen_prefixes=frozen, deadline_seconds=deadline)
-
-
-def _frozen_prefixes() -> tuple[str, ...]:
-    try:
-        return config.frozen_prefixes()
-    except RuntimeError as error:
-        raise CommandError(str(error)) from None
 
 
 def audit_all(

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from function import verdict as v
 from function.index.digests import DigestIndex
@@ -27,6 +27,8 @@ JSON = "json"
 TABLE = "table"
 
 log = logging.getLogger("function.cli")
+
+T = TypeVar("T")
 
 # Loggers whose INFO lines are progress a person waits for; everything else shows from WARNING up
 # unless -v (the registry transport's retries are INFO and would drown the output).
@@ -145,6 +147,15 @@ def require_index(uri: str) -> DigestIndex:
             f"(sync_index, or `python -m function build-index --manifests DIR --out {uri}`)"
         )
     return index
+
+
+def from_environment(read: Callable[[], T]) -> T:
+    """A setting the functions read too (``function.services.config``); a bad value is the operator's to
+    fix: ``CommandError``."""
+    try:
+        return read()
+    except RuntimeError as error:
+        raise CommandError(str(error)) from None
 
 
 def bounded(kind: Callable[[str], float], low: float, high: float | None = None) -> Callable[[str], float]:

@@ -22,6 +22,7 @@ from function.cli.common import (
     add_index_option,
     bounded,
     command_parser,
+    from_environment,
     require_index,
 )
 from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, frozen_prefixes
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     logger = v.verdict_logger(sys.stdout)
     sweep = Sweep(
         index,
-        frozen_prefixes=frozen_prefixes(),
+        frozen_prefixes=from_environment(frozen_prefixes),
         max_seconds=args.max_seconds,
         workers=args.workers,
         on_finding=(lambda finding: v.emit(logger, finding)) if args.format == JSON else None,
