@@ -23,7 +23,7 @@ from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import Event, MalformedEvent, parse_payload
 from function.index.digests import DigestIndex, Image
 from function.index.resolve import fetch_first
-from function.reference import artifact_subject, normalize_prefix, referrers_subject
+from function.reference import artifact_subject, normalize_prefix, prefix_over, referrers_subject
 from function.registry.client import (
     HostNotAllowed,
     ManifestNotFound,
@@ -407,7 +407,7 @@ def frozen(event: Event, prefixes: Iterable[str], image: str | None = None) -> V
 
     Decided before anything else and without any I/O, not even the index: a frozen registry must never
     change, whatever the manifests say."""
-    prefix = next((p for p in prefixes if event.path == p or event.path.startswith(p + "/")), None)
+    prefix = prefix_over(event.path, prefixes)
     if prefix is None:
         return None
     what = f"{event.path}@{event.digest}" if event.digest else f"{event.path}:{event.tag}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -134,6 +135,11 @@ def normalize_prefix(text: str) -> str:
     prefix = text.strip().rstrip("/")
     host, repository = split_path(prefix if "/" in prefix else f"{prefix}/x")
     return f"{host}/{repository}" if "/" in prefix else host
+
+
+def prefix_over(path: str, prefixes: Iterable[str]) -> str | None:
+    """The first of the (normalized) ``prefixes`` that ``path`` is, or lies under; None if none is."""
+    return next((p for p in prefixes if path == p or path.startswith(p + "/")), None)
 
 
 def referrers_subject(tag: str) -> str | None:

@@ -450,3 +450,14 @@ def test_a_bad_frozen_prefix_is_to_be_fixed(
     assert run.returncode == 2, run.stderr
     assert "AUDITOR_FROZEN_PREFIXES: 'UPPER//x' is not a registry path prefix" in run.stderr
     assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_frozen_prefixes_are_matched_as_event_paths_are_spelled_even_without_an_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unreadable = tmp_path / "index.json"
+    unreadable.write_text("not an index")
+    monkeypatch.setenv("AUDITOR_FROZEN_PREFIXES", "EU.GCR.IO/k8s-artifacts-prod/")
+    run = cli("audit", "--index", str(unreadable), f"eu.gcr.io/k8s-artifacts-prod/pause@{digest('1')}")
+    assert run.returncode == 1, run.stderr
+    assert [(line["verdict"], line["reason"]) for line in verdicts(run.stdout)] == [("REJECTED", "frozen")]

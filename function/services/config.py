@@ -35,17 +35,18 @@ def seconds(name: str, default: float) -> float:
 
 
 def frozen_prefixes() -> tuple[str, ...]:
-    """``AUDITOR_FROZEN_PREFIXES``: comma-separated registry path prefixes that must never change."""
+    """``AUDITOR_FROZEN_PREFIXES``: comma-separated registry path prefixes that must never change, each
+    spelled as event paths are (``normalize_prefix``)."""
     value = os.environ.get(FROZEN_PREFIXES_VARIABLE, "")
-    prefixes = tuple(part.strip() for part in value.split(",") if part.strip())
-    for prefix in prefixes:
+    prefixes = []
+    for prefix in (part.strip() for part in value.split(",") if part.strip()):
         try:
-            normalize_prefix(prefix)
+            prefixes.append(normalize_prefix(prefix))
         except InvalidReference as error:
             raise RuntimeError(
                 f"{FROZEN_PREFIXES_VARIABLE}: {prefix!r} is not a registry path prefix ({error})"
             ) from None
-    return prefixes
+    return tuple(prefixes)
 
 
 def deadline_seconds() -> float:

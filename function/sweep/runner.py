@@ -19,6 +19,7 @@ from typing import Any
 from function import verdict as v
 from function.auditor import Auditor
 from function.index.digests import DigestIndex, Image
+from function.reference import normalize_prefix, prefix_over
 from function.registry.client import RegistryClient, RegistryError
 from function.registry.listing import HostWalk, Listed, Unlisted, short_reason
 from function.sweep.reconcile import Outcome, RepositoryCheck
@@ -126,7 +127,7 @@ class Sweep:
             raise ValueError("max_seconds must be positive and workers at least 1")
         self.index = index
         self.registry_factory = registry_factory
-        self.frozen_prefixes = tuple(p.rstrip("/") for p in frozen_prefixes if p.strip())
+        self.frozen_prefixes = tuple(normalize_prefix(p) for p in frozen_prefixes)
         self.max_seconds = max_seconds
         self.workers = workers
         self.clock = clock
@@ -215,7 +216,7 @@ class Sweep:
         return [d for p in self.index.projects.values() for d in p.destinations if "/" in d and not self._frozen(d)]
 
     def _frozen(self, path: str) -> bool:
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.frozen_prefixes)
+        return prefix_over(path, self.frozen_prefixes) is not None
 
 
 class _HostSweep:
