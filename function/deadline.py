@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], None]
 
 # AUDITOR_DEADLINE_SECONDS when unset: below the audit function's 60 s timeout, with room for the verdict line.
 DEFAULT_SECONDS = 50.0

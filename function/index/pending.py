@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 
+from function.deadline import Clock
 from function.index.digests import Source
 from function.index.store import IndexStore, Records
 
@@ -65,12 +65,12 @@ class Pending:
 class PendingCommits:
     """The pending records of one index (``<index>.pending/<commit>.json``)."""
 
-    def __init__(self, records: Records, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, records: Records, *, wall: Clock = time.time) -> None:
         self.records = records
         self.wall = wall
 
     @classmethod
-    def beside(cls, store: IndexStore, *, wall: Callable[[], float] = time.time) -> PendingCommits:
+    def beside(cls, store: IndexStore, *, wall: Clock = time.time) -> PendingCommits:
         return cls(store.records(FOLDER), wall=wall)
 
     def record(self, commit: str, committed_at: str | None) -> bool:

@@ -28,7 +28,7 @@ import requests
 import urllib3.exceptions
 
 from function.bounded import LruCache
-from function.deadline import Clock, Deadline, clip, earliest
+from function.deadline import Clock, Deadline, Sleep, clip, earliest
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ _CHUNK = 64 * 1024
 # The longest one request may take, its body included, whatever the per-read timeout lets through.
 MAX_REQUEST_SECONDS = 60.0
 
-Sleep = Callable[[float], None]
 CredentialsFactory = Callable[[], google.auth.credentials.Credentials]
 
 # Jitter spreads retries of many threads apart; it needs no cryptographic quality, only no shared state.

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from function.deadline import Clock, Deadline
+from function.deadline import Clock, Deadline, Sleep
 from function.registry import content
 from function.registry._transport import (
     MAX_REQUEST_SECONDS,
@@ -24,7 +24,6 @@ from function.registry._transport import (
     GoogleTokens,
     Reply,
     RetryPolicy,
-    Sleep,
     Transport,
     TransportError,
     google_default_credentials,

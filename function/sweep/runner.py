@@ -18,6 +18,7 @@ from typing import Any
 
 from function import verdict as v
 from function.auditor import Auditor
+from function.deadline import Clock, Sleep
 from function.index.digests import DigestIndex, Image
 from function.reference import normalize_prefix, prefix_over
 from function.registry.client import RegistryClient, RegistryError
@@ -117,8 +118,8 @@ class Sweep:
         frozen_prefixes: Sequence[str] = (),
         max_seconds: float = DEFAULT_MAX_SECONDS,
         workers: int = DEFAULT_WORKERS,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
         retry_pause: float = DEFAULT_RETRY_PAUSE,
         on_finding: FindingSink | None = None,
         on_progress: Progress | None = None,
