@@ -86,10 +86,10 @@ class Rig:
         response = self.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
         return response.status, response.body
 
-    def index(self) -> tuple[Source, int]:
+    def index(self) -> tuple[Source, int | None]:
         loaded = read_index(self.store)
         assert loaded is not None
-        return loaded[0].source, loaded[1]
+        return loaded.source, loaded.generation
 
     def lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.out.getvalue().splitlines()]
@@ -232,7 +232,7 @@ def test_a_first_online_build_is_published_before_its_resolution_ends(
     def progress(done: Round) -> None:
         stored = read_index(store)
         assert stored is not None
-        seen.append((done.number, stored[0].counts()["unresolved"]))
+        seen.append((done.number, stored.counts()["unresolved"]))
 
     registry_proxy.clear()
     published = rebuild(

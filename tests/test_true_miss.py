@@ -73,7 +73,7 @@ def audited(
 def load(out: Path) -> DigestIndex:
     loaded = read_index(open_store(str(out)))
     assert loaded is not None
-    return loaded[0]
+    return loaded
 
 
 def test_every_promoted_artifact_is_decided_without_a_registry_call(

@@ -128,9 +128,9 @@ def load_index(uri: str) -> DigestIndex | None:
 
     A missing bucket, folder or local file is the operator's to fix: ``CommandError``."""
     store = open_index_store(uri)
-    loaded = read_index(store)  # StoreMissing for a missing bucket or folder
-    if loaded is not None:
-        return loaded[0]
+    index = read_index(store)  # StoreMissing for a missing bucket or folder
+    if index is not None:
+        return index
     if isinstance(store, LocalStore):
         raise CommandError(
             f"no index file at {uri}: fix --index, or build one with "

@@ -96,14 +96,14 @@ class Published:
         return text
 
 
-def read_index(store: IndexStore) -> tuple[DigestIndex, int] | None:
-    """The published index and its generation, or None when nothing is published yet."""
+def read_index(store: IndexStore) -> DigestIndex | None:
+    """The published index, its ``generation`` set, or None when nothing is published yet."""
     stored = store.read()
     if stored is None:
         return None
     index = DigestIndex.from_json(stored.data)
     index.generation = stored.generation
-    return index, stored.generation
+    return index
 
 
 @dataclass(frozen=True, slots=True)

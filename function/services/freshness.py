@@ -24,6 +24,7 @@ from function.auditor import Undecided
 from function.deadline import Clock
 from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.pending import Pending, PendingCommits
+from function.index.publish import read_index
 from function.index.store import CorruptIndex, IndexStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,10 @@ class IndexWatch:
 
     def load(self) -> DigestIndex:
         """The published index, read for the first time; Undecided when there is none yet."""
-        stored = self.store.read()
-        if stored is None:
+        index = read_index(self.store)
+        if index is None:
             raise Undecided("no index", f"no digest index at {self.store.uri} yet: run sync_index or build-index")
-        index = DigestIndex.from_json(stored.data)
-        index.generation = self.generation = stored.generation
+        self.generation = index.generation
         self._checked_at = self.clock()
         return index
 
@@ -81,10 +81,9 @@ class IndexWatch:
             self._checked_at = now
             if generation is None or generation in (self.generation, self._broken):
                 return None
-            stored = self.store.read()
-            if stored is None:
+            index = read_index(self.store)
+            if index is None:
                 return None
-            index = DigestIndex.from_json(stored.data)
         except (CorruptIndex, InvalidIndex) as error:
             self._unreadable(generation, error)
             return None
@@ -92,8 +91,8 @@ class IndexWatch:
             raise Undecided(
                 "index unavailable", f"checking {self.store.uri} for a newer index failed: {error}"
             ) from None
-        index.generation = self.generation = stored.generation
-        log.info("loaded index generation %s (%s)", stored.generation, index.source.commit)
+        self.generation = index.generation
+        log.info("loaded index generation %s (%s)", index.generation, index.source.commit)
         return index
 
     def _unreadable(self, generation: int | None, error: Exception) -> None:

@@ -63,13 +63,13 @@ class SweepService:
 
     def _sweep(self) -> Response:
         try:
-            loaded = read_index(self.store)
+            index = read_index(self.store)
         except (StoreError, InvalidIndex) as error:
             return _unread(str(error))
-        if loaded is None:
+        if index is None:
             return _unread(f"no digest index at {self.store.uri} yet: run sync_index or build-index")
         sweep = Sweep(
-            loaded[0],
+            index,
             registry_factory=self.registry_factory,
             frozen_prefixes=self.frozen_prefixes,
             max_seconds=self.max_seconds,
