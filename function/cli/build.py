@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 from pathlib import Path
 
 from function.cli.common import (
@@ -25,8 +24,7 @@ from function.index.publish import DEFAULT_MAX_LOSS, Refused, check_loss, plan, 
 from function.index.resolve import DEFAULT_WORKERS
 from function.index.store import IndexStore
 from function.registry.client import RegistryClient
-
-COMMIT = re.compile(r"[0-9a-f]{40}")
+from function.services.webhook import is_commit_sha
 
 EPILOG = """\
 The build reuses what the index at --out already resolved, and refuses to publish (the index there is
@@ -156,7 +154,7 @@ def _manifests_folder(text: str) -> Path:
 
 
 def _commit(text: str) -> str:
-    if not COMMIT.fullmatch(text):
+    if not is_commit_sha(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a full commit SHA (40 lowercase hex); give `git rev-parse HEAD` of the checkout"
         )
