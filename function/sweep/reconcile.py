@@ -184,7 +184,3 @@ class RepositoryCheck:
         if digest not in self.held:
             return f"{self.listed.path} has no tag {tag}: {digest}, promoted with it, is absent."
         return f"{self.listed.path} holds {digest} but not its promoted tag {tag}."
-
-
-def _short(error: RegistryError) -> str:
-    return str(error).split(". ", 1)[0][:300]
