@@ -1,1 +1,2 @@
-"""Reading registries: the OCI content model, the registry client and its HTTP transport."""
+"""Reading registries: the OCI content model, the registry client, its HTTP transport, and listing what a
+registry holds."""

@@ -1,4 +1,4 @@
-"""The two Cloud Functions served by the real functions-framework on loopback, and a tarball server."""
+"""The Cloud Functions of main.py served by the real functions-framework on loopback, and a tarball server."""
 
 from __future__ import annotations
 
