@@ -160,6 +160,10 @@ class Auditor:
         return verdict
 
     def _frozen(self, event: Event) -> Verdict | None:
+        # The index is looked at only for the rare frozen path's image name: every other event locates
+        # its path once, in _judge.
+        if prefix_over(event.path, self.frozen_prefixes) is None:
+            return None
         location = self.index.locate(event.path)
         return frozen(event, self.frozen_prefixes, location.image.name if location and location.image else None)
 
