@@ -26,7 +26,13 @@ def test_a_missing_bucket_is_permanent_a_missing_object_is_not_there_yet(gcs: Gc
     absent = open_store(f"gs://{gcs_env}/index.json.gz")
     assert absent.read() is None and absent.generation() is None
     nowhere = open_store(f"gs://{gcs_env}-gone/index.json.gz")
-    for operation in (nowhere.read, nowhere.generation, lambda: nowhere.write(INDEX, if_generation=None)):
+    operations = (
+        nowhere.read,
+        nowhere.generation,
+        lambda: nowhere.write(INDEX, if_generation=None),
+        lambda: nowhere.records("pending").create("c0ffee.json", b"{}"),
+    )
+    for operation in operations:
         with pytest.raises(StoreMissing, match=f"bucket '{gcs_env}-gone' does not exist; fix the bucket") as caught:
             operation()
         # Still a StoreError: the audit function leaves events open (RETRY) until the bucket is there.

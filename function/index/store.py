@@ -472,9 +472,7 @@ class GcsRecords:
         except api_exceptions.PreconditionFailed:
             return False
         except api_exceptions.NotFound as error:
-            raise StoreError(
-                f"{self.uri}: bucket {store.bucket_name!r} does not exist ({error}); create it or fix the index URI"
-            ) from error
+            raise StoreMissing(store._no_bucket()) from error
         return True
 
     def read_all(self) -> dict[str, bytes]:
