@@ -175,9 +175,7 @@ class RegistryClient:
         HostNotAllowed or InvalidReference: all RegistryError.
         """
         host = self._allowed(host)
-        _check_repository(repository)
-        if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
-            raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
+        _check_manifest_reference(repository, reference)
         name = _name(host, repository, reference)
         reply = self._request("GET", host, repository, reference, deadline)
         expected = reference if content.is_digest(reference) else reply.headers.get("Docker-Content-Digest")
@@ -215,9 +213,7 @@ class RegistryClient:
     ) -> ManifestHead:
         """Whether a tag or digest exists, with one HEAD; ManifestNotFound where it does not."""
         host = self._allowed(host)
-        _check_repository(repository)
-        if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
-            raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
+        _check_manifest_reference(repository, reference)
         reply = self._request("HEAD", host, repository, reference, deadline)
         digest = reply.headers.get("Docker-Content-Digest")
         media_type = (reply.headers.get("Content-Type") or "").split(";", 1)[0].strip() or None
@@ -336,6 +332,13 @@ def _checked_host(host: str) -> str:
 def _check_repository(repository: str) -> None:
     if len(repository) > MAX_REPOSITORY_LENGTH or not REPOSITORY_PATTERN.fullmatch(repository):
         raise InvalidReference(f"{repository!r:.300} is not a valid repository name")
+
+
+def _check_manifest_reference(repository: str, reference: str) -> None:
+    """A repository and a tag or digest a manifest can be asked at; InvalidReference, before anything is sent."""
+    _check_repository(repository)
+    if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
+        raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
 
 
 def _name(host: str, repository: str, reference: str) -> str:
