@@ -216,7 +216,7 @@ class RegistryClient:
         _check_manifest_reference(repository, reference)
         reply = self._request("HEAD", host, repository, reference, deadline)
         digest = reply.headers.get("Docker-Content-Digest")
-        media_type = (reply.headers.get("Content-Type") or "").split(";", 1)[0].strip() or None
+        media_type = content.bare_media_type(reply.headers.get("Content-Type")) or None
         return ManifestHead(digest if content.is_digest(digest) else None, media_type)
 
     def get_json(self, host: str, path: str, *, scope: str) -> JsonPage:

@@ -167,7 +167,7 @@ def _media_type(document: dict[str, Any], content_type: str | None) -> str:
     elif document.get("schemaVersion") == 1:
         media_type = DOCKER_MANIFEST_V1_SIGNED if "signatures" in document else DOCKER_MANIFEST_V1
     else:
-        media_type = _bare_media_type(content_type)
+        media_type = bare_media_type(content_type)
         if media_type in SCHEMA1_MEDIA_TYPES:
             raise InvalidManifest(f"the registry labels it {media_type}, but the body is no schema 1 manifest")
     if not media_type:
@@ -177,7 +177,8 @@ def _media_type(document: dict[str, Any], content_type: str | None) -> str:
     return media_type
 
 
-def _bare_media_type(content_type: str | None) -> str:
+def bare_media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, parameters dropped and lower-cased ("" when absent)."""
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
