@@ -74,6 +74,12 @@ def normalize_host(host: str) -> str:
     return host
 
 
+def names_a_host(component: str) -> bool:
+    """Whether the first component of a path is a registry host: it has a dot or a port, or is localhost.
+    Without this rule "library/nginx" would parse as host "library"."""
+    return "." in component or ":" in component or component == "localhost"
+
+
 def split_path(path: str) -> tuple[str, str]:
     """Split ``host/repository``, validate both parts, and normalize the host."""
     host, sep, repository = path.partition("/")
@@ -82,8 +88,7 @@ def split_path(path: str) -> tuple[str, str]:
     host = normalize_host(host)
     if _HOST_RE.fullmatch(host) is None:
         raise InvalidReference(f"{host!r} is not a valid registry host")
-    if "." not in host and ":" not in host and host != "localhost":
-        # Without this rule "library/nginx" would parse as host "library"; registries need a dot or port.
+    if not names_a_host(host):
         raise InvalidReference(f"{host!r} is not a registry host (no dot, port or localhost)")
     if len(path) > MAX_NAME_LENGTH:
         raise InvalidReference(f"repository name is {len(path)} characters long, the limit is {MAX_NAME_LENGTH}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from function.index.digests import DigestIndex, Image, Promotion
-from function.reference import Reference, artifact_subject, is_digest, parse_reference
+from function.reference import Reference, artifact_subject, is_digest, names_a_host, parse_reference
 
 # Long enough to be meant as a digest; bare hex only in full, since a short one could be an image name.
 _SHORT_DIGEST = re.compile(r"sha256:([0-9a-f]{6,64})|([0-9a-f]{64})")
@@ -106,7 +106,7 @@ def _digest_prefix(index: DigestIndex, term: str, prefix: str) -> Findings:
 
 def _names_a_host(term: str) -> bool:
     first, slash, _ = term.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+    return bool(slash) and names_a_host(first)
 
 
 def _image(index: DigestIndex, name: str) -> Findings:
