@@ -17,7 +17,7 @@ from function.index.publish import read_index
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
 from function.services.config import frozen_prefixes, setting, sweep_max_seconds
-from function.services.sync import Response
+from function.services.response import Response
 from function.sweep.runner import DEFAULT_MAX_SECONDS, RegistryFactory, Sweep, report_summary
 
 log = logging.getLogger(__name__)

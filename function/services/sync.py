@@ -24,7 +24,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +38,7 @@ from function.registry.client import RegistryClient
 from function.services import checkout, head, queue, webhook
 from function.services.config import setting
 from function.services.queue import RebuildRequest, SyncQueue
+from function.services.response import Response
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,6 @@ class Headers(Protocol):
     """Request headers with case-insensitive lookup (flask's ``Headers``)."""
 
     def get(self, key: str) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: dict[str, Any]
-
-    def flask(self) -> tuple[bytes, int, dict[str, str]]:
-        return orjson.dumps(self.body), self.status, {"Content-Type": "application/json"}
 
 
 class SyncService:
