@@ -18,6 +18,7 @@ import google.auth.exceptions
 import pytest
 
 from function.deadline import Deadline
+from function.reference import is_loopback
 from function.registry import content
 from function.registry._transport import (
     GoogleTokens,
@@ -26,7 +27,6 @@ from function.registry._transport import (
     Transport,
     TransportError,
     is_google_host,
-    is_loopback,
     parse_bearer_challenge,
     parse_retry_after,
     scheme_for,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
-import ipaddress
 import json
 import logging
 import random
@@ -29,6 +28,7 @@ import urllib3.exceptions
 
 from function.bounded import LruCache
 from function.deadline import Clock, Deadline, Sleep, clip, earliest
+from function.reference import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +112,6 @@ class TokenBucket:
             self._tokens -= 1.0
         if wait > 0:
             self._sleep(wait)
-
-
-def is_loopback(netloc: str) -> bool:
-    """True for `127.0.0.0/8`, `localhost` and `[::1]`, with or without a port."""
-    name = netloc[1 : netloc.find("]")] if netloc.startswith("[") else netloc.rsplit(":", 1)[0]
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def scheme_for(netloc: str) -> str:
