@@ -1,7 +1,8 @@
 """Where the digest index is kept: one object in Cloud Storage or one local file, behind ``IndexStore``.
 
 Every write is conditional on the generation the writer last read, so two syncs that race cannot lose
-each other's work: the second one gets ``GenerationMismatch``, re-reads and tries again.
+each other's work: the second one gets ``GenerationMismatch``, re-reads and tries again. Beside the index,
+in the same bucket or folder, ``Records`` keeps small documents that are created once (the pending commits).
 """
 
 from __future__ import annotations

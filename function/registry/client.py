@@ -1,4 +1,5 @@
-"""Reads manifests from the registries named in the promotion manifests, and from no other host.
+"""Reads manifests, and pages of listings, from the registries named in the promotion manifests, and from
+no other host.
 
 Every answer is verified against its digest. Errors say whether the answer is definitive
 (`ManifestNotFound`) or the decision is open (`RegistryUnavailable`: retry later).
