@@ -2,7 +2,7 @@
 
 ``IndexWatch`` checks the published generation (one metadata call) at least every ``refresh_seconds``
 whatever the verdicts are, so a new destination or a yanked digest is seen within that time, and before a
-would-be REJECTED at most once per ``min_interval``, so a burst of alarms costs one call a second, not one
+would-be REJECTED at most once per ``MIN_CHECK_INTERVAL``, so a burst of alarms costs one call a second, not one
 per event. A newer generation that cannot be decoded is reported once and then left alone until a newer
 one appears.
 
@@ -40,13 +40,11 @@ class IndexWatch:
         store: IndexStore,
         *,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
-        min_interval: float = MIN_CHECK_INTERVAL,
         clock: Clock = time.monotonic,
         logger: logging.Logger | None = None,
     ) -> None:
         self.store = store
         self.refresh_seconds = refresh_seconds
-        self.min_interval = min_interval
         self.clock = clock
         self.logger = logger or logging.getLogger(v.VERDICT_LOGGER)
         self.generation: int | None = None
@@ -70,9 +68,9 @@ class IndexWatch:
 
     def newer(self, *, eager: bool) -> DigestIndex | None:
         """A newer published index, or None. ``eager`` (before a would-be REJECTED) checks at most once per
-        ``min_interval``; otherwise only when ``due()``. A storage fault leaves the decision open."""
+        ``MIN_CHECK_INTERVAL``; otherwise only when ``due()``. A storage fault leaves the decision open."""
         now = self.clock()
-        if now - self._checked_at < (self.min_interval if eager else self.refresh_seconds):
+        if now - self._checked_at < (MIN_CHECK_INTERVAL if eager else self.refresh_seconds):
             return None
         generation = None
         try:
@@ -124,7 +122,6 @@ class PendingWatch:
         *,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
-        min_interval: float = MIN_CHECK_INTERVAL,
         clock: Clock = time.monotonic,
         wall: Clock = time.time,
         logger: logging.Logger | None = None,
@@ -132,7 +129,6 @@ class PendingWatch:
         self.pending = pending
         self.grace_seconds = grace_seconds
         self.refresh_seconds = refresh_seconds
-        self.min_interval = min_interval
         self.clock = clock
         self.wall = wall
         self.logger = logger or logging.getLogger(v.VERDICT_LOGGER)
@@ -146,7 +142,7 @@ class PendingWatch:
         """Why a would-be REJECTED must wait for the sync, or None when the index is not behind a commit
         accepted within the grace. A fault reading the records leaves the decision open."""
         try:
-            waiting = self._waiting(index.source, self.min_interval)
+            waiting = self._waiting(index.source, MIN_CHECK_INTERVAL)
         except StoreError as error:
             raise Undecided(
                 "index unavailable", f"reading the pending commits at {self.pending.records.uri} failed: {error}"
