@@ -82,7 +82,6 @@ class Auditor:
         deadline_seconds: float = DEFAULT_SECONDS,
         clock: Clock = time.monotonic,
         max_parent_fetches: int = MAX_PARENT_FETCHES,
-        max_remembered: int = MAX_REMEMBERED,
     ) -> None:
         self.index = index
         self.registry = registry
@@ -93,7 +92,7 @@ class Auditor:
         self.clock = clock
         self.max_parent_fetches = max_parent_fetches
         # Content under a digest is the same everywhere and forever, so what it is can be remembered.
-        self._facts: LruCache[str, Facts] = LruCache(max_remembered)
+        self._facts: LruCache[str, Facts] = LruCache(MAX_REMEMBERED)
         # What one decision knows and no other: its deadline, and what a tag pointed at (tags move, so
         # that is remembered only while its own event is being decided). Per thread, so that decisions
         # may run side by side (the sweep's hosts).

@@ -35,7 +35,7 @@ DEFAULT_WORKERS = 8
 # Parts that failed are listed once more after this pause: longer than the client's cool-down of a host
 # that failed every attempt, during which it sends nothing to that host (a blip would otherwise leave a
 # swath of repositories unswept).
-DEFAULT_RETRY_PAUSE = 15.0
+RETRY_PAUSE = 15.0
 # A whole region down would otherwise name every one of its repositories in the one summary line.
 MAX_UNSWEPT_NAMED_PER_HOST = 20
 
@@ -120,7 +120,6 @@ class Sweep:
         workers: int = DEFAULT_WORKERS,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
-        retry_pause: float = DEFAULT_RETRY_PAUSE,
         on_finding: FindingSink | None = None,
         on_progress: Progress | None = None,
     ) -> None:
@@ -133,7 +132,6 @@ class Sweep:
         self.workers = workers
         self.clock = clock
         self.sleep = sleep
-        self.retry_pause = retry_pause
         self.on_finding = on_finding
         self.on_progress = on_progress
         self._document = index.to_json()
@@ -235,7 +233,7 @@ class _HostSweep:
 
     def run(self, expected: dict[str, Image]) -> None:
         faults = self._pass()
-        if faults and self.sweep.clock() + self.sweep.retry_pause < self.deadline:
+        if faults and self.sweep.clock() + RETRY_PAUSE < self.deadline:
             faults = self._again(faults)
         if faults is None:
             return
@@ -272,17 +270,15 @@ class _HostSweep:
         return None
 
     def _again(self, faults: list[Unlisted]) -> list[Unlisted] | None:
-        pause = self.sweep.retry_pause
-        self.sweep.sleep(pause)
+        self.sweep.sleep(RETRY_PAUSE)
         self.walk.retry(faults)
         again = self._pass()
         if again is None:
             return None
         # The first failure names the cause; the second only says that it lasted.
         first = {fault.path: fault.reason for fault in faults}
-        return [
-            Unlisted(f.path, f"{first.get(f.path, f.reason)} (and again after {pause:g} s)", f.nested) for f in again
-        ]
+        lasted = f"(and again after {RETRY_PAUSE:g} s)"
+        return [Unlisted(f.path, f"{first.get(f.path, f.reason)} {lasted}", f.nested) for f in again]
 
     def _check(self, listed: Listed, image: Image | None = None) -> None:
         if image is None:
