@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
 from function.cli.common import (
@@ -20,6 +19,7 @@ from function.cli.common import (
 )
 from function.index import changes
 from function.index.digests import Source
+from function.index.pending import commit_time
 from function.index.publish import DEFAULT_MAX_LOSS, Refused, check_loss, plan, rebuild
 from function.index.resolve import DEFAULT_WORKERS
 from function.index.store import IndexStore
@@ -163,7 +163,7 @@ def _commit(text: str) -> str:
 
 def _instant(text: str) -> str:
     try:
-        dt.datetime.fromisoformat(text)
+        commit_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an ISO 8601 time; give `git show -s --format=%cI` of the commit"
