@@ -2,8 +2,9 @@
 
 Tests point a client at the proxy's host and assert on what the "registry" received: how many requests,
 which methods and paths. Faults (throttling, server errors, dropped connections, tampered bodies) and a
-bearer-token challenge are switched on per test. Load as a pytest plugin (`-p tests.support.proxy`) for
-the function-scoped `registry_proxy` fixture (it needs the `registry` fixture of tests.support.registry).
+bearer-token challenge are switched on per test, and a ``Responder`` may answer in place of the registry.
+Load as a pytest plugin (`-p tests.support.proxy`) for the function-scoped `registry_proxy` fixture (it needs
+the `registry` fixture of tests.support.registry).
 """
 
 from __future__ import annotations
