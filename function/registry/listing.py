@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from function.reference import is_digest, is_tag
+from function.reference import is_digest, is_tag, prefix_over
 from function.registry._transport import is_google_host
 from function.registry.client import (
     REPOSITORY_PATTERN,
@@ -180,7 +180,8 @@ class HostWalk:
         malformed = next((n for n in names if not REPOSITORY_PATTERN.fullmatch(n)), None)
         if malformed is not None:
             raise UnreadableListing(f"{self.host}/v2/_catalog: {malformed!r:.100} is not a repository name")
-        return sorted({n for n in names if _under(n, self.roots) and not self.skip(f"{self.host}/{n}")})
+        under = (n for n in names if prefix_over(n, self.roots) is not None)
+        return sorted({n for n in under if not self.skip(f"{self.host}/{n}")})
 
     # --- the extension ------------------------------------------------------------------------------
 
@@ -264,13 +265,9 @@ def outermost(roots: Sequence[str]) -> list[str]:
     unique = sorted(set(roots), key=len)
     kept: list[str] = []
     for root in unique:
-        if not _under(root, kept):
+        if prefix_over(root, kept) is None:
             kept.append(root)
     return kept
-
-
-def _under(name: str, roots: Sequence[str]) -> bool:
-    return any(name == root or name.startswith(root + "/") for root in roots)
 
 
 def _has_extension(document: Any) -> bool:
