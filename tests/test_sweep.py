@@ -289,3 +289,23 @@ def test_extension_fault_on_one_listing_is_unswept_and_not_asked_again(
     # coredns is expected there, but its failed listing is not taken for its absence: it is listed once
     # more after a pause, and then named as unswept.
     assert [r.path for r in incomplete.registry_requests()].count(listing) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, 3000.0), ("90", 90.0), ("0", None), ("-5", None), ("soon", None)]
+)
+def test_the_sweep_function_reads_its_budget_as_every_seconds_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, expected: float | None
+) -> None:
+    from function.services.sweep import SweepService
+
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
+    if value is None:
+        monkeypatch.delenv("AUDITOR_SWEEP_MAX_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("AUDITOR_SWEEP_MAX_SECONDS", value)
+    if expected is None:
+        with pytest.raises(RuntimeError, match=r"AUDITOR_SWEEP_MAX_SECONDS=.* is not a positive number of seconds"):
+            SweepService.from_environment()
+    else:
+        assert SweepService.from_environment().max_seconds == expected
