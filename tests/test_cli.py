@@ -242,6 +242,35 @@ def test_what_must_be_fixed_exits_2_saying_what(
     assert index.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("args", "variables", "message"),
+    [
+        (["sweep"], {"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES: 'not a prefix!'"),
+        (["audit", f"{AR}/a:v1"], {"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES"),
+        (["audit", f"{AR}/a:v1"], {"AUDITOR_DEADLINE_SECONDS": "soon"}, "AUDITOR_DEADLINE_SECONDS='soon'"),
+    ],
+)
+def test_a_bad_setting_in_the_environment_exits_2_naming_it(
+    built: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, args: list[str], variables: dict[str, str], message: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    run = cli(*args, "--index", str(built[1]))
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert verdicts(run.stdout) == []
+
+
+def test_a_sweep_of_an_unreadable_index_exits_2_saying_how_to_republish(tmp_path: Path) -> None:
+    damaged = tmp_path / "index.json.gz"
+    damaged.write_bytes(gzip.compress(b"not an index"))
+    run = cli("sweep", "--index", str(damaged))
+    # Not 1: nothing was swept, so nothing in the registries is known to be wrong.
+    assert run.returncode == 2, run.stderr
+    assert "is unreadable" in run.stderr and "build-index --force" in run.stderr
+    assert run.stdout == ""
+
+
 def test_no_credentials_for_cloud_storage_is_to_be_fixed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     # Named but absent: google-auth gives up on this before it would look anywhere else.

@@ -19,6 +19,7 @@ from function.cli.common import (
     add_format_option,
     add_index_option,
     command_parser,
+    frozen_prefixes,
     load_index,
     log,
     verdict_output,
@@ -63,7 +64,7 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
     write, finish = verdict_output(args.format)
-    frozen = _frozen_prefixes()
+    frozen = frozen_prefixes()
     try:
         index = load_index(args.index)
         problem = f"no digest index at {args.index} yet"
@@ -89,13 +90,6 @@ def _auditor(index: DigestIndex, frozen: tuple[str, ...]) -> Auditor:
     except RuntimeError as error:
         raise CommandError(str(error)) from None
     return Auditor(index, RegistryClient(index.registry_hosts()), frozen_prefixes=frozen, deadline_seconds=deadline)
-
-
-def _frozen_prefixes() -> tuple[str, ...]:
-    try:
-        return config.frozen_prefixes()
-    except RuntimeError as error:
-        raise CommandError(str(error)) from None
 
 
 def audit_all(

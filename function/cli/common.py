@@ -13,6 +13,7 @@ from function import verdict as v
 from function.index.digests import DigestIndex
 from function.index.publish import read_index
 from function.index.store import IndexStore, LocalStore, open_store
+from function.services import config
 from function.table import render_verdicts
 from function.verdict import Verdict
 
@@ -109,6 +110,14 @@ def set_log_levels(verbosity: int) -> None:
     # google-cloud-logging announces itself once, at INFO whatever the levels, with a line for Cloud
     # Logging: it stays on stdout with the verdict lines instead of reaching people on stderr as well.
     logging.getLogger(STRUCTURED_LOG_HANDLER).propagate = False
+
+
+def frozen_prefixes() -> tuple[str, ...]:
+    """``AUDITOR_FROZEN_PREFIXES``, read as the functions read it; a bad value is the operator's to fix."""
+    try:
+        return config.frozen_prefixes()
+    except RuntimeError as error:
+        raise CommandError(str(error)) from None
 
 
 def open_index_store(uri: str) -> IndexStore:
