@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import pytest
 from function.cli import main
 from function.cli.common import PROGRESS_LOGGERS, set_log_levels
 from function.index.digests import DigestIndex
+from function.index.pending import PendingCommits
+from function.index.store import open_store
 from tests.support import scenario
 from tests.support.gcs import GcsEmulator
 from tests.support.manifests import digest, snapshot, write_project
@@ -182,6 +185,42 @@ def test_an_alarm_wins_over_a_retry(tmp_path: Path) -> None:
     assert only_open.returncode == 75
 
 
+@pytest.mark.parametrize(("recorded_ago", "grace"), [(0.0, None), (10.0, "5")])
+def test_a_would_be_reject_waits_for_a_pending_commit_as_the_function_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded_ago: float, grace: str | None
+) -> None:
+    root, index = small_index(tmp_path)
+    older, newer = "1" * 40, "2" * 40
+    rebuilt = cli(
+        "build-index", "--manifests", str(root), "--out", str(index), "--offline",
+        "--commit", older, "--committed-at", "2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    # sync_index accepted a newer commit and has not published it yet.
+    PendingCommits.beside(open_store(str(index)), wall=lambda: time.time() - recorded_ago).record(
+        newer, "2026-01-02T00:00:00Z"
+    )
+    if grace is not None:
+        monkeypatch.setenv("AUDITOR_PENDING_GRACE_SECONDS", grace)
+    unknown = f"{AR}/not-yet-promoted@{digest('new')}"
+    deleted = json.dumps({"action": "DELETE", "digest": f"{AR}/a@{digest('1')}"})
+    run = cli(
+        "audit", "--index", str(index), stdin=json.dumps({"action": "INSERT", "digest": unknown}) + "\n" + deleted
+    )
+    decided = [(line["verdict"], line["reason"]) for line in verdicts(run.stdout)]
+    if grace is None:
+        # Within the grace, as AUDITOR_PENDING_GRACE_SECONDS (default 1800) says; a deletion is never held back.
+        assert decided == [("RETRY", "index behind"), ("REJECTED", "deletion")]
+    else:
+        # After it, decided against the index there is, and the stuck sync is an alarm of its own.
+        assert decided == [("REJECTED", "unknown_image"), ("REJECTED", "deletion")]
+        stale = [json.loads(line) for line in run.stdout.splitlines() if '"stale_sync"' in line]
+        assert stale and stale[0]["commit"] == newer and stale[0]["severity"] == "ERROR"
+    assert run.returncode == 1, run.stderr
+    alone = cli("audit", "--index", str(index), unknown)
+    assert alone.returncode == (75 if grace is None else 1), alone.stderr
+
+
 def test_a_payload_that_is_not_utf8_is_malformed_not_a_crash(built: tuple[Path, Path]) -> None:
     _, index = built
     run = subprocess.run(
@@ -248,6 +287,7 @@ def test_what_must_be_fixed_exits_2_saying_what(
         (["sweep"], {"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES: 'not a prefix!'"),
         (["audit", f"{AR}/a:v1"], {"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES"),
         (["audit", f"{AR}/a:v1"], {"AUDITOR_DEADLINE_SECONDS": "soon"}, "AUDITOR_DEADLINE_SECONDS='soon'"),
+        (["audit", f"{AR}/a:v1"], {"AUDITOR_PENDING_GRACE_SECONDS": "-1"}, "AUDITOR_PENDING_GRACE_SECONDS='-1'"),
     ],
 )
 def test_a_bad_setting_in_the_environment_exits_2_naming_it(
