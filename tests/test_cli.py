@@ -185,6 +185,14 @@ def test_an_alarm_wins_over_a_retry(tmp_path: Path) -> None:
     assert only_open.returncode == 75
 
 
+def test_stdout_of_audit_holds_one_verdict_line_per_payload_and_nothing_else(built: tuple[Path, Path]) -> None:
+    payloads = [json.dumps({"action": "INSERT", "digest": f"{AR}/a@{digest('1')}"}), "{oops", ""]
+    run = cli("audit", "--index", str(built[1]), stdin="\n".join(payloads))
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["verdict"] for line in lines] == ["VERIFIED", "MALFORMED"]
+    assert run.returncode == 1 and run.stderr == ""
+
+
 @pytest.mark.parametrize(("recorded_ago", "grace"), [(0.0, None), (10.0, "5")])
 def test_a_would_be_reject_waits_for_a_pending_commit_as_the_function_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded_ago: float, grace: str | None

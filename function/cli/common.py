@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeAlias
 
+import google.cloud.logging_v2
+
 from function import verdict as v
 from function.index.digests import DigestIndex
 from function.index.publish import read_index
@@ -32,7 +34,6 @@ log = logging.getLogger("function.cli")
 # Loggers whose INFO lines are progress a person waits for; everything else shows from WARNING up
 # unless -v (the registry transport's retries are INFO and would drown the output).
 PROGRESS_LOGGERS = ("function.cli", "function.index")
-STRUCTURED_LOG_HANDLER = "google.cloud.logging_v2.handlers.structured_log"
 
 
 class CommandError(Exception):
@@ -107,9 +108,9 @@ def set_log_levels(verbosity: int) -> None:
     logging.basicConfig(level=root, stream=sys.stderr, format=form, force=True)
     for name in PROGRESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 0 else root)
-    # google-cloud-logging announces itself once, at INFO whatever the levels, with a line for Cloud
-    # Logging: it stays on stdout with the verdict lines instead of reaching people on stderr as well.
-    logging.getLogger(STRUCTURED_LOG_HANDLER).propagate = False
+    # google-cloud-logging announces itself once with a line meant for Cloud Logging; on a laptop stdout
+    # carries only the results (one verdict line per payload), so it is taken as already announced.
+    google.cloud.logging_v2._instrumentation_emitted = True
 
 
 def frozen_prefixes() -> tuple[str, ...]:
