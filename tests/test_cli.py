@@ -491,6 +491,7 @@ HELP = {
     "audit": ["(default: json)", "REFERENCE", "$AUDITOR_INDEX_URI"],
     "stats": ["(default: no limit)", "(default: text)"],
     "lookup": ["(default: text)", "TERM"],
+    "sweep": ["(default: json)", "(default: 8)", "$AUDITOR_SWEEP_MAX_SECONDS or 3000", "--report FILE", "--host HOST"],
 }
 
 
@@ -506,6 +507,16 @@ def test_every_command_explains_its_defaults_exit_codes_and_an_example(
     for expected in [*HELP[command], "exit codes:", "-q, --quiet", "-v, --verbose", f"python -m function {command} "]:
         assert " ".join(expected.split()) in flowing, expected
     codes = text.split("exit codes:")[1]
+    for code in ("0", "1", "2", "75"):
+        assert f"\n  {code}  " in codes, code
+
+
+def test_the_top_level_help_lists_every_command_its_exit_codes_and_an_example() -> None:
+    run = cli("--help")
+    assert run.returncode == 0
+    for expected in ("build-index", "audit", "sweep", "stats", "lookup", "exit codes:", "example:"):
+        assert expected in run.stdout, expected
+    codes = run.stdout.split("exit codes:")[1]
     for code in ("0", "1", "2", "75"):
         assert f"\n  {code}  " in codes, code
 
