@@ -72,7 +72,7 @@ def verdict_of(server: FunctionServer, message_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize("post", [binary, structured])
 def test_a_pubsub_cloudevent_gets_its_verdict_and_only_retry_is_redelivered(audit: FunctionServer, post: Any) -> None:
     mode = post.__name__
-    cases = [
+    cases: list[tuple[dict[str, Any] | bytes, int]] = [
         ({"action": "INSERT", "digest": f"{DESTINATION}/pause@{digest('a')}", "tag": f"{DESTINATION}/pause:1"}, 200),
         ({"action": "INSERT", "digest": f"{DESTINATION}/evil@{digest('a')}"}, 200),
         (b"not json", 200),
