@@ -224,6 +224,10 @@ def test_a_would_be_reject_waits_for_a_pending_commit_as_the_function_does(
         assert decided == [("REJECTED", "unknown_image"), ("REJECTED", "deletion")]
         stale = [json.loads(line) for line in run.stdout.splitlines() if '"stale_sync"' in line]
         assert stale and stale[0]["commit"] == newer and stale[0]["severity"] == "ERROR"
+        # For people, the same alarm on stderr as a sentence.
+        table = cli("audit", "--index", str(index), "--format", "table", unknown)
+        assert f"ERROR sync_index accepted k8s.io commit {newer}" in table.stderr
+        assert "'freshness'" not in table.stderr
     assert run.returncode == 1, run.stderr
     alone = cli("audit", "--index", str(index), unknown)
     assert alone.returncode == (75 if grace is None else 1), alone.stderr

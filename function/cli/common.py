@@ -106,6 +106,8 @@ def set_log_levels(verbosity: int) -> None:
     root = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.DEBUG}[verbosity]
     form = "%(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(levelname)s %(message)s"
     logging.basicConfig(level=root, stream=sys.stderr, format=form, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_structured_as_text)
     for name in PROGRESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 0 else root)
     # google-cloud-logging announces itself once with a line meant for Cloud Logging; on a laptop stdout
@@ -119,6 +121,13 @@ def frozen_prefixes() -> tuple[str, ...]:
         return config.frozen_prefixes()
     except RuntimeError as error:
         raise CommandError(str(error)) from None
+
+
+def _structured_as_text(record: logging.LogRecord) -> bool:
+    """A structured line meant for Cloud Logging (such as a stale sync's) reaches people as its sentence."""
+    if isinstance(record.msg, dict) and isinstance(record.msg.get("message"), str):
+        record.msg, record.args = record.msg["message"], ()
+    return True
 
 
 def open_index_store(uri: str) -> IndexStore:
