@@ -354,6 +354,23 @@ def test_a_missing_bucket_is_to_be_fixed_a_missing_object_is_waited_for(
     assert stats.returncode == 2 and "the bucket exists but holds no such object" in stats.stderr
 
 
+@pytest.mark.emulators
+def test_a_would_be_reject_waits_for_a_pending_commit_in_cloud_storage(
+    tmp_path: Path, gcs: GcsEmulator, gcs_env: str
+) -> None:
+    root, _ = small_index(tmp_path)
+    uri = f"gs://{gcs_env}/index.json.gz"
+    build = cli(
+        "build-index", "--manifests", str(root), "--out", uri, "--offline",
+        "--commit", "1" * 40, "--committed-at", "2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    PendingCommits.beside(open_store(uri)).record("2" * 40, "2026-01-02T00:00:00Z")
+    run = cli("audit", "--index", uri, f"{AR}/not-yet-promoted@{digest('new')}")
+    assert [(v["verdict"], v["reason"]) for v in verdicts(run.stdout)] == [("RETRY", "index behind")]
+    assert run.returncode == 75, run.stderr
+
+
 def test_stats_max_age(tmp_path: Path) -> None:
     _, out = small_index(tmp_path)
     fresh = cli("stats", "--index", str(out), "--max-age", "3600", "--json")

@@ -22,12 +22,11 @@ from function.cli.common import (
     frozen_prefixes,
     load_index,
     log,
-    open_index_store,
     verdict_output,
 )
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.pending import PendingCommits
-from function.index.store import StoreDenied, StoreError, StoreMissing
+from function.index.store import StoreDenied, StoreError, StoreMissing, open_store
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
 from function.services import config
@@ -99,7 +98,9 @@ def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
         grace = config.seconds(config.PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS)
     except RuntimeError as error:
         raise CommandError(str(error)) from None
-    pending = PendingWatch(PendingCommits.beside(open_index_store(uri)), grace_seconds=grace)
+    # Bounded as the function bounds its store, so that reading the records leaves the decision time to finish.
+    store = open_store(uri, timeout=deadline / 3, retry_timeout=deadline / 3)
+    pending = PendingWatch(PendingCommits.beside(store), grace_seconds=grace)
     return Auditor(
         index,
         RegistryClient(index.registry_hosts()),
