@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import pytest
 from function.cli import main
 from function.cli.common import PROGRESS_LOGGERS, set_log_levels
 from function.index.digests import DigestIndex
+from function.index.pending import PendingCommits
+from function.index.store import open_store
 from tests.support import scenario
 from tests.support.gcs import GcsEmulator
 from tests.support.manifests import digest, snapshot, write_project
@@ -182,6 +185,54 @@ def test_an_alarm_wins_over_a_retry(tmp_path: Path) -> None:
     assert only_open.returncode == 75
 
 
+def test_stdout_of_audit_holds_one_verdict_line_per_payload_and_nothing_else(built: tuple[Path, Path]) -> None:
+    payloads = [json.dumps({"action": "INSERT", "digest": f"{AR}/a@{digest('1')}"}), "{oops", ""]
+    run = cli("audit", "--index", str(built[1]), stdin="\n".join(payloads))
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["verdict"] for line in lines] == ["VERIFIED", "MALFORMED"]
+    assert run.returncode == 1 and run.stderr == ""
+
+
+@pytest.mark.parametrize(("recorded_ago", "grace"), [(0.0, None), (10.0, "5")])
+def test_a_would_be_reject_waits_for_a_pending_commit_as_the_function_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded_ago: float, grace: str | None
+) -> None:
+    root, index = small_index(tmp_path)
+    older, newer = "1" * 40, "2" * 40
+    rebuilt = cli(
+        "build-index", "--manifests", str(root), "--out", str(index), "--offline",
+        "--commit", older, "--committed-at", "2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    # sync_index accepted a newer commit and has not published it yet.
+    PendingCommits.beside(open_store(str(index)), wall=lambda: time.time() - recorded_ago).record(
+        newer, "2026-01-02T00:00:00Z"
+    )
+    if grace is not None:
+        monkeypatch.setenv("AUDITOR_PENDING_GRACE_SECONDS", grace)
+    unknown = f"{AR}/not-yet-promoted@{digest('new')}"
+    deleted = json.dumps({"action": "DELETE", "digest": f"{AR}/a@{digest('1')}"})
+    run = cli(
+        "audit", "--index", str(index), stdin=json.dumps({"action": "INSERT", "digest": unknown}) + "\n" + deleted
+    )
+    decided = [(line["verdict"], line["reason"]) for line in verdicts(run.stdout)]
+    if grace is None:
+        # Within the grace, as AUDITOR_PENDING_GRACE_SECONDS (default 1800) says; a deletion is never held back.
+        assert decided == [("RETRY", "index behind"), ("REJECTED", "deletion")]
+    else:
+        # After it, decided against the index there is, and the stuck sync is an alarm of its own.
+        assert decided == [("REJECTED", "unknown_image"), ("REJECTED", "deletion")]
+        stale = [json.loads(line) for line in run.stdout.splitlines() if '"stale_sync"' in line]
+        assert stale and stale[0]["commit"] == newer and stale[0]["severity"] == "ERROR"
+        # For people, the same alarm on stderr as a sentence.
+        table = cli("audit", "--index", str(index), "--format", "table", unknown)
+        assert f"ERROR sync_index accepted k8s.io commit {newer}" in table.stderr
+        assert "'freshness'" not in table.stderr
+    assert run.returncode == 1, run.stderr
+    alone = cli("audit", "--index", str(index), unknown)
+    assert alone.returncode == (75 if grace is None else 1), alone.stderr
+
+
 def test_a_payload_that_is_not_utf8_is_malformed_not_a_crash(built: tuple[Path, Path]) -> None:
     _, index = built
     run = subprocess.run(
@@ -242,6 +293,36 @@ def test_what_must_be_fixed_exits_2_saying_what(
     assert index.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("args", "variables", "message"),
+    [
+        (["sweep"], {"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES: 'not a prefix!'"),
+        (["audit", f"{AR}/a:v1"], {"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES"),
+        (["audit", f"{AR}/a:v1"], {"AUDITOR_DEADLINE_SECONDS": "soon"}, "AUDITOR_DEADLINE_SECONDS='soon'"),
+        (["audit", f"{AR}/a:v1"], {"AUDITOR_PENDING_GRACE_SECONDS": "-1"}, "AUDITOR_PENDING_GRACE_SECONDS='-1'"),
+    ],
+)
+def test_a_bad_setting_in_the_environment_exits_2_naming_it(
+    built: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, args: list[str], variables: dict[str, str], message: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    run = cli(*args, "--index", str(built[1]))
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert verdicts(run.stdout) == []
+
+
+def test_a_sweep_of_an_unreadable_index_exits_2_saying_how_to_republish(tmp_path: Path) -> None:
+    damaged = tmp_path / "index.json.gz"
+    damaged.write_bytes(gzip.compress(b"not an index"))
+    run = cli("sweep", "--index", str(damaged))
+    # Not 1: nothing was swept, so nothing in the registries is known to be wrong.
+    assert run.returncode == 2, run.stderr
+    assert "is unreadable" in run.stderr and "build-index --force" in run.stderr
+    assert run.stdout == ""
+
+
 def test_no_credentials_for_cloud_storage_is_to_be_fixed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     # Named but absent: google-auth gives up on this before it would look anywhere else.
@@ -271,6 +352,23 @@ def test_a_missing_bucket_is_to_be_fixed_a_missing_object_is_waited_for(
     assert waiting.returncode == 75 and [v["reason"] for v in verdicts(waiting.stdout)] == ["index unavailable"]
     stats = cli("stats", "--index", absent)
     assert stats.returncode == 2 and "the bucket exists but holds no such object" in stats.stderr
+
+
+@pytest.mark.emulators
+def test_a_would_be_reject_waits_for_a_pending_commit_in_cloud_storage(
+    tmp_path: Path, gcs: GcsEmulator, gcs_env: str
+) -> None:
+    root, _ = small_index(tmp_path)
+    uri = f"gs://{gcs_env}/index.json.gz"
+    build = cli(
+        "build-index", "--manifests", str(root), "--out", uri, "--offline",
+        "--commit", "1" * 40, "--committed-at", "2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    PendingCommits.beside(open_store(uri)).record("2" * 40, "2026-01-02T00:00:00Z")
+    run = cli("audit", "--index", uri, f"{AR}/not-yet-promoted@{digest('new')}")
+    assert [(v["verdict"], v["reason"]) for v in verdicts(run.stdout)] == [("RETRY", "index behind")]
+    assert run.returncode == 75, run.stderr
 
 
 def test_stats_max_age(tmp_path: Path) -> None:
@@ -414,6 +512,7 @@ HELP = {
     "audit": ["(default: json)", "REFERENCE", "$AUDITOR_INDEX_URI"],
     "stats": ["(default: no limit)", "(default: text)"],
     "lookup": ["(default: text)", "TERM"],
+    "sweep": ["(default: json)", "(default: 8)", "$AUDITOR_SWEEP_MAX_SECONDS or 3000", "--report FILE", "--host HOST"],
 }
 
 
@@ -429,6 +528,16 @@ def test_every_command_explains_its_defaults_exit_codes_and_an_example(
     for expected in [*HELP[command], "exit codes:", "-q, --quiet", "-v, --verbose", f"python -m function {command} "]:
         assert " ".join(expected.split()) in flowing, expected
     codes = text.split("exit codes:")[1]
+    for code in ("0", "1", "2", "75"):
+        assert f"\n  {code}  " in codes, code
+
+
+def test_the_top_level_help_lists_every_command_its_exit_codes_and_an_example() -> None:
+    run = cli("--help")
+    assert run.returncode == 0
+    for expected in ("build-index", "audit", "sweep", "stats", "lookup", "exit codes:", "example:"):
+        assert expected in run.stdout, expected
+    codes = run.stdout.split("exit codes:")[1]
     for code in ("0", "1", "2", "75"):
         assert f"\n  {code}  " in codes, code
 

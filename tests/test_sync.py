@@ -192,6 +192,16 @@ def test_a_push_whose_after_is_not_a_sha_is_a_bad_request(rig: Rig, after: str) 
     assert rig.tarballs.requests == []
 
 
+def test_a_push_sent_as_a_form_is_a_bad_request_that_names_the_content_type(rig: Rig) -> None:
+    # GitHub's other content type for webhooks: the payload form-encoded.
+    body = b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D"
+    headers = Headers({"X-GitHub-Event": "push", "X-Hub-Signature-256": signature(SECRET, body)})
+    response = rig.service.handle("POST", headers, body)
+    assert (response.status, response.body["status"]) == (400, "refused")
+    assert "application/json" in response.body["reason"]
+    assert rig.tarballs.requests == []
+
+
 def test_a_signature_that_is_not_ascii_is_refused_with_401(rig: Rig) -> None:
     status, body = rig.push(OLD_SHA, sig="sha256=" + "é" * 64)
     assert (status, body["status"]) == (401, "refused")

@@ -25,17 +25,23 @@ from function.cli.common import (
     verdict_output,
 )
 from function.index.digests import DigestIndex, InvalidIndex
-from function.index.store import StoreDenied, StoreError, StoreMissing
+from function.index.pending import PendingCommits
+from function.index.store import StoreDenied, StoreError, StoreMissing, open_store
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
 from function.services import config
+from function.services.freshness import DEFAULT_GRACE_SECONDS, PendingWatch
 from function.verdict import Verdict
 
 EPILOG = """\
 Without REFERENCE, reads event payloads from stdin, one JSON object per line, as the registry publishes
 them: {"action": "INSERT"|"DELETE", "digest": "HOST/PATH@sha256:...", "tag": "HOST/PATH:TAG"}.
 Each REFERENCE (HOST/PATH@sha256:..., HOST/PATH:TAG or HOST/PATH:TAG@sha256:...) is audited as an INSERT
-of it. Registries are asked only about true misses, as the audit function does.
+of it. Registries are asked only about true misses, as the audit function does, and the function's
+settings apply: AUDITOR_FROZEN_PREFIXES (default: none), AUDITOR_DEADLINE_SECONDS per decision (default:
+50), and AUDITOR_PENDING_GRACE_SECONDS (default: 1800): while sync_index has accepted a newer commit than
+the index's for less than that, a would-be REJECTED (other than a deletion or a frozen change) is RETRY
+"index behind".
 
 exit codes:
   0   every verdict is VERIFIED or IGNORED
@@ -77,16 +83,28 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s: every well-formed event is left open (RETRY)", problem)
         code = audit_all(lambda raw: without_index(raw, problem, frozen_prefixes=frozen), payloads, write)
     else:
-        code = audit_all(_auditor(index, frozen).audit_payload, payloads, write)
+        code = audit_all(_auditor(index, args.index, frozen).audit_payload, payloads, write)
     finish()
     return code
 
 
-def _auditor(index: DigestIndex, frozen: tuple[str, ...]) -> Auditor:
-    # AUDITOR_DEADLINE_SECONDS is read as the audit function reads it: each payload's decision is
-    # bounded from the moment it was read.
+def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
+    # AUDITOR_DEADLINE_SECONDS and AUDITOR_PENDING_GRACE_SECONDS are read as the audit function reads
+    # them: each payload's decision is bounded from the moment it was read, and a would-be REJECTED waits
+    # (RETRY index behind) while sync_index is publishing a newer commit, so a laptop raises no alarm
+    # the function would hold back.
     deadline = from_environment(config.deadline_seconds)
-    return Auditor(index, RegistryClient(index.registry_hosts()), frozen_prefixes=frozen, deadline_seconds=deadline)
+    grace = from_environment(lambda: config.seconds(config.PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS))
+    # Bounded as the function bounds its store, so that reading the records leaves the decision time to finish.
+    store = open_store(uri, timeout=deadline / 3, retry_timeout=deadline / 3)
+    pending = PendingWatch(PendingCommits.beside(store), grace_seconds=grace)
+    return Auditor(
+        index,
+        RegistryClient(index.registry_hosts()),
+        behind=lambda: pending.behind(index),
+        frozen_prefixes=frozen,
+        deadline_seconds=deadline,
+    )
 
 
 def audit_all(

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeAlias, TypeVar
 
+import google.cloud.logging_v2
+
 from function import verdict as v
 from function.index.digests import DigestIndex
 from function.index.publish import read_index
@@ -33,7 +35,6 @@ T = TypeVar("T")
 # Loggers whose INFO lines are progress a person waits for; everything else shows from WARNING up
 # unless -v (the registry transport's retries are INFO and would drown the output).
 PROGRESS_LOGGERS = ("function.cli", "function.index")
-STRUCTURED_LOG_HANDLER = "google.cloud.logging_v2.handlers.structured_log"
 
 
 class CommandError(Exception):
@@ -106,11 +107,20 @@ def set_log_levels(verbosity: int) -> None:
     root = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.DEBUG}[verbosity]
     form = "%(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(levelname)s %(message)s"
     logging.basicConfig(level=root, stream=sys.stderr, format=form, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_structured_as_text)
     for name in PROGRESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 0 else root)
-    # google-cloud-logging announces itself once, at INFO whatever the levels, with a line for Cloud
-    # Logging: it stays on stdout with the verdict lines instead of reaching people on stderr as well.
-    logging.getLogger(STRUCTURED_LOG_HANDLER).propagate = False
+    # google-cloud-logging announces itself once with a line meant for Cloud Logging; on a laptop stdout
+    # carries only the results (one verdict line per payload), so it is taken as already announced.
+    google.cloud.logging_v2._instrumentation_emitted = True
+
+
+def _structured_as_text(record: logging.LogRecord) -> bool:
+    """A structured line meant for Cloud Logging (such as a stale sync's) reaches people as its sentence."""
+    if isinstance(record.msg, dict) and isinstance(record.msg.get("message"), str):
+        record.msg, record.args = record.msg["message"], ()
+    return True
 
 
 def open_index_store(uri: str) -> IndexStore:

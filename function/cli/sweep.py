@@ -25,6 +25,7 @@ from function.cli.common import (
     from_environment,
     require_index,
 )
+from function.index.digests import InvalidIndex
 from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, frozen_prefixes
 from function.sweep.runner import (
     DEFAULT_MAX_SECONDS,
@@ -86,7 +87,14 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
-    index = require_index(args.index)
+    try:
+        index = require_index(args.index)
+    except InvalidIndex as error:
+        # Not exit 1: that says the registries hold something wrong, and nothing was swept.
+        raise CommandError(
+            f"{args.index} is unreadable ({error}): republish it with sync_index or "
+            f"`python -m function build-index --force --out {args.index}`, or sweep with the version that wrote it"
+        ) from None
     logger = v.verdict_logger(sys.stdout)
     sweep = Sweep(
         index,

@@ -23,7 +23,7 @@ from function.index.pending import PendingCommits
 from function.index.store import IndexStore, StoreError, open_store
 from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
-from function.services.config import deadline_seconds, frozen_prefixes, seconds, setting
+from function.services.config import PENDING_GRACE_VARIABLE, deadline_seconds, frozen_prefixes, seconds, setting
 from function.services.freshness import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_REFRESH_SECONDS,
@@ -81,7 +81,7 @@ class AuditService:
         return cls(
             store,
             refresh_seconds=seconds("AUDITOR_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS),
-            grace_seconds=seconds("AUDITOR_PENDING_GRACE_SECONDS", DEFAULT_GRACE_SECONDS),
+            grace_seconds=seconds(PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS),
             frozen_prefixes=frozen_prefixes(),
             deadline_seconds=deadline,
         )

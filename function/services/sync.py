@@ -124,7 +124,10 @@ class SyncService:
             return Response(202, {"status": "ignored", "reason": f"GitHub event {kind!r} is not a push"})
         try:
             push = webhook.parse_push(orjson.loads(body) if body else {}, self.subdir)
-        except (orjson.JSONDecodeError, webhook.BadRequest) as error:
+        except orjson.JSONDecodeError as error:
+            reason = f"push payload is not JSON ({error}): set the webhook's content type to application/json"
+            return Response(400, {"status": "refused", "reason": reason})
+        except webhook.BadRequest as error:
             return Response(400, {"status": "refused", "reason": str(error)})
         if push.ref != f"refs/heads/{self.branch}":
             return Response(202, {"status": "ignored", "reason": f"push to {push.ref}, not {self.branch}"})
