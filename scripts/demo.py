@@ -108,8 +108,11 @@ def main() -> int:
             path = f"{host}/us-central1/images"
             stray = reg.push_image(registry.host, "us-central1/images/pause", seed="demo-unpromoted")
             pause = stack.promotion.artifacts["pause"][0].digest
+            # A runnable image that names pause as its OCI 1.1 subject: it claims to be a referrer, is not one.
+            hijack = reg.push_image(registry.host, "us-central1/images/pause", seed="demo-hijack", subject=pause)
             bad: list[dict[str, str] | str] = [
                 {"action": "INSERT", "digest": f"{path}/pause@{stray}"},
+                {"action": "INSERT", "digest": f"{path}/pause@{hijack}"},
                 {"action": "INSERT", "digest": f"{path}/pause@{pause}", "tag": f"{path}/pause:latest"},
                 {"action": "INSERT", "digest": f"{path}/backdoor@{stray}", "tag": f"{path}/backdoor:v1"},
                 {"action": "INSERT", "tag": f"{path}/pause:sha256-{'0' * 64}.sig"},
