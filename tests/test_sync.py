@@ -19,7 +19,7 @@ from function import verdict as v
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Refused, Round, read_index, rebuild
-from function.index.store import LocalStore, open_store
+from function.index.store import IndexStore, LocalStore, open_store
 from function.registry.client import RegistryClient
 from function.services import head
 from function.services.queue import SyncQueue
@@ -47,8 +47,10 @@ class Headers(dict[str, str]):
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, tarballs: TarballServer, commits: CommitsServer) -> None:
-        self.store = LocalStore(tmp_path / "index.json")
+    def __init__(
+        self, tmp_path: Path, tarballs: TarballServer, commits: CommitsServer, store: IndexStore | None = None
+    ) -> None:
+        self.store = store or LocalStore(tmp_path / "index.json")
         self.tarballs = tarballs
         self.commits = commits
         self.out = io.StringIO()

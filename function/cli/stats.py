@@ -16,19 +16,25 @@ from function.cli.common import (
     bounded,
     command_parser,
     log,
+    open_index_store,
     require_index,
 )
 from function.index.digests import SCHEMA_VERSION, DigestIndex
+from function.index.store import Confirmation
 
 EPILOG = """\
-Shows the index's URI, store generation, schema, source k8s.io commit and its time, when it was built
-and how long ago, its counts, and its resolution coverage: how many promoted digests are resolved (their
-platform children known, or known to be single manifests). Unresolved lists are fetched from the
-registries by the audit function on the first event that needs them.
+Shows the index's URI, store generation, schema, source k8s.io commit and its time, when it was built,
+when a sync last confirmed it current (a rebuild of the branch head that changed nothing writes no new
+index, it only records the confirmation on the stored one), its age, counts, and resolution coverage:
+how many promoted digests are resolved (their platform children known, or known to be single manifests).
+Unresolved lists are fetched from the registries by the audit function on the first event that needs them.
+
+The age counts from the later of the build and the confirmation, so the index of a quiet branch that the
+hourly resync keeps confirming stays fresh.
 
 exit codes:
-  0   read (and, with --max-age, built no longer ago than that)
-  1   built longer ago than --max-age, or the index is unreadable (damaged, or a newer schema)
+  0   read (and, with --max-age, built or confirmed no longer ago than that)
+  1   neither built nor confirmed within --max-age, or the index is unreadable (damaged, or a newer schema)
   2   a bad argument, no index at the URI (missing bucket, folder, file or object), or no access
       to Cloud Storage (credentials, IAM): fix it first
   75  Cloud Storage was unreachable: try again
@@ -46,7 +52,7 @@ def add_parser(commands: Commands) -> None:
         "--max-age",
         type=bounded(float, 0.0),
         metavar="SECONDS",
-        help="exit 1 when the index was built longer ago than this (default: no limit)",
+        help="exit 1 when the index was neither built nor confirmed by a sync within this (default: no limit)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object instead of text (default: text)")
     parser.set_defaults(run=run)
@@ -54,7 +60,11 @@ def add_parser(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     index = require_index(args.index)
-    report = _report(args.index, index)
+    confirmation = open_index_store(args.index).confirmation()
+    # Read after the index: a confirmation of another generation than the one read says nothing of it.
+    if confirmation is not None and confirmation.generation != index.generation:
+        confirmation = None
+    report = _report(args.index, index, confirmation)
     stale = args.max_age is not None and report["age_seconds"] > args.max_age
     if args.max_age is not None:
         report["max_age_seconds"] = args.max_age
@@ -65,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         print(_text(report))
     if stale:
         log.error(
-            "the index at %s was built %s ago, longer than --max-age %gs: see `sync_index` in docs/runbook.md",
+            "the index at %s was last built or confirmed %s ago, longer than --max-age %gs: "
+            "see `sync_index` in docs/runbook.md",
             args.index,
             _duration(report["age_seconds"]),
             args.max_age,
@@ -74,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report(uri: str, index: DigestIndex) -> dict[str, Any]:
-    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(index.built_at)
+def _report(uri: str, index: DigestIndex, confirmation: Confirmation | None) -> dict[str, Any]:
+    moments = [dt.datetime.fromisoformat(index.built_at)]
+    if confirmation is not None:
+        moments.append(dt.datetime.fromisoformat(confirmation.confirmed_at))
+    age = dt.datetime.now(dt.UTC) - max(moments)
     counts = index.counts()
     return {
         "uri": uri,
@@ -83,6 +97,7 @@ def _report(uri: str, index: DigestIndex) -> dict[str, Any]:
         "schema": SCHEMA_VERSION,
         "source": index.source.as_dict(),
         "built_at": index.built_at,
+        "confirmed": None if confirmation is None else {"at": confirmation.confirmed_at, "commit": confirmation.commit},
         "age_seconds": int(age.total_seconds()),
         "counts": counts,
         "resolution": {
@@ -111,7 +126,9 @@ def _text(report: dict[str, Any]) -> str:
             "source commit",
             f"{source['commit'] or 'unknown'} (committed {source['committed_at'] or 'at an unknown time'})",
         ),
-        ("built at", f"{report['built_at']} ({_duration(report['age_seconds'])} ago)"),
+        ("built at", report["built_at"]),
+        ("confirmed at", _confirmed(report["confirmed"])),
+        ("age", f"{_duration(report['age_seconds'])} (since the later of the two)"),
         ("resolution", coverage),
         *((key, str(value)) for key, value in counts.items()),
         *(("problem", problem) for problem in report["problems"]),
@@ -119,6 +136,12 @@ def _text(report: dict[str, Any]) -> str:
     if "stale" in report:
         rows.append(("max age", f"{report['max_age_seconds']:g}s: {'STALE' if report['stale'] else 'fresh'}"))
     return "\n".join(f"{key:<14} {value}" for key, value in rows)
+
+
+def _confirmed(confirmed: dict[str, Any] | None) -> str:
+    if confirmed is None:
+        return "never since it was built"
+    return f"{confirmed['at']} (commit {confirmed['commit'] or 'unknown'})"
 
 
 def _duration(seconds: int) -> str:

@@ -3,25 +3,29 @@
 Every write is conditional on the generation the writer last read, so two syncs that race cannot lose
 each other's work: the second one gets ``GenerationMismatch``, re-reads and tries again. Beside the index,
 in the same bucket or folder, ``Records`` keeps small documents that are created once (the pending commits).
+A ``Confirmation`` says that a sync found the stored generation current without writing a new one.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import fcntl
 import gzip
 import hashlib
+import logging
 import os
 import re
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
@@ -43,6 +47,8 @@ DEFAULT_RETRY_TIMEOUT = 120.0
 
 _READ_ATTEMPTS = 3
 
+log = logging.getLogger(__name__)
+
 ClientFactory = Callable[[], Any]
 
 
@@ -52,6 +58,41 @@ class Stored:
     """The index JSON, already decompressed."""
     generation: int
     """Opaque version of exactly these bytes; only compare it with ``==``."""
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A sync rebuilt ``commit`` at ``confirmed_at`` and found exactly what ``generation`` holds, so the
+    index was current then although nothing was written (``stats --max-age`` counts from it)."""
+
+    generation: int
+    confirmed_at: str
+    """ISO 8601, UTC, like the index's ``built_at``."""
+    commit: str | None
+
+    def fields(self) -> dict[str, str]:
+        """As object metadata (all text); the generation is kept too, so a confirmation that reached a
+        newer generation anyway (an emulator that ignores the precondition) is recognised as not its own."""
+        return {
+            "confirmed_generation": str(self.generation),
+            "confirmed_at": self.confirmed_at,
+            "confirmed_commit": self.commit or "",
+        }
+
+    @classmethod
+    def of(cls, fields: Mapping[str, Any] | None, generation: int | None) -> Confirmation | None:
+        """The confirmation in ``fields`` if it is one of ``generation``; None when absent, damaged or older."""
+        if not fields or generation is None:
+            return None
+        at, commit = fields.get("confirmed_at"), fields.get("confirmed_commit")
+        if not isinstance(at, str) or not isinstance(commit, str | None):
+            return None
+        try:
+            confirmed = int(fields["confirmed_generation"])
+            dt.datetime.fromisoformat(at)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(confirmed, at, commit or None) if confirmed == generation else None
 
 
 class StoreError(Exception):
@@ -92,6 +133,16 @@ class IndexStore(Protocol):
 
         Returns the new generation; raises ``GenerationMismatch`` when the precondition fails.
         """
+        ...
+
+    def confirm(self, confirmation: Confirmation) -> None:
+        """Record ``confirmation`` on its generation without writing a new one (readers key on the generation).
+
+        Raises ``GenerationMismatch`` when the index is no longer at that generation."""
+        ...
+
+    def confirmation(self) -> Confirmation | None:
+        """The last confirmation of the current generation, or None (none recorded, or of an older one)."""
         ...
 
     def records(self, folder: str) -> Records:
@@ -311,6 +362,34 @@ class GcsStore:
             return None
         return int(blob.generation)
 
+    def confirm(self, confirmation: Confirmation) -> None:
+        """Patch the object's custom metadata: only its metageneration changes.
+
+        ``ifGenerationMatch`` keeps a confirmation off a generation that replaced the confirmed one. No
+        metageneration precondition: the patch sets fixed values, so retrying it is safe (the library
+        retries a patch only under one), and of two confirmations the later one should stand anyway."""
+        blob = self._bucket().blob(self.name)
+        blob.metadata = confirmation.fields()
+        try:
+            with self._faults("metadata patch"):
+                blob.patch(
+                    if_generation_match=confirmation.generation,
+                    timeout=self._timeout,
+                    retry=self._read_retry(),
+                )
+        except (api_exceptions.PreconditionFailed, api_exceptions.NotFound):
+            raise GenerationMismatch(
+                f"{self.uri} is no longer at generation {confirmation.generation}: a newer index was published "
+                "(or it was deleted) meanwhile; nothing to confirm"
+            ) from None
+
+    def confirmation(self) -> Confirmation | None:
+        with self._faults("metadata lookup"):
+            blob = self._bucket().get_blob(self.name, timeout=self._timeout, retry=self._read_retry())
+        if blob is None:
+            return None
+        return Confirmation.of(blob.metadata, int(blob.generation))
+
     def records(self, folder: str) -> GcsRecords:
         return GcsRecords(self, f"{self.name}.{folder}/")
 
@@ -368,6 +447,7 @@ class LocalStore:
         self.path = path
         self.uri = str(path)
         self._lock_path = path.with_name(path.name + ".lock")
+        self.confirmation_path = path.with_name(path.name + ".confirmed")
 
     def read(self) -> Stored | None:
         try:
@@ -405,6 +485,40 @@ class LocalStore:
                 return self._replace(payload, current)
         except OSError as error:
             raise StoreError(f"{self.uri}: cannot write the index ({error})") from error
+
+    def confirm(self, confirmation: Confirmation) -> None:
+        """Replace the sidecar ``<index>.confirmed`` (JSON) whole, under the writers' lock, while the index
+        is still at the confirmed generation; the index file itself, and so its generation, stay as they are."""
+        self._require_folder()
+        try:
+            with self._locked():
+                if self.generation() != confirmation.generation:
+                    raise GenerationMismatch(
+                        f"{self.uri} is no longer at generation {confirmation.generation}: a newer index was "
+                        "published (or it was removed) meanwhile; nothing to confirm"
+                    )
+                fd, temp = tempfile.mkstemp(
+                    dir=self.path.parent, prefix=f".{self.confirmation_path.name}.", suffix=".tmp"
+                )
+                try:
+                    with os.fdopen(fd, "wb") as file:
+                        file.write(orjson.dumps(confirmation.fields()))
+                    Path(temp).replace(self.confirmation_path)
+                except BaseException:
+                    Path(temp).unlink(missing_ok=True)
+                    raise
+        except OSError as error:
+            raise StoreError(f"{self.confirmation_path}: cannot record the confirmation ({error})") from error
+
+    def confirmation(self) -> Confirmation | None:
+        try:
+            fields = orjson.loads(self.confirmation_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError) as error:
+            log.warning("ignoring the unreadable confirmation %s: %s", self.confirmation_path, error)
+            return None
+        return Confirmation.of(fields if isinstance(fields, dict) else None, self.generation())
 
     def records(self, folder: str) -> LocalRecords:
         return LocalRecords(self.path.with_name(f"{self.path.name}.{folder}"))

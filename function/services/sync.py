@@ -20,6 +20,7 @@ line with the key ``sync`` (published, unchanged, refused, failed, queued) and t
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -33,7 +34,7 @@ from function import verdict as v
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Published, Refused, Round, Superseded, rebuild
-from function.index.store import IndexStore, StoreError, open_store
+from function.index.store import Confirmation, IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
 from function.services import checkout, head, queue, webhook
 from function.services.config import setting
@@ -211,6 +212,8 @@ class SyncService:
             except (checkout.CheckoutError, StoreError) as error:
                 return self._outcome(FAILED, request.commit, str(error))
         self._clear(source)
+        if not published.changed:
+            self._confirm(request.commit, published.generation)
         if published.remaining and self.queue is not None:
             self._enqueue(RebuildRequest(request.commit, request.committed_at, "continue resolution"))
         return self._published(request.commit, published)
@@ -231,6 +234,19 @@ class SyncService:
             self.pending.clear(rebuilt)
         except StoreError as error:
             log.warning("pending commits up to %s stay recorded: %s", rebuilt.commit, error)
+
+    def _confirm(self, commit: str, generation: int) -> None:
+        """Record that the stored generation is current, so `stats --max-age` does not call the index of a
+        quiet branch stale; a fault only leaves the age counted from the last publication."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        try:
+            self.store.confirm(Confirmation(generation, now, commit))
+        except StoreError as error:
+            log.warning(
+                "the index stays unconfirmed by %s (stats --max-age counts from its last publication): %s",
+                commit,
+                error,
+            )
 
     def _progress(self, commit: str, done: Round) -> None:
         level = logging.WARNING if done.summary.failed else logging.INFO
