@@ -140,7 +140,7 @@ def _text(report: dict[str, Any]) -> str:
 
 def _confirmed(confirmed: dict[str, Any] | None) -> str:
     if confirmed is None:
-        return "never since it was built"
+        return "not since it was built"
     return f"{confirmed['at']} (commit {confirmed['commit'] or 'unknown'})"
 
 
