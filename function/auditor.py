@@ -185,10 +185,14 @@ class _Decision:
                 return outcome
             if isinstance(outcome, rules.NeedTag):
                 self.tag_digest = self._resolve_tag(outcome.with_content)
-            elif self._facts_of(outcome.digest) is None:
-                raise Undecided(
-                    "manifest not found", f"{self.event.path}@{outcome.digest} is not (yet) readable from the registry"
-                )
+            else:
+                self._need_facts(outcome)
+
+    def _need_facts(self, need: rules.NeedFacts) -> None:
+        if self._facts_of(need.digest) is None:
+            raise Undecided(
+                "manifest not found", f"{self.event.path}@{need.digest} is not (yet) readable from the registry"
+            )
 
     # --- the registry ------------------------------------------------------------------------------
 
@@ -246,7 +250,11 @@ class _Decision:
             # Untagged: a referrer, if it names a subject.
             facts = self._facts_of(event.digest)
             if facts is not None and facts.subject is not None:
-                return rules.referrer(event, image, event.digest, facts, self.learned)
+                while isinstance(
+                    outcome := rules.referrer(event, image, event.digest, facts, self.learned), rules.NeedFacts
+                ):
+                    self._need_facts(outcome)
+                return outcome
         if nowhere:
             raise Undecided(
                 "parent not yet pushed",
