@@ -134,6 +134,12 @@ def verified(body: bytes, expected: str | None) -> str:
         digest = digest_of(payload)
     if expected is not None and digest != expected:
         raise ContentMismatch(f"the bytes hash to {digest_of(body)}, not {expected}")
+    if payload is not None and not (_declares_schema1(body) and _declares_schema1(payload)):
+        # Only the payload is named by the digest: a body that says it is anything but schema 1 (an index
+        # whose JWS payload is some real list's bytes) would be read as what it says, not as what was named.
+        raise ContentMismatch(
+            f"the bytes match {digest} only through a JWS payload, but declare no schema 1 manifest; never read"
+        )
     return digest
 
 
@@ -144,6 +150,13 @@ def parse_manifest(body: bytes, content_type: str | None, digest: str) -> Manife
     header (OCI makes the field optional). A header cannot make a body schema 1.
     """
     document = _json_object(body, "manifest")
+    if document.get("schemaVersion") == 1 and "signatures" in document:
+        payload = _schema1_payload(body)
+        if payload is not None and digest_of(payload) == digest and digest_of(body) != digest:
+            # Named by its JWS payload: judged by that payload alone (schema 1, without children).
+            if not _declares_schema1(payload):
+                raise InvalidManifest(f"the JWS payload named {digest} is no schema 1 manifest")
+            return Manifest(digest, DOCKER_MANIFEST_V1_SIGNED, (), Facts(False, True, None, None), len(body))
     media_type = _media_type(document, content_type)
     if media_type in SCHEMA1_MEDIA_TYPES:
         return Manifest(digest, media_type, (), Facts(False, True, None, None), len(body))
@@ -289,6 +302,16 @@ def _schema1_payload(body: bytes) -> bytes | None:
         return body[:length] + _base64url(tail, "formatTail")
     except InvalidManifest:
         return None
+
+
+def _declares_schema1(body: bytes) -> bool:
+    """A JSON object with `schemaVersion` 1 and no `mediaType` but a schema 1 one."""
+    try:
+        document = _json_object(body, "schema 1 manifest")
+    except InvalidManifest:
+        return False
+    declared = document.get("mediaType")
+    return document.get("schemaVersion") == 1 and (declared is None or declared in SCHEMA1_MEDIA_TYPES)
 
 
 def _base64url(value: object, what: str) -> bytes:
