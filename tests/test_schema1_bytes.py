@@ -74,7 +74,9 @@ def test_an_impostor_list_names_no_child_in_the_audit_or_the_build(
     verdict = decide(auditor, path, attacker)
     assert (verdict.verdict, verdict.basis) != ("VERIFIED", "child"), verdict
     assert verdict.verdict == "RETRY", verdict
-    assert auditor.learned.parents_of(index.locate(path).image, attacker) == []  # type: ignore[union-attr]
+    location = index.locate(path)
+    assert location is not None and location.image is not None
+    assert auditor.learned.parents_of(location.image, attacker) == []
     # Publication resolves nothing from such bytes.
     resolved, summary = resolve(index, client(index.registry_hosts()), only=[pause])
     assert pause not in resolved.manifests and summary.failed == 1
