@@ -22,8 +22,8 @@ from dataclasses import replace
 from function import rules
 from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import Event, MalformedEvent, parse_payload
-from function.index.digests import DigestIndex, Image, Location
-from function.index.resolve import fetch_first
+from function.index.digests import DigestIndex, Image, Location, descendants
+from function.index.resolve import TooManyDescendants, fetch_tree
 from function.index.source import IndexSource, IndexUnavailable
 from function.learned import Learned
 from function.reference import normalize_prefix
@@ -287,16 +287,20 @@ class _Decision:
                 )
             self._registry()  # the deadline, between fetches
             try:
-                manifest = fetch_first(registry, digest, paths, deadline=self.deadline)
+                tree = fetch_tree(registry, digest, paths, deadline=self.deadline)
             except UnreadableManifest as error:
                 # A listed digest no reader understands has no children this auditor could vouch for.
                 log.warning("%s", error)
                 self.learned.remember_children(digest, ())
                 continue
-            if manifest is None:
+            except TooManyDescendants as error:
+                # Its descendants past the bound are no children this auditor vouches for: an alarm, not a pass.
+                log.warning("%s", error)
+                tree = error.found
+            if tree is None:
                 nowhere.append(digest)
                 continue
-            self.learned.remember_children(digest, manifest.children if manifest.is_index else ())
+            self.learned.remember_children(digest, descendants(tree, digest) or ())
             resolved = True
         return resolved, nowhere
 

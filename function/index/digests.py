@@ -26,6 +26,10 @@ from function.index.manifests import ManifestSet, Problem
 from function.reference import is_digest
 
 SCHEMA_VERSION = 1
+# Every descendant of a listed index (an index inside an index, to this depth) is a child of the listed
+# digest; resolution stops at this many descendants per listed digest (the digest stays unresolved).
+MAX_DEPTH = 4
+MAX_DESCENDANTS = 1_000
 # Enough to diagnose a broken manifest set without letting a pathological one bloat the index.
 MAX_PROBLEMS_KEPT = 200
 
@@ -61,7 +65,7 @@ class Image:
         if self._parents is None:
             parents: dict[str, list[str]] = {}
             for digest in self.digests:
-                for child in self.manifests.get(digest, ()):
+                for child in descendants(self.manifests, digest) or ():
                     parents.setdefault(child, []).append(digest)
             self._parents = parents
         return self._parents
@@ -82,6 +86,36 @@ class Image:
     def promotes(self, digest: str) -> bool:
         """Listed here, or a platform child of something listed here."""
         return digest in self.digests or digest in self.parents
+
+
+def descendants(manifests: Mapping[str, Iterable[str]], digest: str) -> tuple[str, ...] | None:
+    """Every descendant of ``digest`` to ``MAX_DEPTH`` (children, children of nested indexes, ...), in
+    the order found, as ``manifests`` (digest -> children) records them; None when it records no entry for
+    ``digest``. At most ``MAX_DESCENDANTS`` are returned."""
+    if digest not in manifests:
+        return None
+    found: dict[str, None] = {}
+    level = [digest]
+    for _ in range(MAX_DEPTH):
+        below = [c for d in level for c in manifests.get(d, ()) if c != digest and c not in found]
+        for child in below:
+            found[child] = None
+        level = [c for c in dict.fromkeys(below) if c in manifests]
+        if not level or len(found) >= MAX_DESCENDANTS:
+            break
+    return tuple(found)[:MAX_DESCENDANTS]
+
+
+def with_nested(manifests: Mapping[str, list[str]], digests: Iterable[str]) -> dict[str, list[str]]:
+    """The entries of ``manifests`` for ``digests`` and for the nested indexes among their descendants."""
+    kept: dict[str, list[str]] = {}
+    for digest in digests:
+        if digest in manifests:
+            kept[digest] = manifests[digest]
+            for child in descendants(manifests, digest) or ():
+                if child in manifests:
+                    kept[child] = manifests[child]
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +191,7 @@ class DigestIndex:
     ) -> DigestIndex:
         """The index of ``manifest_set``, with what ``previous`` resolved for digests still promoted."""
         promoted = {d for project in manifest_set.projects.values() for dmap in project.images.values() for d in dmap}
-        carried = {d: c for d, c in previous.manifests.items() if d in promoted} if previous is not None else {}
+        carried = with_nested(previous.manifests, promoted) if previous is not None else {}
         projects = {
             name: ProjectEntry(
                 project.staging,
@@ -189,7 +223,7 @@ class DigestIndex:
         """This index with what ``previous`` resolved (and this one did not) for digests it promotes, and
         how many such resolutions there were."""
         promoted = self.promoted_digests()
-        carried = {d: c for d, c in previous.manifests.items() if d in promoted and d not in self.manifests}
+        carried = with_nested(previous.manifests, promoted - self.manifests.keys())
         return (self.with_resolutions(carried) if carried else self), len(carried)
 
     def _link(self) -> None:

@@ -100,6 +100,9 @@ class Manifest:
     children: tuple[str, ...]
     facts: Facts
     size: int
+    # The children whose descriptor types them as an index or manifest list: nested indexes, whose own
+    # children are descendants too.
+    nested: tuple[str, ...] = ()
 
     @property
     def is_index(self) -> bool:
@@ -167,7 +170,12 @@ def parse_manifest(body: bytes, content_type: str | None, digest: str) -> Manife
         children = tuple(_descriptor_digest(entry, f"manifests[{i}]") for i, entry in enumerate(entries))
         runnable = len(entries) > MAX_REFERRER_ENTRIES or not all(map(_describes_artifact, entries))
         facts = Facts(True, runnable, subject, None, () if runnable else children)
-        return Manifest(digest, media_type, children, facts, len(body))
+        nested = tuple(
+            child
+            for child, entry in zip(children, entries, strict=True)
+            if isinstance(entry, dict) and entry.get("mediaType") in INDEX_MEDIA_TYPES
+        )
+        return Manifest(digest, media_type, children, facts, len(body), nested)
     runnable = _runnable(document)
     return Manifest(digest, media_type, (), Facts(False, runnable, subject, _cosign_kind(document)), len(body))
 
