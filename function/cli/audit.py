@@ -42,7 +42,8 @@ of it. Registries are asked only about true misses, as the audit function does, 
 settings apply: AUDITOR_FROZEN_PREFIXES (default: none), AUDITOR_DEADLINE_SECONDS per decision (default:
 50), and AUDITOR_PENDING_GRACE_SECONDS (default: 1800): while sync_index has accepted a newer commit than
 the index's for less than that, a would-be REJECTED (other than a deletion or a frozen change) is RETRY
-"index behind".
+"index behind". AUDITOR_PARENT_WAIT_SECONDS (default: 600): an untagged child whose listed list is in no
+repository yet is RETRY "parent not yet pushed" for that long from when its payload is read here.
 
 exit codes:
   0   every verdict is VERIFIED or IGNORED
@@ -96,6 +97,8 @@ def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
     # (RETRY index behind) while sync_index is publishing a newer commit, so a laptop raises no alarm
     # the function would hold back.
     deadline = from_environment(config.deadline_seconds)
+    # A list not yet pushed is waited for from when each payload is read (the CLI has no publish time).
+    parent_wait = from_environment(config.parent_wait_seconds)
     grace = from_environment(lambda: config.seconds(config.PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS))
     # Bounded as the function bounds its store, so that reading the records leaves the decision time to finish.
     store = open_store(uri, timeout=deadline / 3, retry_timeout=deadline / 3)
@@ -105,6 +108,7 @@ def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
         RegistryClient(index.registry_hosts()),
         frozen_prefixes=frozen,
         deadline_seconds=deadline,
+        parent_wait_seconds=parent_wait,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from function import verdict as v
-from function.auditor import Auditor
+from function.auditor import DEFAULT_PARENT_WAIT_SECONDS, Auditor
 from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import MalformedEvent, unwrap_pubsub
 from function.index.freshness import (
@@ -31,7 +31,14 @@ from function.index.store import IndexStore, open_store
 from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
 from function.rules import malformed
-from function.services.config import PENDING_GRACE_VARIABLE, deadline_seconds, frozen_prefixes, seconds, setting
+from function.services.config import (
+    PENDING_GRACE_VARIABLE,
+    deadline_seconds,
+    frozen_prefixes,
+    parent_wait_seconds,
+    seconds,
+    setting,
+)
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -54,13 +61,16 @@ class AuditService:
         wall: Clock = time.time,
         frozen_prefixes: Iterable[str] = (),
         deadline_seconds: float = DEFAULT_SECONDS,
+        parent_wait_seconds: float = DEFAULT_PARENT_WAIT_SECONDS,
     ) -> None:
         self.store = store
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
         self.frozen_prefixes = tuple(normalize_prefix(prefix) for prefix in frozen_prefixes)
         self.deadline_seconds = deadline_seconds
+        self.parent_wait_seconds = parent_wait_seconds
         self.clock = clock
+        self.wall = wall
         self.index = WatchedIndex(
             IndexWatch(store, refresh_seconds=refresh_seconds, clock=clock, logger=self.logger),
             PendingWatch(
@@ -88,6 +98,7 @@ class AuditService:
             grace_seconds=seconds(PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS),
             frozen_prefixes=frozen_prefixes(),
             deadline_seconds=deadline,
+            parent_wait_seconds=parent_wait_seconds(),
         )
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
@@ -100,7 +111,7 @@ class AuditService:
             deadline = Deadline(self.deadline_seconds, self.clock)
             if self._lock.acquire(timeout=max(0.0, deadline.remaining())):
                 try:
-                    verdict = self._decide(delivery.data, deadline)
+                    verdict = self._decide(delivery.data, deadline, delivery.published_at)
                 finally:
                     self._lock.release()
             else:
@@ -117,13 +128,17 @@ class AuditService:
             raise RetryLater(verdict.message)
         return verdict
 
-    def _decide(self, data: bytes, deadline: Deadline) -> Verdict:
+    def _decide(self, data: bytes, deadline: Deadline, published_at: float | None) -> Verdict:
         try:
             index = self.index.current(deadline)
         except IndexUnavailable as error:
             message = f"No index to decide with, the message will be redelivered: {error}"
             return self._auditor_for(self._hosts).left_open(data, error.reason, message)
-        return self._auditor_for(index.registry_hosts()).audit_payload(data, deadline=deadline)
+        # A list not yet pushed is waited for from the message's publication (from now where Pub/Sub gave
+        # no publishTime), so that redeliveries do not restart the wait.
+        return self._auditor_for(index.registry_hosts()).audit_payload(
+            data, deadline=deadline, published_at=published_at
+        )
 
     def _auditor_for(self, hosts: frozenset[str]) -> Auditor:
         """The auditor, with a registry client allowed exactly the hosts of the index: a new destination
@@ -137,5 +152,7 @@ class AuditService:
                 frozen_prefixes=self.frozen_prefixes,
                 deadline_seconds=self.deadline_seconds,
                 clock=self.clock,
+                parent_wait_seconds=self.parent_wait_seconds,
+                wall=self.wall,
             )
         return self._auditor

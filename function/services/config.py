@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from function import deadline
+from function.auditor import DEFAULT_PARENT_WAIT_SECONDS
 from function.reference import InvalidReference, normalize_prefix
 from function.sweep.runner import DEFAULT_MAX_SECONDS
 
@@ -12,6 +13,7 @@ FROZEN_PREFIXES_VARIABLE = "AUDITOR_FROZEN_PREFIXES"
 DEADLINE_VARIABLE = "AUDITOR_DEADLINE_SECONDS"
 PENDING_GRACE_VARIABLE = "AUDITOR_PENDING_GRACE_SECONDS"
 SWEEP_MAX_SECONDS_VARIABLE = "AUDITOR_SWEEP_MAX_SECONDS"
+PARENT_WAIT_VARIABLE = "AUDITOR_PARENT_WAIT_SECONDS"
 
 
 def setting(name: str, default: str | None = None) -> str:
@@ -59,3 +61,9 @@ def deadline_seconds() -> float:
 def sweep_max_seconds() -> float:
     """``AUDITOR_SWEEP_MAX_SECONDS``: the sweep's time budget, below its function's timeout."""
     return seconds(SWEEP_MAX_SECONDS_VARIABLE, DEFAULT_MAX_SECONDS)
+
+
+def parent_wait_seconds() -> float:
+    """``AUDITOR_PARENT_WAIT_SECONDS``: how long, from the message's publish time, a child whose list is
+    nowhere yet may wait (RETRY ``parent not yet pushed``) before it is decided without that list."""
+    return seconds(PARENT_WAIT_VARIABLE, DEFAULT_PARENT_WAIT_SECONDS)
