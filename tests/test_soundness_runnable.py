@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from function.auditor import Auditor
 from function.index.publish import read_index
 from function.index.store import open_store
 from function.registry.content import OCI_MANIFEST, parse_manifest
@@ -103,17 +104,26 @@ def entry_of(host: str, repo: str, digest: str, **extra: Any) -> dict[str, Any]:
     return reg._descriptor(media_type, body, digest) | {"artifactType": artifact_type} | extra
 
 
+def disguised_and_wrapped(
+    tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy, seed: str
+) -> tuple[Auditor, str, str, str, str]:
+    """An auditor of the promotion, pause's path and digest, a runnable artifact of pause, and an index of
+    it under pause's referrers fallback tag."""
+    auditor = audited(tmp_path, promotion)
+    host = registry_proxy.host
+    pause = promotion.artifacts["pause"][0].digest
+    disguised = push_runnable_artifact(host, PAUSE, pause, seed=seed)
+    wrapped = push_index_raw(host, PAUSE, [entry_of(host, PAUSE, disguised)], fallback_tag(pause))
+    return auditor, f"{host}/{PAUSE}", pause, disguised, wrapped
+
+
 @pytest.mark.registry
 def test_a_runnable_image_with_an_artifact_type_is_no_referrer(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    auditor = audited(tmp_path, promotion)
-    host, path = registry_proxy.host, f"{registry_proxy.host}/{PAUSE}"
-    pause = promotion.artifacts["pause"][0].digest
-    disguised = push_runnable_artifact(host, PAUSE, pause, seed="disguised")
+    auditor, path, pause, disguised, wrapped = disguised_and_wrapped(tmp_path, promotion, registry_proxy, "disguised")
     assert outcome(decide(auditor, path, disguised)) == ("REJECTED", "bad_artifact", 1)
-    # An index of it under the fallback tag: each entry's manifest is fetched and judged (remembered here).
-    wrapped = push_index_raw(host, PAUSE, [entry_of(host, PAUSE, disguised)], fallback_tag(pause))
+    # The index of it under the fallback tag: each entry's manifest is fetched and judged (remembered here).
     assert outcome(decide(auditor, path, wrapped, fallback_tag(pause))) == ("REJECTED", "bad_artifact", 1)
 
 
@@ -121,12 +131,9 @@ def test_a_runnable_image_with_an_artifact_type_is_no_referrer(
 def test_the_fallback_tag_fetches_each_entry_and_refuses_a_platform(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    auditor = audited(tmp_path, promotion)
-    host, path = registry_proxy.host, f"{registry_proxy.host}/{PAUSE}"
-    pause = promotion.artifacts["pause"][0].digest
-    disguised = push_runnable_artifact(host, PAUSE, pause, seed="disguised-2")
+    auditor, path, pause, _, wrapped = disguised_and_wrapped(tmp_path, promotion, registry_proxy, "disguised-2")
+    host = registry_proxy.host
     # Not yet known to this auditor: the index, then its entry.
-    wrapped = push_index_raw(host, PAUSE, [entry_of(host, PAUSE, disguised)], fallback_tag(pause))
     assert outcome(decide(auditor, path, wrapped, fallback_tag(pause))) == ("REJECTED", "bad_artifact", 2)
     # A genuine artifact, described with a platform: never an artifact entry, decided without the entry.
     sbom = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "referrer")
