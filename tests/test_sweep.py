@@ -21,7 +21,7 @@ import requests
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.resolve import resolve
-from function.index.store import open_store
+from function.storage.uri import open_store
 from function.sweep.runner import Result, Sweep
 from tests.support import regions as rig
 from tests.support.functions import FunctionServer

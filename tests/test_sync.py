@@ -19,12 +19,14 @@ from function import verdict as v
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Refused, Round, read_index, rebuild
-from function.index.store import IndexStore, LocalStore, open_store
 from function.registry.client import RegistryClient
 from function.services import head
 from function.services.queue import SyncQueue
 from function.services.sync import SyncService
 from function.services.webhook import signature
+from function.storage.base import IndexStore
+from function.storage.local import LocalStore
+from function.storage.uri import open_store
 from tests.support import scenario
 from tests.support.functions import CommitsServer, TarballServer
 from tests.support.manifests import digest, write_project

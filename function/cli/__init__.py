@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from function.cli import audit, build, lookup, stats, sweep
 from function.cli.common import EXIT_ALARM, EXIT_TEMPFAIL, EXIT_USAGE, CommandError, log, set_log_levels
 from function.index.digests import InvalidIndex
-from function.index.store import StoreDenied, StoreError, StoreMissing
+from function.storage.errors import StoreDenied, StoreError, StoreMissing
 
 EPILOG = """\
 exit codes:

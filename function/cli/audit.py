@@ -26,11 +26,12 @@ from function.cli.common import (
 )
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.pending import PendingCommits
-from function.index.store import StoreDenied, StoreError, StoreMissing, open_store
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
 from function.services import config
 from function.services.freshness import DEFAULT_GRACE_SECONDS, PendingWatch
+from function.storage.errors import StoreDenied, StoreError, StoreMissing
+from function.storage.uri import open_store
 from function.verdict import Verdict
 
 EPILOG = """\

@@ -22,9 +22,9 @@ from function.index.digests import Source
 from function.index.pending import commit_time
 from function.index.publish import DEFAULT_MAX_LOSS, Refused, check_loss, plan, rebuild
 from function.index.resolve import DEFAULT_WORKERS
-from function.index.store import IndexStore
 from function.registry.client import RegistryClient
 from function.services.webhook import is_commit_sha
+from function.storage.base import IndexStore
 
 EPILOG = """\
 The build reuses what the index at --out already resolved, and refuses to publish (the index there is

@@ -14,7 +14,9 @@ import google.cloud.logging_v2
 from function import verdict as v
 from function.index.digests import DigestIndex
 from function.index.publish import read_index
-from function.index.store import IndexStore, LocalStore, open_store
+from function.storage.base import IndexStore
+from function.storage.local import LocalStore
+from function.storage.uri import open_store
 from function.table import render_verdicts
 from function.verdict import Verdict
 

@@ -20,7 +20,6 @@ from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import MalformedEvent, unwrap_pubsub
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.pending import PendingCommits
-from function.index.store import IndexStore, StoreError, open_store
 from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
 from function.services.config import PENDING_GRACE_VARIABLE, deadline_seconds, frozen_prefixes, seconds, setting
@@ -30,6 +29,9 @@ from function.services.freshness import (
     IndexWatch,
     PendingWatch,
 )
+from function.storage.base import IndexStore
+from function.storage.errors import StoreError
+from function.storage.uri import open_store
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)

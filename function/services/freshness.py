@@ -25,7 +25,8 @@ from function.deadline import Clock
 from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.pending import Pending, PendingCommits
 from function.index.publish import read_index
-from function.index.store import CorruptIndex, IndexStore, StoreError
+from function.storage.base import IndexStore
+from function.storage.errors import CorruptIndex, StoreError
 
 log = logging.getLogger(__name__)
 

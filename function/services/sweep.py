@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from function import verdict as v
 from function.index.digests import InvalidIndex
 from function.index.publish import read_index
-from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
 from function.services.config import frozen_prefixes, setting, sweep_max_seconds
 from function.services.response import Response
+from function.storage.base import IndexStore
+from function.storage.errors import StoreError
+from function.storage.uri import open_store
 from function.sweep.runner import DEFAULT_MAX_SECONDS, RegistryFactory, Sweep, report_summary
 
 log = logging.getLogger(__name__)

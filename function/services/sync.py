@@ -34,12 +34,14 @@ from function import verdict as v
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Published, Refused, Round, Superseded, rebuild
-from function.index.store import Confirmation, IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
 from function.services import checkout, head, queue, webhook
 from function.services.config import setting
 from function.services.queue import RebuildRequest, SyncQueue
 from function.services.response import Response
+from function.storage.base import Confirmation, IndexStore
+from function.storage.errors import StoreError
+from function.storage.uri import open_store
 
 log = logging.getLogger(__name__)
 
