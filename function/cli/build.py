@@ -17,13 +17,13 @@ from function.cli.common import (
     log,
     open_index_store,
 )
+from function.github.webhook import is_commit_sha
 from function.index import changes
 from function.index.digests import Source
 from function.index.pending import commit_time
 from function.index.publish import DEFAULT_MAX_LOSS, Refused, check_loss, plan, rebuild
 from function.index.resolve import DEFAULT_WORKERS
 from function.registry.client import RegistryClient
-from function.services.webhook import is_commit_sha
 from function.storage.base import IndexStore
 
 EPILOG = """\

@@ -31,13 +31,13 @@ from typing import Any, Protocol
 import orjson
 
 from function import verdict as v
+from function.github import checkout, head, queue, webhook
+from function.github.queue import RebuildRequest, SyncQueue
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Published, Refused, Round, Superseded, rebuild
 from function.registry.client import RegistryClient
-from function.services import checkout, head, queue, webhook
 from function.services.config import setting
-from function.services.queue import RebuildRequest, SyncQueue
 from function.services.response import Response
 from function.storage.base import Confirmation, IndexStore
 from function.storage.errors import StoreError

@@ -17,8 +17,8 @@ from typing import Any
 
 import requests
 
+from function.github.webhook import signature
 from function.index.digests import DigestIndex
-from function.services.webhook import signature
 from function.storage.base import IndexStore
 from function.storage.uri import open_store
 from tests.support import registry as reg
