@@ -23,9 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EXIT_TEMPFAIL = 75
-EXIT_USAGE = 2
-
 
 class AuditorError(Exception):
     """An error that the CLI and the HTTP functions report by its kind (see the table above)."""
@@ -45,8 +42,8 @@ class Kind:
     http_status: int
 
 
-PERMANENT = Kind(exit_code=EXIT_USAGE, http_status=500)
-RETRYABLE = Kind(exit_code=EXIT_TEMPFAIL, http_status=503)
+PERMANENT = Kind(exit_code=2, http_status=500)
+RETRYABLE = Kind(exit_code=75, http_status=503)
 
 
 def kind(error: AuditorError) -> Kind:

@@ -14,6 +14,7 @@ from function.auditor import Auditor
 from function.events import parse_payload
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
+from function.settings import SettingError
 from function.verdict import ERROR_EVENT_TYPE, Verdict, emit, verdict_logger
 from tests.support.manifests import digest, snapshot, write_project
 
@@ -293,7 +294,7 @@ def test_bad_settings_say_what_to_fix(
 
     monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
     monkeypatch.setenv(name, value)
-    with pytest.raises(RuntimeError, match=message):
+    with pytest.raises(SettingError, match=message):
         AuditService.from_environment()
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
-    EXIT_TEMPFAIL,
     URI_HELP,
     CommandError,
     Commands,
@@ -17,6 +16,7 @@ from function.cli.common import (
     log,
     open_index_store,
 )
+from function.errors import RETRYABLE
 from function.github.webhook import is_commit_sha
 from function.index import changes
 from function.index.digests import Source
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if resolution is not None and resolution.failed:
         for line in resolution.errors:
             log.warning("unresolved: %s", line)
-        return EXIT_TEMPFAIL
+        return RETRYABLE.exit_code
     return EXIT_OK
 
 

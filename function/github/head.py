@@ -20,7 +20,6 @@ from function.github.checkout import trusted_url
 from function.github.webhook import is_commit_sha
 from function.index.pending import commit_time
 
-DEFAULT_HEAD_URL = "https://api.github.com/repos/kubernetes/k8s.io/commits/{branch}"
 TIMEOUT_SECONDS = 10.0
 # A commit's answer lists its files; nothing about the head needs more than this.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024

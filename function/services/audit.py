@@ -22,13 +22,8 @@ from function.index.digests import DigestIndex, InvalidIndex
 from function.index.pending import PendingCommits
 from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
-from function.services.config import PENDING_GRACE_VARIABLE, deadline_seconds, frozen_prefixes, seconds, setting
-from function.services.freshness import (
-    DEFAULT_GRACE_SECONDS,
-    DEFAULT_REFRESH_SECONDS,
-    IndexWatch,
-    PendingWatch,
-)
+from function.services.freshness import IndexWatch, PendingWatch
+from function.settings import DEFAULT_GRACE_SECONDS, DEFAULT_REFRESH_SECONDS, Settings
 from function.storage.base import IndexStore
 from function.storage.errors import StoreError
 from function.storage.uri import open_store
@@ -77,14 +72,15 @@ class AuditService:
 
     @classmethod
     def from_environment(cls) -> AuditService:
-        deadline = deadline_seconds()
+        settings = Settings.from_environment()
+        deadline = settings.deadline_seconds
         # Cloud Storage's own retries are bounded so that a read leaves the decision time to finish.
-        store = open_store(setting("AUDITOR_INDEX_URI"), timeout=deadline / 3, retry_timeout=deadline / 3)
+        store = open_store(settings.required_index_uri(), timeout=deadline / 3, retry_timeout=deadline / 3)
         return cls(
             store,
-            refresh_seconds=seconds("AUDITOR_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS),
-            grace_seconds=seconds(PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS),
-            frozen_prefixes=frozen_prefixes(),
+            refresh_seconds=settings.refresh_seconds,
+            grace_seconds=settings.pending_grace_seconds,
+            frozen_prefixes=settings.frozen_prefixes,
             deadline_seconds=deadline,
         )
 
