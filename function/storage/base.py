@@ -27,7 +27,7 @@ _GZIP_LEVEL = 6
 @dataclass(frozen=True)
 class Stored:
     data: bytes
-    """The index JSON, already decompressed."""
+    """The object's bytes as written, already decompressed."""
     generation: int
     """Opaque version of exactly these bytes; only compare it with ``==``."""
 
