@@ -39,9 +39,9 @@ from function.index.digests import DigestIndex, Source
 from function.index.publish import rebuild
 from function.index.resolve import resolve
 from function.index.source import FixedIndex
-from function.index.store import open_store
 from function.registry.client import RegistryClient
 from function.services.audit import AuditService
+from function.storage.uri import open_store
 from function.sweep.runner import Sweep
 from function.verdict import emit, verdict_logger
 from tests.support import registry as reg
@@ -67,7 +67,7 @@ import json, sys, time
 started = time.perf_counter()
 from function.auditor import Auditor
 from function.index.digests import DigestIndex
-from function.index.store import open_store
+from function.storage.uri import open_store
 imported = time.perf_counter()
 stored = open_store(sys.argv[1]).read()
 fetched = time.perf_counter()

@@ -15,6 +15,7 @@ from function.events import parse_payload
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.source import FixedIndex
+from function.settings import SettingError
 from function.verdict import ERROR_EVENT_TYPE, Kind, Verdict, emit, verdict_logger
 from tests.support.manifests import digest, snapshot, write_project
 from tests.support.sources import Refreshing
@@ -295,7 +296,7 @@ def test_bad_settings_say_what_to_fix(
 
     monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
     monkeypatch.setenv(name, value)
-    with pytest.raises(RuntimeError, match=message):
+    with pytest.raises(SettingError, match=message):
         AuditService.from_environment()
 
 

@@ -17,7 +17,7 @@ from function.cli import main
 from function.cli.common import PROGRESS_LOGGERS, set_log_levels
 from function.index.digests import DigestIndex
 from function.index.pending import PendingCommits
-from function.index.store import open_store
+from function.storage.uri import open_store
 from tests.support import scenario
 from tests.support.gcs import GcsEmulator
 from tests.support.manifests import digest, snapshot, write_project

@@ -13,7 +13,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from function.index.store import Confirmation, GenerationMismatch, IndexStore, LocalStore, open_store
+from function.storage.base import Confirmation, IndexStore
+from function.storage.errors import GenerationMismatch
+from function.storage.local import LocalStore
+from function.storage.uri import open_store
 from tests.support.functions import CommitsServer, TarballServer
 from tests.test_sync import LATER_SHA, NEW_SHA, Rig
 

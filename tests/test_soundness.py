@@ -18,9 +18,9 @@ from function.auditor import Auditor
 from function.index.digests import Source
 from function.index.publish import rebuild
 from function.index.source import FixedIndex
-from function.index.store import open_store
 from function.registry.content import DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX
 from function.services.audit import AuditService, RetryLater
+from function.storage.uri import open_store
 from function.verdict import Verdict, verdict_logger
 from tests.support import registry as reg
 from tests.support import scenario

@@ -21,7 +21,8 @@ import requests
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.resolve import resolve
-from function.index.store import open_store
+from function.settings import SettingError
+from function.storage.uri import open_store
 from function.sweep.runner import Result, Sweep
 from tests.support import regions as rig
 from tests.support.functions import FunctionServer
@@ -306,7 +307,7 @@ def test_the_sweep_function_reads_its_budget_as_every_seconds_setting(
     else:
         monkeypatch.setenv("AUDITOR_SWEEP_MAX_SECONDS", value)
     if expected is None:
-        with pytest.raises(RuntimeError, match=r"AUDITOR_SWEEP_MAX_SECONDS=.* is not a positive number of seconds"):
+        with pytest.raises(SettingError, match=r"AUDITOR_SWEEP_MAX_SECONDS=.* is not a positive number of seconds"):
             SweepService.from_environment()
     else:
         assert SweepService.from_environment().max_seconds == expected

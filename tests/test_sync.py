@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +17,18 @@ from typing import Any
 import pytest
 
 from function import verdict as v
+from function.errors import RETRYABLE, kind
+from function.github import head
+from function.github.queue import QueueError, RebuildRequest, SyncQueue
+from function.github.webhook import signature
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Refused, Round, read_index, rebuild
-from function.index.store import IndexStore, LocalStore, open_store
 from function.registry.client import RegistryClient
-from function.services import head
-from function.services.queue import SyncQueue
 from function.services.sync import SyncService
-from function.services.webhook import signature
+from function.storage.base import IndexStore
+from function.storage.local import LocalStore
+from function.storage.uri import open_store
 from tests.support import scenario
 from tests.support.functions import CommitsServer, TarballServer
 from tests.support.manifests import digest, write_project
@@ -299,6 +303,21 @@ def test_a_push_that_cannot_be_queued_fails_but_stays_pending(rig: Rig, monkeypa
     assert "projects/test-project/topics/sync" in body["reason"]
     assert rig.tarballs.requests == []
     assert [p.commit for p in PendingCommits.beside(rig.store).all()] == [NEW_SHA]
+
+
+def test_a_queue_that_never_answers_fails_within_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as silent:
+        # Connections complete in the kernel's backlog and are never answered.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{silent.getsockname()[1]}")
+        sync_queue = SyncQueue("projects/test-project/topics/sync", SECRET, deadline_seconds=1.0)
+        started = time.monotonic()
+        with pytest.raises(QueueError, match="no answer within 1 s") as raised:
+            sync_queue.publish(RebuildRequest(NEW_SHA, TIMES[NEW_SHA], "push"))
+        assert time.monotonic() - started < 2.0
+    # A fault that may heal: the sync answers 503 and GitHub delivers the push again.
+    assert kind(raised.value) == RETRYABLE
 
 
 @pytest.mark.emulators

@@ -18,8 +18,8 @@ from function.events import parse_payload
 from function.index.digests import DigestIndex, Source
 from function.index.publish import read_index, rebuild
 from function.index.source import FixedIndex
-from function.index.store import open_store
 from function.registry.client import RegistryClient
+from function.storage.uri import open_store
 from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.manifests import write_project
