@@ -244,7 +244,7 @@ def test_a_payload_that_is_not_utf8_is_malformed_not_a_crash(built: tuple[Path, 
     )
     assert run.returncode == 1, run.stderr
     assert [v["verdict"] for v in verdicts(run.stdout.decode())] == ["MALFORMED"]
-    # google-cloud-logging's announcement stays with the JSON lines, off the people's stream.
+    # Nothing but the verdict lines is written, and nothing at all to the people's stream.
     assert run.stderr == b""
 
 
