@@ -20,10 +20,9 @@ import pytest
 from function.deadline import Deadline
 from function.reference import InvalidReference, is_loopback
 from function.registry import content
-from function.registry._reply import TransportError
+from function.registry._http import TransportError, is_google_host, scheme_for
 from function.registry._throttle import TokenBucket, parse_retry_after
-from function.registry._tokens import GoogleTokens, check_realm, is_google_host, parse_bearer_challenge
-from function.registry._transport import scheme_for
+from function.registry._tokens import GoogleTokens, check_realm, parse_bearer_challenge
 from function.registry.client import (
     DigestMismatch,
     HostNotAllowed,

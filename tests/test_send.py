@@ -12,7 +12,7 @@ import requests
 import urllib3.exceptions
 
 from function.deadline import Deadline
-from function.registry._reply import TransportError
+from function.registry._http import TransportError
 from function.registry._send import MAX_BODY, read_capped
 
 

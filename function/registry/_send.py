@@ -13,16 +13,13 @@ import requests
 import urllib3.exceptions
 
 from function.deadline import Clock, Deadline, Sleep, earliest
-from function.registry._reply import Reply, TransportError
+from function.registry._http import RETRYABLE_STATUSES, Reply, TransportError
 from function.registry._throttle import HostLimits, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Distribution refuses manifests over 4 MiB; nothing larger is a manifest or a token.
 MAX_BODY = 4 * 1024 * 1024
-# The longest one request may take, its body included, whatever the per-read timeout lets through.
-MAX_REQUEST_SECONDS = 60.0
 _CHUNK = 64 * 1024
 
 

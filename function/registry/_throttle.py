@@ -11,7 +11,7 @@ import urllib3.exceptions
 import urllib3.util
 
 from function.deadline import Clock, Deadline, Sleep
-from function.registry._reply import TransportError
+from function.registry._http import TransportError
 
 # Jitter spreads retries of many threads apart; it needs no cryptographic quality, only no shared state.
 _jitter = random.SystemRandom()

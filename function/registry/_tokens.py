@@ -7,12 +7,10 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import google.auth
 import google.auth.credentials
 import google.auth.exceptions
 import google.auth.transport.requests
@@ -20,18 +18,18 @@ import google.auth.transport.requests
 from function.bounded import LruCache
 from function.deadline import Clock, Deadline, clip
 from function.reference import is_loopback
-from function.registry._reply import TransportError
+from function.registry._http import TransportError
+
+if TYPE_CHECKING:
+    from function.registry.client import CredentialsFactory
 
 log = logging.getLogger(__name__)
 
-GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 DEFAULT_TOKEN_LIFETIME = 60.0
 # Bearer tokens are per repository, and an event may name any repository under a destination.
 MAX_CACHED_TOKENS = 1024
 # google-auth's own default for a token request, before it is clipped to the decision's deadline.
 GOOGLE_TOKEN_TIMEOUT = 120.0
-
-CredentialsFactory = Callable[[], google.auth.credentials.Credentials]
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]*))')
 
@@ -96,17 +94,6 @@ class TokenCache:
     def put(self, host: str, scope: str, value: str, lifetime: float) -> None:
         # Expire early so that a token never runs out between the check and the registry's answer.
         self._tokens.put((host, scope), _CachedToken(value, self._clock() + lifetime * 0.9))
-
-
-def is_google_host(netloc: str) -> bool:
-    name = netloc.rsplit(":", 1)[0].lower()
-    return name == "gcr.io" or name.endswith((".gcr.io", "-docker.pkg.dev"))
-
-
-def google_default_credentials() -> google.auth.credentials.Credentials:
-    """Application Default Credentials: the function's service account in the cloud."""
-    credentials, _project = google.auth.default(scopes=[GOOGLE_SCOPE])
-    return credentials
 
 
 class GoogleTokens:

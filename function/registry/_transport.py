@@ -11,22 +11,16 @@ import time
 from collections.abc import Mapping
 
 from function.deadline import Clock, Deadline, Sleep
-from function.reference import is_loopback
-from function.registry._reply import Reply, TransportError
-from function.registry._send import MAX_REQUEST_SECONDS, Sender
+from function.registry._http import MAX_REQUEST_SECONDS, Reply, TransportError, is_google_host, scheme_for
+from function.registry._send import Sender
 from function.registry._throttle import HostLimits, RetryPolicy
 from function.registry._tokens import (
     GoogleTokens,
     TokenCache,
     check_realm,
-    is_google_host,
     parse_bearer_challenge,
     read_token,
 )
-
-
-def scheme_for(netloc: str) -> str:
-    return "http" if is_loopback(netloc) else "https"
 
 
 class Transport:

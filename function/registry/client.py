@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
-
-from requests.utils import parse_header_links
 
 from function.deadline import Clock, Deadline, Sleep
 from function.reference import (
@@ -27,11 +25,14 @@ from function.reference import (
     is_tag,
 )
 from function.registry import content
-from function.registry._reply import Reply, TransportError
-from function.registry._send import MAX_REQUEST_SECONDS, RETRYABLE_STATUSES
-from function.registry._throttle import RetryPolicy
-from function.registry._tokens import CredentialsFactory, GoogleTokens, google_default_credentials
-from function.registry._transport import Transport, scheme_for
+from function.registry._http import MAX_REQUEST_SECONDS, RETRYABLE_STATUSES, Reply, TransportError, scheme_for
+
+if TYPE_CHECKING:
+    import google.auth.credentials
+
+    from function.registry._transport import Transport
+
+    CredentialsFactory = Callable[[], google.auth.credentials.Credentials]
 
 __all__ = [
     "DigestMismatch",
@@ -48,6 +49,15 @@ __all__ = [
 ]
 
 NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN"})
+GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def google_default_credentials() -> google.auth.credentials.Credentials:
+    """Application Default Credentials: the function's service account in the cloud."""
+    import google.auth  # loaded on the first request to a Google registry, see RegistryClient
+
+    credentials, _project = google.auth.default(scopes=[GOOGLE_SCOPE])
+    return credentials
 
 
 class RegistryError(Exception):
@@ -127,10 +137,16 @@ class RegistryClient:
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
+        # requests, urllib3 and google-auth load with the first client, not with every importer of the
+        # errors and protocols here: the CLI's lookup and stats never send a request.
+        from function.registry._throttle import RetryPolicy
+        from function.registry._tokens import GoogleTokens
+        from function.registry._transport import Transport
+
         self._allowed_hosts = frozenset(checked_host(host) for host in allowed_hosts)
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
-        self._transport = Transport(
+        self._transport: Transport = Transport(
             timeout=timeout,
             retry=RetryPolicy(max_attempts=max_attempts),
             rate_per_host=rate_per_host,
@@ -297,6 +313,8 @@ def _error_summary(body: bytes) -> tuple[frozenset[str], str]:
 
 def _next_page(host: str, name: str, link: str | None) -> str | None:
     """The path and query of a Link header's next page; a link to another host is refused."""
+    from requests.utils import parse_header_links  # loaded with the transport, see RegistryClient
+
     url = next((page["url"] for page in parse_header_links(link or "") if _is_next(page)), "")
     if not url:
         return None

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from function.reference import REPOSITORY_RE, InvalidReference, is_digest, is_tag, prefix_over
-from function.registry._tokens import is_google_host
+from function.registry._http import is_google_host
 from function.registry.client import (
     ManifestNotFound,
     RegistryClient,
