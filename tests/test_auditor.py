@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from function.auditor import Auditor
+from function.cloudlog import structured_lines
 from function.events import parse_payload
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
@@ -243,7 +244,7 @@ def test_verdict_lines_carry_the_requests_trace(auditor: Auditor, monkeypatch: p
 
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "auditor-project")
     stream = io.StringIO()
-    logger = verdict_logger(stream, labels={"function": "audit"})
+    logger = verdict_logger(stream, labels={"function": "audit"}, lines=structured_lines)
     with flask.Flask("t").test_request_context(headers={"X-Cloud-Trace-Context": "0af7651916cd43dd/1;o=1"}):
         emit(logger, auditor.audit_payload(event(d=LIST)))
     line = next(line for line in read_lines(stream) if "verdict" in line)

@@ -244,7 +244,7 @@ def test_a_payload_that_is_not_utf8_is_malformed_not_a_crash(built: tuple[Path, 
     )
     assert run.returncode == 1, run.stderr
     assert [v["verdict"] for v in verdicts(run.stdout.decode())] == ["MALFORMED"]
-    # google-cloud-logging's announcement stays with the JSON lines, off the people's stream.
+    # Nothing but the verdict lines is written, and nothing at all to the people's stream.
     assert run.stderr == b""
 
 
@@ -492,7 +492,7 @@ def test_log_levels(tmp_path: Path) -> None:
 def test_registry_retries_show_only_when_verbose() -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, {name: logging.getLogger(name).level for name in PROGRESS_LOGGERS})
-    transport, progress = logging.getLogger("function.registry._transport"), logging.getLogger("function.index.publish")
+    transport, progress = logging.getLogger("function.registry._send"), logging.getLogger("function.index.publish")
     try:
         set_log_levels(0)
         assert progress.isEnabledFor(logging.INFO) and not transport.isEnabledFor(logging.INFO)

@@ -9,8 +9,6 @@ import sys
 from collections.abc import Callable
 from typing import TypeAlias
 
-import google.cloud.logging_v2
-
 from function import verdict as v
 from function.errors import Permanent
 from function.index.digests import DigestIndex
@@ -97,8 +95,10 @@ def add_format_option(parser: argparse.ArgumentParser) -> None:
 def verdict_output(form: str) -> tuple[Callable[[Verdict], None], Callable[[], None]]:
     """How each verdict is written in ``form``, and what is written after the last one."""
     if form == JSON:
-        logger = v.verdict_logger(sys.stdout)
-        return (lambda verdict: v.emit(logger, verdict)), (lambda: None)
+        # Operational lines (a stale sync's) join the verdict lines on stdout, through the verdict logger;
+        # the verdicts go straight there: a log record each would cost more than deciding it from the index.
+        v.verdict_logger(sys.stdout)
+        return (lambda verdict: v.write_line(sys.stdout, verdict)), (lambda: None)
     lines: list[dict[str, object]] = []
     return (lambda verdict: lines.append(verdict.fields())), (lambda: print(render_verdicts(lines), end=""))
 
@@ -112,9 +112,6 @@ def set_log_levels(verbosity: int) -> None:
         handler.addFilter(_structured_as_text)
     for name in PROGRESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 0 else root)
-    # google-cloud-logging announces itself once with a line meant for Cloud Logging; on a laptop stdout
-    # carries only the results (one verdict line per payload), so it is taken as already announced.
-    google.cloud.logging_v2._instrumentation_emitted = True
 
 
 def _structured_as_text(record: logging.LogRecord) -> bool:

@@ -19,6 +19,7 @@ from function import verdict as v
 from function.auditor import Auditor
 from function.events import Event
 from function.index.digests import DigestIndex, Image
+from function.reference import InvalidReference
 from function.registry.client import ManifestNotFound, RegistryClient, RegistryError
 from function.registry.content import INDEX_MEDIA_TYPES
 from function.registry.listing import Listed, Unlisted, short_reason
@@ -109,7 +110,7 @@ class RepositoryCheck:
                 manifest = self.registry.get_manifest(self.host, self.repository, digest)
             except ManifestNotFound:
                 continue
-            except RegistryError as error:
+            except (RegistryError, InvalidReference) as error:
                 self.outcome.unswept.append(Unlisted(f"{self.listed.path}@{digest}", short_reason(error), nested=False))
                 continue
             children[digest] = manifest.children
@@ -144,7 +145,7 @@ class RepositoryCheck:
             head = self.registry.head_manifest(self.host, self.repository, digest)
         except ManifestNotFound:
             presence = Presence.ABSENT
-        except RegistryError as error:
+        except (RegistryError, InvalidReference) as error:
             self.outcome.unswept.append(Unlisted(f"{self.listed.path}@{digest}", short_reason(error), nested=False))
             presence = Presence.UNKNOWN
         else:
