@@ -24,11 +24,12 @@ from function.services.audit import AuditService, RetryLater
 from function.verdict import Verdict, verdict_logger
 from tests.support import registry as reg
 from tests.support import scenario
+from tests.support.auditing import audited, client, load, promotion
+from tests.support.clock import FakeClock
 from tests.support.proxy import LocalAnswer, RegistryProxy, manifest_answer
-from tests.test_true_miss import FakeClock, audited, client, load, promotion
 
 pytestmark = pytest.mark.registry
-__all__ = ["promotion"]  # the fixture, shared with test_true_miss
+__all__ = ["promotion"]  # the fixture, from tests/support/auditing.py
 
 PAUSE = "us-central1/images/pause"
 
