@@ -1,7 +1,7 @@
 """The rules (function/rules.py) and the auditor's use of a registry (function/auditor.py), on a registry
 in a dict (tests/support/fake_registry.py): artifacts judged by their content, read once per digest,
 tags resolved, children pushed before their list. What HTTP, faults and deadlines do to the same
-decisions is tested on Debian's registry (tests/test_soundness.py, tests/test_true_miss.py)."""
+decisions is tested on Debian's registry (tests/test_soundness.py, tests/test_auditor_true_miss.py)."""
 
 from __future__ import annotations
 
