@@ -171,7 +171,9 @@ def test_audit_references_as_inserts_and_an_alarm_wins_over_a_retry(
     piped = cli("audit", "--index", str(out), pause["digest"], stdin='{"action": "DELETE", "tag": "x"}\n')
     assert len(verdicts(piped.stdout)) == 1 and piped.returncode == 0
 
-    registry_proxy.fail_always(503)
+    # Every request fails from here; Retry-After: 0 keeps the client's retries from sleeping (it still tries
+    # four times each and gives up).
+    registry_proxy.fail_next(1000, 503, retry_after="0")
     by_tag = json.dumps({"action": "INSERT", "tag": pause["tag"]})
     waiting = cli("audit", "--index", str(out), "--format", "table", stdin=by_tag + "\n")
     assert waiting.returncode == 75 and waiting.stdout.splitlines()[-1] == "1 verdict: 1 RETRY"
