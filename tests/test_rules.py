@@ -18,6 +18,7 @@ from function.index.digests import DigestIndex, Source
 from function.index.source import FixedIndex
 from function.learned import Learned
 from function.verdict import Verdict
+from tests.support.auditing import cosign_tag, decide, fallback_tag, outcome
 from tests.support.fake_registry import FakeRegistry
 from tests.support.manifests import write_project
 
@@ -57,27 +58,6 @@ def promoted(
         index = index.with_resolutions({pause: children})
     registry.requests.clear()
     return Auditor(FixedIndex(index), registry), pause
-
-
-def decide(auditor: Auditor, path: str, digest: str | None = None, tag: str | None = None) -> Verdict:
-    payload = {"action": "INSERT"}
-    if digest is not None:
-        payload["digest"] = f"{path}@{digest}"
-    if tag is not None:
-        payload["tag"] = f"{path}:{tag}"
-    return auditor.audit_payload(json.dumps(payload))
-
-
-def outcome(verdict: Verdict) -> tuple[str, str | None, int]:
-    return verdict.verdict, verdict.basis or verdict.reason, verdict.registry_calls
-
-
-def fallback_tag(digest: str) -> str:
-    return digest.replace(":", "-")
-
-
-def cosign_tag(digest: str, kind: str) -> str:
-    return f"{fallback_tag(digest)}.{kind}"
 
 
 # --- the rules alone ---------------------------------------------------------------------------------

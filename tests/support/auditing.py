@@ -3,6 +3,7 @@ name the proxy's host, so every request the auditor or the sync makes is seen an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from function.index.publish import read_index, rebuild
 from function.index.source import FixedIndex
 from function.index.store import open_store
 from function.registry.client import RegistryClient
+from function.verdict import Verdict
 from tests.support import scenario
 from tests.support.clock import FakeClock
 from tests.support.proxy import RegistryProxy
@@ -52,3 +54,27 @@ def load(out: Path) -> DigestIndex:
     loaded = read_index(open_store(str(out)))
     assert loaded is not None
     return loaded
+
+
+# --- deciding one event -------------------------------------------------------------------------
+
+
+def decide(auditor: Auditor, path: str, digest: str | None = None, tag: str | None = None) -> Verdict:
+    payload = {"action": "INSERT"}
+    if digest is not None:
+        payload["digest"] = f"{path}@{digest}"
+    if tag is not None:
+        payload["tag"] = f"{path}:{tag}"
+    return auditor.audit_payload(json.dumps(payload))
+
+
+def outcome(verdict: Verdict) -> tuple[str, str | None, int]:
+    return verdict.verdict, verdict.basis or verdict.reason, verdict.registry_calls
+
+
+def fallback_tag(digest: str) -> str:
+    return digest.replace(":", "-")
+
+
+def cosign_tag(digest: str, kind: str) -> str:
+    return f"{fallback_tag(digest)}.{kind}"
