@@ -31,6 +31,7 @@ from function.registry.client import (
     RegistryUnavailable,
     UnreadableManifest,
 )
+from tests.support.clock import FakeClock
 from tests.support.proxy import RegistryProxy
 from tests.support.registry import (
     RegistryServer,
@@ -345,19 +346,6 @@ def test_shared_client_counts_every_request_across_threads(registry: RegistrySer
 
 
 # --- transport units ---
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_rate_limiter_allows_a_burst_then_the_rate():
