@@ -35,13 +35,11 @@ from function.registry.client import (
     UnreadableManifest,
 )
 from function.registry.content import Facts
+from function.settings import DEFAULT_PARENT_WAIT_SECONDS
 from function.verdict import IndexRef, Kind, Reason, Verdict
 
 log = logging.getLogger(__name__)
 
-# AUDITOR_PARENT_WAIT_SECONDS when unset: how long from its publication a child whose list is nowhere yet
-# may wait for that list (RETRY "parent not yet pushed") before it is decided without it.
-DEFAULT_PARENT_WAIT_SECONDS = 600.0
 PARENT_NOT_YET_PUSHED = "parent not yet pushed"
 # Registry requests one true miss may spend looking for the image's still-unresolved lists; the rest
 # waits for the next delivery, so one event never floods a registry.

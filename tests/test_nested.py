@@ -11,13 +11,12 @@ from function.auditor import Auditor
 from function.index.digests import Source
 from function.index.publish import rebuild
 from function.index.source import FixedIndex
-from function.index.store import open_store
+from function.storage.uri import open_store
 from function.sweep.runner import Sweep
 from tests.support import registry as reg
 from tests.support import scenario
+from tests.support.auditing import client, decide, load, outcome
 from tests.support.proxy import RegistryProxy
-from tests.test_soundness import decide, outcome
-from tests.test_true_miss import client, load
 
 NAME = "nested"
 

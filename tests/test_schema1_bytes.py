@@ -16,11 +16,11 @@ from function.registry import content
 from function.registry.content import OCI_INDEX
 from tests.support import registry as reg
 from tests.support import scenario
+from tests.support.auditing import client, decide, load, promotion, publish
 from tests.support.proxy import LocalAnswer, RegistryProxy, manifest_answer
-from tests.test_soundness import PAUSE, decide
-from tests.test_true_miss import client, load, promotion, publish
+from tests.test_soundness import PAUSE
 
-__all__ = ["promotion"]  # the fixture, shared with test_true_miss
+__all__ = ["promotion"]  # the fixture, shared in tests/support/auditing.py
 
 ATTACKER = "sha256:" + "e" * 64
 

@@ -12,16 +12,16 @@ import pytest
 
 from function.auditor import Auditor
 from function.index.publish import read_index
-from function.index.store import open_store
 from function.registry.content import OCI_MANIFEST, parse_manifest
+from function.storage.uri import open_store
 from function.sweep.runner import Sweep
 from tests.support import registry as reg
 from tests.support import scenario
+from tests.support.auditing import audited, client, decide, fallback_tag, outcome, promotion
 from tests.support.proxy import RegistryProxy
-from tests.test_soundness import PAUSE, decide, fallback_tag, outcome
-from tests.test_true_miss import audited, client, promotion
+from tests.test_soundness import PAUSE
 
-__all__ = ["promotion"]  # the fixture, shared with test_true_miss
+__all__ = ["promotion"]  # the fixture, shared in tests/support/auditing.py
 
 ENTRYPOINT_IMAGE_ARTIFACT = "application/vnd.example.innocent.v1+json"
 DIGEST = "sha256:" + "a" * 64

@@ -14,7 +14,8 @@ from function.index.digests import Source
 from function.index.freshness import IndexWatch, PendingWatch, WatchedIndex
 from function.index.pending import PendingCommits
 from function.index.publish import rebuild
-from function.index.store import LocalRecords, LocalStore, StoreError
+from function.storage.errors import StoreError
+from function.storage.local import LocalRecords, LocalStore
 from tests.support import scenario
 
 SLOW = 3.0

@@ -17,18 +17,17 @@ from function.events import unwrap_pubsub
 from function.index.digests import Source
 from function.index.publish import rebuild
 from function.index.source import FixedIndex
-from function.index.store import open_store
-from function.services import config
 from function.services.audit import AuditService, RetryLater
+from function.storage.uri import open_store
 from function.sweep.runner import Sweep
 from function.verdict import Verdict, verdict_logger
 from tests.support import registry as reg
 from tests.support import scenario
+from tests.support.auditing import client, load, outcome, promotion
 from tests.support.proxy import RegistryProxy
-from tests.test_soundness import PAUSE, outcome
-from tests.test_true_miss import client, load, promotion
+from tests.test_soundness import PAUSE
 
-__all__ = ["promotion"]  # the fixture, shared with test_true_miss
+__all__ = ["promotion"]  # the fixture, shared in tests/support/auditing.py
 
 NOWHERE = "sha256:" + "f0" * 32
 WAIT = 600.0
@@ -47,17 +46,6 @@ def test_publish_time_is_read_from_either_spelling() -> None:
         delivery = unwrap_pubsub({"message": {"data": data, key: "2026-01-01T00:00:00Z"}})
         assert delivery.published_at == 1767225600.0
     assert unwrap_pubsub({"message": {"data": data}}).published_at is None
-
-
-def test_the_parent_wait_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(config.PARENT_WAIT_VARIABLE, raising=False)
-    assert config.parent_wait_seconds() == WAIT
-    monkeypatch.setenv(config.PARENT_WAIT_VARIABLE, "90")
-    assert config.parent_wait_seconds() == 90.0
-    for bad in ("0", "-5", "ten", "inf"):
-        monkeypatch.setenv(config.PARENT_WAIT_VARIABLE, bad)
-        with pytest.raises(RuntimeError, match=config.PARENT_WAIT_VARIABLE):
-            config.parent_wait_seconds()
 
 
 def published(tmp_path: Path, promotion: scenario.Promotion) -> Path:

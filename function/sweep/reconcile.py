@@ -20,6 +20,7 @@ from function.auditor import Auditor
 from function.events import Event
 from function.index.digests import DigestIndex, Image, descendants
 from function.index.resolve import fetch_tree
+from function.reference import InvalidReference
 from function.registry.client import ManifestNotFound, RegistryClient, RegistryError
 from function.registry.content import INDEX_MEDIA_TYPES
 from function.registry.listing import Listed, Unlisted, short_reason
@@ -108,7 +109,7 @@ class RepositoryCheck:
                 continue  # the listing holds its children already
             try:
                 tree = fetch_tree(self.registry, digest, [self.listed.path])
-            except RegistryError as error:
+            except (RegistryError, InvalidReference) as error:
                 self.outcome.unswept.append(Unlisted(f"{self.listed.path}@{digest}", short_reason(error), nested=False))
                 continue
             if tree is None:
@@ -146,7 +147,7 @@ class RepositoryCheck:
             head = self.registry.head_manifest(self.host, self.repository, digest)
         except ManifestNotFound:
             presence = Presence.ABSENT
-        except RegistryError as error:
+        except (RegistryError, InvalidReference) as error:
             self.outcome.unswept.append(Unlisted(f"{self.listed.path}@{digest}", short_reason(error), nested=False))
             presence = Presence.UNKNOWN
         else:

@@ -25,14 +25,12 @@ from function.learned import Learned
 from function.reference import normalize_prefix, prefix_over
 from function.registry.client import RegistryClient, RegistryError
 from function.registry.listing import HostWalk, Listed, Unlisted, short_reason
+from function.settings import DEFAULT_SWEEP_MAX_SECONDS
 from function.sweep.reconcile import Outcome, RepositoryCheck
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
-# Well under the 3600 s timeout of the sweep function: a request in flight when the budget runs out may
-# still take its timeout and retries, and the summary has to be written after that.
-DEFAULT_MAX_SECONDS = 3000.0
 DEFAULT_WORKERS = 8
 # Parts that failed are listed once more after this pause: longer than the client's cool-down of a host
 # that failed every attempt, during which it sends nothing to that host (a blip would otherwise leave a
@@ -118,7 +116,7 @@ class Sweep:
         *,
         registry_factory: RegistryFactory = RegistryClient,
         frozen_prefixes: Sequence[str] = (),
-        max_seconds: float = DEFAULT_MAX_SECONDS,
+        max_seconds: float = DEFAULT_SWEEP_MAX_SECONDS,
         workers: int = DEFAULT_WORKERS,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
