@@ -19,9 +19,10 @@ uses the extension when that answer carries it.
 from __future__ import annotations
 
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from function.reference import REPOSITORY_RE, InvalidReference, is_digest, is_tag, prefix_over
@@ -55,12 +56,15 @@ class UnboundedListing(UnreadableListing):
     is dropped and the part it lists is left unswept, never taken as empty."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Held:
-    """One manifest a repository holds."""
+    """One manifest a repository holds (small: a listing may hold hundreds of thousands)."""
 
     media_type: str | None
-    tags: set[str] = field(default_factory=set)
+    tags: frozenset[str] = frozenset()
+
+    def tagged(self, tags: frozenset[str]) -> Held:
+        return self if tags <= self.tags else Held(self.media_type, self.tags | tags)
 
 
 @dataclass
@@ -214,8 +218,8 @@ class HostWalk:
         for document in self._pages(first_path, _pull(name), first):
             held, nested = _extension_entries(document, f"{self.host}/{name}")
             for digest, entry in held.items():
-                known = manifests.setdefault(digest, Held(entry.media_type))
-                known.tags |= entry.tags
+                known = manifests.get(digest)
+                manifests[digest] = entry if known is None else known.tagged(entry.tags)
             children += nested
         if walk:
             for child in children:
@@ -248,7 +252,7 @@ class HostWalk:
                 digest, media_type = self._head(name, tag)
             except ManifestNotFound:
                 continue  # untagged between the listing and the HEAD: nothing to decide under that tag
-            manifests.setdefault(digest, Held(media_type)).tags.add(tag)
+            manifests[digest] = manifests.get(digest, Held(media_type)).tagged(frozenset({tag}))
         return Listed(path, manifests, complete=False)
 
     def _head(self, name: str, tag: str) -> tuple[str, str | None]:
@@ -321,7 +325,9 @@ def _extension_entries(document: Any, where: str) -> tuple[dict[str, Held], list
         tags = info.get("tag") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) and is_tag(t) for t in tags):
             raise UnreadableListing(f"{where}: the tags of {digest} are not a list of valid tag names")
-        manifests[digest] = Held(media_type if isinstance(media_type, str) and media_type else None, set(tags))
+        # Interned: a listing repeats a handful of media types for every digest.
+        kind = sys.intern(media_type) if isinstance(media_type, str) and media_type else None
+        manifests[digest] = Held(kind, frozenset(tags)) if tags else Held(kind)
     if not all(isinstance(child, str) and child for child in raw_children):
         raise UnreadableListing(f"{where}: tags/list has a 'child' entry that is not a name")
     return manifests, list(raw_children)
