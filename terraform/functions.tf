@@ -1,3 +1,8 @@
+locals {
+  # Who may ask sync_index for a resync (the scheduler) or deliver a queued rebuild (the queue's push account).
+  sync_invokers = [google_service_account.scheduler.email, google_service_account.sync_queue.email]
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # audit: one registry event in, one verdict out.
 #
@@ -10,7 +15,7 @@
 resource "google_cloudfunctions2_function" "audit" {
   project     = var.project
   location    = var.region
-  name        = "${var.name_prefix}-audit"
+  name        = local.function_names["audit"]
   description = "Audits every change to the production registries against the promotion manifests."
 
   build_config {
@@ -46,6 +51,10 @@ resource "google_cloudfunctions2_function" "audit" {
       AUDITOR_PENDING_GRACE_SECONDS = tostring(var.pending_grace_seconds)
       AUDITOR_FROZEN_PREFIXES       = join(",", var.frozen_prefixes)
       AUDITOR_DEADLINE_SECONDS      = tostring(var.audit_deadline_seconds)
+      AUDITOR_PARENT_WAIT_SECONDS   = tostring(var.parent_wait_seconds)
+      AUDITOR_SIGNERS               = join(",", var.signers)
+      # Empty, like every unset AUDITOR_* setting: the public-good root the verification library ships.
+      AUDITOR_TRUSTED_ROOT = var.trusted_root
     }
   }
 
@@ -79,21 +88,39 @@ resource "google_secret_manager_secret" "webhook" {
   depends_on = [google_project_service.this]
 }
 
-resource "random_password" "webhook" {
+# Ephemeral and write-only: the value goes from the plan straight to Secret Manager and is in no state, no
+# plan file and no data source. It is written again only when `webhook_secret_version` changes.
+ephemeral "random_password" "webhook" {
   length  = 48
   special = false
 }
 
 resource "google_secret_manager_secret_version" "webhook" {
-  secret      = google_secret_manager_secret.webhook.id
-  secret_data = var.webhook_secret != null ? var.webhook_secret : random_password.webhook.result
+  secret                 = google_secret_manager_secret.webhook.id
+  secret_data_wo         = var.webhook_secret != null ? var.webhook_secret : ephemeral.random_password.webhook.result
+  secret_data_wo_version = var.webhook_secret_version
+
+  # A rotation adds the new version before the old one goes, so an instance starting in between still
+  # finds a `latest` to read.
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# Optional: a GitHub token for the head and compare calls, in a secret the operator creates with gcloud.
+# Looked up by name only: the data source reads the secret's metadata, never a version's payload.
+data "google_secret_manager_secret" "github_token" {
+  count = var.github_token_secret == null ? 0 : 1
+
+  project   = var.project
+  secret_id = var.github_token_secret
 }
 
 resource "google_cloudfunctions2_function" "sync" {
-  #checkov:skip=CKV_GCP_124:GitHub's push webhook comes from the internet; sync_index refuses every request without a valid X-Hub-Signature-256 HMAC.
+  #checkov:skip=CKV_GCP_124:GitHub's push webhook comes from the internet; sync_index refuses every push without a valid X-Hub-Signature-256 HMAC and every resync or queued rebuild without a Google-signed OIDC token of an account in AUDITOR_OIDC_INVOKERS.
   project     = var.project
   location    = var.region
-  name        = "${var.name_prefix}-sync"
+  name        = local.function_names["sync"]
   description = "Rebuilds the auditor's digest index from the promotion manifests of a k8s.io commit."
 
   build_config {
@@ -118,7 +145,8 @@ resource "google_cloudfunctions2_function" "sync" {
     max_instance_count    = var.sync_max_instances
     # One rebuild per instance: a rebuild is CPU- and memory-bound.
     max_instance_request_concurrency = 1
-    # GitHub's webhook comes from the internet; the function checks its HMAC signature itself.
+    # GitHub's webhook comes from the internet; the function checks its HMAC signature, and the OIDC token of
+    # the resync and the queued rebuilds, itself.
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
 
@@ -131,8 +159,13 @@ resource "google_cloudfunctions2_function" "sync" {
       AUDITOR_BRANCH = var.k8s_io_branch
       # GitHub gives a webhook 10 s: a verified push is queued here and rebuilt when it comes back.
       AUDITOR_SYNC_QUEUE = google_pubsub_topic.sync_queue.id
-      # Empty means the function's default, GitHub's API for `k8s_io_repository`.
-      AUDITOR_HEAD_URL = coalesce(var.head_url, "https://api.github.com/repos/${var.k8s_io_repository}/commits/{branch}")
+      # Unset, the function would follow kubernetes/k8s.io whatever `k8s_io_repository` says.
+      AUDITOR_HEAD_URL    = coalesce(var.head_url, "https://api.github.com/repos/${var.k8s_io_repository}/commits/{branch}")
+      AUDITOR_COMPARE_URL = coalesce(var.compare_url, "https://api.github.com/repos/${var.k8s_io_repository}/compare/{base}...{head}")
+      # The resync and the queued rebuilds carry Google-signed ID tokens instead of the webhook's HMAC, so the
+      # webhook secret is GitHub's alone and nothing replayable sits in a job's configuration or in state.
+      AUDITOR_OIDC_AUDIENCE = local.function_urls["sync"]
+      AUDITOR_OIDC_INVOKERS = join(",", local.sync_invokers)
     }
 
     secret_environment_variables {
@@ -141,12 +174,23 @@ resource "google_cloudfunctions2_function" "sync" {
       secret     = google_secret_manager_secret.webhook.secret_id
       version    = "latest"
     }
+
+    dynamic "secret_environment_variables" {
+      for_each = data.google_secret_manager_secret.github_token
+      content {
+        key        = "AUDITOR_GITHUB_TOKEN"
+        project_id = var.project
+        secret     = secret_environment_variables.value.secret_id
+        version    = "latest"
+      }
+    }
   }
 
   depends_on = [
     google_project_service.this,
     google_secret_manager_secret_version.webhook,
     google_secret_manager_secret_iam_member.sync_webhook_accessor,
+    google_secret_manager_secret_iam_member.sync_github_token_accessor,
     google_storage_bucket_iam_member.sync_index_writer,
     google_pubsub_topic_iam_member.sync_queue_publisher,
     time_sleep.build_grants,
@@ -161,7 +205,7 @@ resource "google_cloudfunctions2_function" "sync" {
 resource "google_cloudfunctions2_function" "sweep" {
   project     = var.project
   location    = var.region
-  name        = "${var.name_prefix}-sweep"
+  name        = local.function_names["sweep"]
   description = "Reconciles what the production registries hold with the promotion manifests."
 
   build_config {
@@ -197,6 +241,11 @@ resource "google_cloudfunctions2_function" "sweep" {
       # The sweep's own budget ends two minutes before the function's timeout, so that what it did not
       # reach is named in its summary line instead of the instance being cut off without one.
       AUDITOR_SWEEP_MAX_SECONDS = tostring(max(30, var.sweep_timeout_seconds - 120))
+      AUDITOR_SIGNERS           = join(",", var.signers)
+      AUDITOR_SIGNING_REGISTRY  = var.signing_registry
+      # Images promoted before the promoter signed anything raise no `unsigned` on the first sweep.
+      AUDITOR_SIGNED_SINCE = var.signed_since
+      AUDITOR_TRUSTED_ROOT = var.trusted_root
     }
   }
 

@@ -3,6 +3,11 @@
 # dead letters, no successful sync, no sweep). Absence conditions watch only signals that are periodic by
 # construction (the hourly resync, the daily sweep), never registry traffic, which is bursty.
 #
+# The log-based metrics name the functions by plan-time names (local.function_names), not by the function
+# resources: they are created at the start of the first apply, and the alert policies, which wait for the
+# function builds, are created some ten minutes later. A policy created right after its metric fails with
+# "Cannot find metric(s)" for up to ten minutes (terraform-provider-google issue #11102).
+#
 # Each log-based metric matches lines by their jsonPayload keys; tests/test_terraform.py emits those lines
 # with the code's own emitters and evaluates every filter here against them. Each policy names its section of
 # docs/runbook.md.
@@ -19,7 +24,7 @@ locals {
       description = "REJECTED and MALFORMED verdict lines of the registry audit function."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.audit.name}"
+        resource.labels.service_name="${local.function_names["audit"]}"
         jsonPayload.verdict=("REJECTED" OR "MALFORMED")
       EOT
       labels = {
@@ -35,7 +40,7 @@ locals {
       description = "Verdict lines of the audit and sweep functions, by verdict, reason, source and registry host."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sweep.name}")
+        resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sweep"]}")
         jsonPayload.verdict:*
       EOT
       labels = {
@@ -52,7 +57,7 @@ locals {
       description = "Successful index syncs and resyncs (published or unchanged) of the sync_index function."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sync.name}"
+        resource.labels.service_name="${local.function_names["sync"]}"
         jsonPayload.sync=("published" OR "unchanged")
       EOT
       labels = {
@@ -66,7 +71,7 @@ locals {
       description = "Stale sync and unreadable index lines of the audit and sync_index functions."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}")
+        resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}")
         jsonPayload.freshness=("stale_sync" OR "index_unreadable")
       EOT
       labels = {
@@ -79,7 +84,7 @@ locals {
       description = "Summary lines of the sweep function, one per run, by completeness."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        resource.labels.service_name="${local.function_names["sweep"]}"
         jsonPayload.sweep.complete:*
       EOT
       labels = {
@@ -93,7 +98,7 @@ locals {
       description = "REJECTED findings of the sweep function."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        resource.labels.service_name="${local.function_names["sweep"]}"
         jsonPayload.source="sweep"
         jsonPayload.verdict="REJECTED"
       EOT
@@ -108,7 +113,7 @@ locals {
       description = "MISSING findings of the sweep function."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        resource.labels.service_name="${local.function_names["sweep"]}"
         jsonPayload.source="sweep"
         jsonPayload.verdict="MISSING"
       EOT
@@ -151,8 +156,8 @@ moved {
   to   = google_logging_metric.lines["audit_alarms"]
 }
 
-# An alert policy created right after its log-based metric fails with "Cannot find metric(s)" until the
-# metric has propagated (terraform-provider-google issue #11102).
+# On the first apply the function builds are the metrics' wait (see the top of this file). This covers a
+# later apply that adds a metric while the functions stay as they are.
 resource "time_sleep" "log_metrics" {
   create_duration = "60s"
 
@@ -178,7 +183,7 @@ locals {
         that the promotion manifests in ${var.k8s_io_repository} do not explain.
 
         Find the verdict lines in Logs Explorer:
-        `resource.labels.service_name="${google_cloudfunctions2_function.audit.name}" jsonPayload.verdict=("REJECTED" OR "MALFORMED")`
+        `resource.labels.service_name="${local.function_names["audit"]}" jsonPayload.verdict=("REJECTED" OR "MALFORMED")`
 
         What each reason means and what to do: ${local.runbook}, section "Verdicts".
       EOT
@@ -195,7 +200,7 @@ locals {
         published index, so promotions it declares are now judged against an older index (and may be REJECTED).
         `index_unreadable`: the functions cannot read the published index.
 
-        `resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}") jsonPayload.freshness:*`
+        `resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}") jsonPayload.freshness:*`
 
         What to do: ${local.runbook}, section "Index behind or unreadable".
       EOT
@@ -211,7 +216,7 @@ locals {
         The daily sweep found content in a destination registry that the promotion manifests do not explain
         (its event was lost, dead-lettered or never audited).
 
-        `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="REJECTED"`
+        `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.verdict="REJECTED"`
 
         What to do: ${local.runbook}, sections "Verdicts" and "Sweep findings".
       EOT
@@ -227,7 +232,7 @@ locals {
         The daily sweep found a promoted digest, platform child or tag absent from one of its destination
         registries: a promotion stopped part-way through the regions.
 
-        `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="MISSING"`
+        `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.verdict="MISSING"`
 
         What to do: ${local.runbook}, section "MISSING".
       EOT
@@ -243,6 +248,7 @@ resource "google_monitoring_alert_policy" "log_alarms" {
   combiner              = "OR"
   severity              = each.value.severity
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = each.value.condition
@@ -275,7 +281,13 @@ resource "google_monitoring_alert_policy" "log_alarms" {
     content   = each.value.documentation
   }
 
-  depends_on = [time_sleep.log_metrics]
+  # The builds are the metrics' propagation wait on the first apply (see the top of this file).
+  depends_on = [
+    time_sleep.log_metrics,
+    google_cloudfunctions2_function.audit,
+    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.sweep,
+  ]
 }
 
 moved {
@@ -297,6 +309,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "Messages waiting on ${each.value.name}"
@@ -369,14 +382,28 @@ locals {
   ])
 }
 
-# The auditor down or falling behind: registry events wait unacknowledged. Events in RETRY age too, but
-# they are dead-lettered after `audit_max_delivery_attempts`, so the threshold sits below that span.
+# The auditor down or falling behind: registry events wait unacknowledged. Events in RETRY age too: those
+# held back as `index behind` for up to `pending_grace_seconds` by design, which must not page, and those
+# dead-lettered after `audit_max_delivery_attempts`, after which the backlog empties. The threshold plus its
+# duration sits between the two.
+locals {
+  # When an event that stays RETRY is dead-lettered, counting the backoffs between its deliveries as
+  # doubling from the minimum up to the maximum, Pub/Sub's exponential backoff; the deliveries themselves
+  # add to it, so this is the earliest the backlog can empty.
+  audit_dead_letter_seconds = sum([
+    for attempt in range(var.audit_max_delivery_attempts - 1) :
+    min(tonumber(trimsuffix(var.audit_max_backoff, "s")), tonumber(trimsuffix(var.audit_min_backoff, "s")) * pow(2, attempt))
+  ])
+  backlog_alert_seconds = var.backlog_age_threshold_seconds + var.backlog_age_duration_seconds
+}
+
 resource "google_monitoring_alert_policy" "backlog" {
   project               = var.project
   display_name          = "${var.name_prefix}: registry events waiting too long for a verdict"
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "Oldest unacknowledged event on ${google_pubsub_subscription.audit.name}"
@@ -411,6 +438,17 @@ resource "google_monitoring_alert_policy" "backlog" {
       What to do: ${local.runbook}, section "Backlog".
     EOT
   }
+
+  lifecycle {
+    precondition {
+      condition     = local.backlog_alert_seconds > var.pending_grace_seconds
+      error_message = "backlog_age_threshold_seconds + backlog_age_duration_seconds must exceed pending_grace_seconds: events are RETRY `index behind` that long by design, and the backlog alert would page for every promotion racing its sync."
+    }
+    precondition {
+      condition     = local.backlog_alert_seconds < local.audit_dead_letter_seconds
+      error_message = "backlog_age_threshold_seconds + backlog_age_duration_seconds must stay below the ${local.audit_dead_letter_seconds} s after which audit_max_delivery_attempts dead-letter an event, or the backlog empties before the alert opens. Raise audit_max_delivery_attempts or lower the threshold."
+    }
+  }
 }
 
 # Pushes answered other than 2xx at a sustained rate: the function crashes, is refused by IAM or ingress, hits
@@ -421,12 +459,13 @@ resource "google_monitoring_alert_policy" "push_failures" {
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "Non-2xx push answers per second"
 
     condition_threshold {
-      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=one_of(\"${google_pubsub_subscription.audit.name}\", \"${google_pubsub_subscription.sync_queue.name}\") AND metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class!=\"ack\""
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=one_of(\"${google_pubsub_subscription.audit.name}\", \"${google_pubsub_subscription.audit_replay.name}\", \"${google_pubsub_subscription.sync_queue.name}\") AND metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class!=\"ack\""
       comparison      = "COMPARISON_GT"
       threshold_value = var.push_failure_rate_threshold
       duration        = "${var.push_failure_duration_seconds}s"
@@ -451,7 +490,7 @@ resource "google_monitoring_alert_policy" "push_failures" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      Pub/Sub pushes to the audit or sync function have been answered other than 2xx more than
+      Pub/Sub pushes to the audit function (registry events or replayed ones) or to the sync function have been answered other than 2xx more than
       ${var.push_failure_rate_threshold} times a second for ${var.push_failure_duration_seconds} s.
       `response_class` says how: remote_server_4xx (IAM, ingress, instance limit), remote_server_5xx (crash or
       RETRY), unreachable, deadline_exceeded.
@@ -468,6 +507,7 @@ resource "google_monitoring_alert_policy" "index_not_refreshed" {
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "No published or unchanged sync for ${var.index_refresh_absent_seconds} s"
@@ -502,7 +542,13 @@ resource "google_monitoring_alert_policy" "index_not_refreshed" {
     EOT
   }
 
-  depends_on = [time_sleep.log_metrics]
+  # The builds are the metrics' propagation wait on the first apply (see the top of this file).
+  depends_on = [
+    time_sleep.log_metrics,
+    google_cloudfunctions2_function.audit,
+    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.sweep,
+  ]
 }
 
 # The sweep runs daily: a day without its summary line means it did not run or did not finish.
@@ -512,6 +558,7 @@ resource "google_monitoring_alert_policy" "sweep_liveness" {
   combiner              = "OR"
   severity              = "WARNING"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "No sweep summary for ${var.sweep_absent_seconds} s"
@@ -564,11 +611,17 @@ resource "google_monitoring_alert_policy" "sweep_liveness" {
       last summary says `complete: false`. Until it runs to the end, lost events and half-done promotions go
       unseen.
 
-      `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.sweep:*`
+      `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.sweep:*`
 
       What to do: ${local.runbook}, section "Sweep not run or incomplete".
     EOT
   }
 
-  depends_on = [time_sleep.log_metrics]
+  # The builds are the metrics' propagation wait on the first apply (see the top of this file).
+  depends_on = [
+    time_sleep.log_metrics,
+    google_cloudfunctions2_function.audit,
+    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.sweep,
+  ]
 }

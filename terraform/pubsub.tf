@@ -4,9 +4,10 @@
 # `audit_max_delivery_attempts` the message moves to the dead-letter topic, where the hold subscription keeps
 # it for replay (docs/runbook.md).
 #
-# The sync queue works the same way: sync_index answers GitHub's webhook with 202 after publishing a signed
-# rebuild request, and this module's push subscription delivers the request back to sync_index, which
-# rebuilds inside that push (up to the 600 s ack deadline) and answers 5xx to have it retried.
+# The sync queue works the same way: sync_index answers GitHub's webhook with 202 after publishing a
+# rebuild request, and this module's push subscription delivers the request back to sync_index with an OIDC
+# token of its own account, and sync_index rebuilds inside that push (up to the 600 s ack deadline) and
+# answers 5xx to have it retried.
 
 locals {
   # One dead-letter topic (and hold subscription) for registry events, one for rebuild requests.
@@ -98,6 +99,9 @@ resource "google_pubsub_subscription" "audit" {
   topic                      = local.gcr_topic_id
   ack_deadline_seconds       = var.audit_ack_deadline_seconds
   message_retention_duration = var.audit_message_retention
+  # Acknowledged events stay for the retention too, so that after a fix an operator can seek the
+  # subscription back to a time and have every event since audited again (docs/runbook.md).
+  retain_acked_messages = true
 
   push_config {
     # The topic in the path lets the Functions Framework name it as the CloudEvent source, as Eventarc does.
@@ -158,6 +162,9 @@ resource "google_pubsub_subscription" "audit_replay" {
   topic                      = google_pubsub_topic.audit_replay.id
   ack_deadline_seconds       = var.audit_ack_deadline_seconds
   message_retention_duration = var.audit_message_retention
+  # Acknowledged events stay for the retention too, so that after a fix an operator can seek the
+  # subscription back to a time and have every event since audited again (docs/runbook.md).
+  retain_acked_messages = true
 
   push_config {
     push_endpoint = "${google_cloudfunctions2_function.audit.service_config[0].uri}/${google_pubsub_topic.audit_replay.id}"
@@ -192,11 +199,11 @@ resource "google_pubsub_subscription" "audit_replay" {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Sync queue: signed rebuild requests from sync_index back to sync_index.
+# Sync queue: rebuild requests from sync_index back to sync_index.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_pubsub_topic" "sync_queue" {
-  #checkov:skip=CKV_GCP_83:Carries public k8s.io commit ids signed with the webhook secret; Google-managed encryption is enough.
+  #checkov:skip=CKV_GCP_83:Carries public k8s.io commit ids and their times only; Google-managed encryption is enough.
   project = var.project
   name    = "${var.name_prefix}-sync-queue"
 
@@ -213,12 +220,13 @@ resource "google_pubsub_subscription" "sync_queue" {
   message_retention_duration = "86400s"
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.sync.service_config[0].uri
+    # The URL sync_index is told is its own (AUDITOR_OIDC_AUDIENCE), so the token's audience is exactly it.
+    push_endpoint = local.function_urls["sync"]
 
-    # Checked by Cloud Run only while sync_index is private; the request's HMAC is checked either way.
+    # Checked by sync_index always, and by Cloud Run IAM too while sync_index is private.
     oidc_token {
-      service_account_email = google_service_account.push.email
-      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
+      service_account_email = google_service_account.sync_queue.email
+      audience              = local.function_urls["sync"]
     }
   }
 
@@ -248,5 +256,7 @@ resource "google_pubsub_subscription" "sync_queue" {
     google_pubsub_topic_iam_member.dead_letter_publisher,
     google_cloud_run_service_iam_member.sync_queue_push_invoker,
     google_service_account_iam_member.pubsub_push_token_creator,
+    # The endpoint is a URL built from names, so the order that a reference would give is spelled out.
+    google_cloudfunctions2_function.sync,
   ]
 }
