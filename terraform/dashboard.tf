@@ -95,6 +95,7 @@ resource "google_monitoring_dashboard" "auditor" {
     time_sleep.log_metrics,
     google_cloudfunctions2_function.audit,
     google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
     google_cloudfunctions2_function.sweep,
   ]
 }

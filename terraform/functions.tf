@@ -1,8 +1,3 @@
-locals {
-  # Who may ask sync_index for a resync (the scheduler) or deliver a queued rebuild (the queue's push account).
-  sync_invokers = [google_service_account.scheduler.email, google_service_account.sync_queue.email]
-}
-
 # ---------------------------------------------------------------------------------------------------------
 # audit: one registry event in, one verdict out.
 #
@@ -74,7 +69,10 @@ resource "google_cloudfunctions2_function" "audit" {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# sync_index: GitHub push webhook of k8s.io and the scheduler's periodic resync.
+# sync_index: GitHub push webhook of k8s.io and the scheduler's periodic resync. It answers within seconds
+# and queues the rebuild for the rebuild function below. The resync carries a Google-signed ID token of the
+# scheduler instead of the webhook's HMAC, so the webhook secret is GitHub's alone and nothing replayable
+# sits in a job's configuration or in state.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_secret_manager_secret" "webhook" {
@@ -121,6 +119,91 @@ resource "google_cloudfunctions2_function" "sync" {
   project     = var.project
   location    = var.region
   name        = local.function_names["sync"]
+  description = "Takes k8s.io pushes and resyncs, records them as pending and queues their index rebuilds."
+
+  build_config {
+    runtime           = var.runtime
+    entry_point       = "sync_index"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.sync.email
+    available_memory      = var.sync_memory
+    timeout_seconds       = var.sync_timeout_seconds
+    min_instance_count    = 0
+    # Its own capacity: GitHub's deliveries are never answered 429 because rebuilds hold every instance,
+    # since the rebuilds run in the rebuild function.
+    max_instance_count               = var.sync_webhook_max_instances
+    max_instance_request_concurrency = 1
+    # GitHub's webhook comes from the internet; the function checks its HMAC signature, and the OIDC token of
+    # the resync and the queued rebuilds, itself.
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+
+    environment_variables = {
+      AUDITOR_INDEX_URI        = local.index_uri
+      GOOGLE_CLOUD_PROJECT     = var.project
+      AUDITOR_MANIFESTS        = local.manifests_url
+      AUDITOR_MANIFESTS_SUBDIR = var.manifests_subdir
+      # Pushes to other branches are ignored; a resync rebuilds this branch's head.
+      AUDITOR_BRANCH = var.k8s_io_branch
+      # GitHub gives a webhook 10 s: a verified push is queued here and rebuilt when it comes back.
+      AUDITOR_SYNC_QUEUE = google_pubsub_topic.sync_queue.id
+      # Unset, the function would follow kubernetes/k8s.io whatever `k8s_io_repository` says.
+      AUDITOR_HEAD_URL      = coalesce(var.head_url, "https://api.github.com/repos/${var.k8s_io_repository}/commits/{branch}")
+      AUDITOR_COMPARE_URL   = coalesce(var.compare_url, "https://api.github.com/repos/${var.k8s_io_repository}/compare/{base}...{head}")
+      AUDITOR_OIDC_AUDIENCE = local.function_urls["sync"]
+      AUDITOR_OIDC_INVOKERS = google_service_account.scheduler.email
+    }
+
+    secret_environment_variables {
+      key        = "AUDITOR_WEBHOOK_SECRET"
+      project_id = var.project
+      secret     = google_secret_manager_secret.webhook.secret_id
+      version    = "latest"
+    }
+
+    dynamic "secret_environment_variables" {
+      for_each = data.google_secret_manager_secret.github_token
+      content {
+        key        = "AUDITOR_GITHUB_TOKEN"
+        project_id = var.project
+        secret     = secret_environment_variables.value.secret_id
+        version    = "latest"
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.this,
+    google_secret_manager_secret_version.webhook,
+    google_secret_manager_secret_iam_member.sync_webhook_accessor,
+    google_secret_manager_secret_iam_member.sync_github_token_accessor,
+    google_storage_bucket_iam_member.sync_index_writer,
+    google_pubsub_topic_iam_member.sync_queue_publisher,
+    time_sleep.build_grants,
+  ]
+}
+
+# ---------------------------------------------------------------------------------------------------------
+# The same sync_index code, deployed a second time for the queued rebuilds alone: private, pushed to by the
+# sync queue, at most `sync_max_instances` rebuilds at once. The same account and settings as `sync`, so
+# that a request is handled the same wherever it lands; only its OIDC audience and invoker differ.
+# ---------------------------------------------------------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "rebuild" {
+  project     = var.project
+  location    = var.region
+  name        = local.function_names["rebuild"]
   description = "Rebuilds the auditor's digest index from the promotion manifests of a k8s.io commit."
 
   build_config {
@@ -145,9 +228,8 @@ resource "google_cloudfunctions2_function" "sync" {
     max_instance_count    = var.sync_max_instances
     # One rebuild per instance: a rebuild is CPU- and memory-bound.
     max_instance_request_concurrency = 1
-    # GitHub's webhook comes from the internet; the function checks its HMAC signature, and the OIDC token of
-    # the resync and the queued rebuilds, itself.
-    ingress_settings               = "ALLOW_ALL"
+    # Only the sync queue's pushes, from this project, reach it.
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
 
     environment_variables = {
@@ -160,12 +242,10 @@ resource "google_cloudfunctions2_function" "sync" {
       # GitHub gives a webhook 10 s: a verified push is queued here and rebuilt when it comes back.
       AUDITOR_SYNC_QUEUE = google_pubsub_topic.sync_queue.id
       # Unset, the function would follow kubernetes/k8s.io whatever `k8s_io_repository` says.
-      AUDITOR_HEAD_URL    = coalesce(var.head_url, "https://api.github.com/repos/${var.k8s_io_repository}/commits/{branch}")
-      AUDITOR_COMPARE_URL = coalesce(var.compare_url, "https://api.github.com/repos/${var.k8s_io_repository}/compare/{base}...{head}")
-      # The resync and the queued rebuilds carry Google-signed ID tokens instead of the webhook's HMAC, so the
-      # webhook secret is GitHub's alone and nothing replayable sits in a job's configuration or in state.
-      AUDITOR_OIDC_AUDIENCE = local.function_urls["sync"]
-      AUDITOR_OIDC_INVOKERS = join(",", local.sync_invokers)
+      AUDITOR_HEAD_URL      = coalesce(var.head_url, "https://api.github.com/repos/${var.k8s_io_repository}/commits/{branch}")
+      AUDITOR_COMPARE_URL   = coalesce(var.compare_url, "https://api.github.com/repos/${var.k8s_io_repository}/compare/{base}...{head}")
+      AUDITOR_OIDC_AUDIENCE = local.function_urls["rebuild"]
+      AUDITOR_OIDC_INVOKERS = google_service_account.sync_queue.email
     }
 
     secret_environment_variables {

@@ -170,7 +170,7 @@ resource "google_cloud_run_service_iam_member" "audit_push_invoker" {
 }
 
 # Only needed while sync_index is private: with sync_public, allUsers may invoke it and sync_index checks the
-# scheduler's and the queue's OIDC tokens itself (AUDITOR_OIDC_AUDIENCE, AUDITOR_OIDC_INVOKERS).
+# scheduler's OIDC token itself (AUDITOR_OIDC_AUDIENCE, AUDITOR_OIDC_INVOKERS).
 resource "google_cloud_run_service_iam_member" "sync_scheduler_invoker" {
   count = var.sync_public ? 0 : 1
 
@@ -181,12 +181,11 @@ resource "google_cloud_run_service_iam_member" "sync_scheduler_invoker" {
   member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
 
-resource "google_cloud_run_service_iam_member" "sync_queue_push_invoker" {
-  count = var.sync_public ? 0 : 1
-
+# The rebuild function is private whatever sync_public says: only the sync queue's pushes start a rebuild.
+resource "google_cloud_run_service_iam_member" "rebuild_queue_invoker" {
   project  = var.project
-  location = google_cloudfunctions2_function.sync.location
-  service  = google_cloudfunctions2_function.sync.name
+  location = google_cloudfunctions2_function.rebuild.location
+  service  = google_cloudfunctions2_function.rebuild.name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.sync_queue.email}"
 }

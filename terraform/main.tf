@@ -13,9 +13,10 @@ locals {
   # Known at plan time, so that the log-based metrics that name the functions are created at the start of
   # the first apply instead of after the ten-minute builds, and the builds become their wait.
   function_names = {
-    audit = "${var.name_prefix}-audit"
-    sync  = "${var.name_prefix}-sync"
-    sweep = "${var.name_prefix}-sweep"
+    audit   = "${var.name_prefix}-audit"
+    sync    = "${var.name_prefix}-sync"
+    rebuild = "${var.name_prefix}-rebuild"
+    sweep   = "${var.name_prefix}-sweep"
   }
   # A gen2 function's cloudfunctions.net URL is built from names alone, so sync_index can be told its own
   # OIDC audience without a cycle; Cloud Functions' samples use this URL as both endpoint and audience.

@@ -52,12 +52,12 @@ locals {
     }
 
     # Each successful sync or resync: "published" (a new generation) and "unchanged" (nothing to publish)
-    # both prove that the index follows the branch.
+    # both prove that the index follows the branch. Queued rebuilds log them from the rebuild function.
     index_refreshed = {
-      description = "Successful index syncs and resyncs (published or unchanged) of the sync_index function."
+      description = "Successful index syncs and resyncs (published or unchanged) of the sync_index functions."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${local.function_names["sync"]}"
+        resource.labels.service_name=("${local.function_names["sync"]}" OR "${local.function_names["rebuild"]}")
         jsonPayload.sync=("published" OR "unchanged")
       EOT
       labels = {
@@ -71,7 +71,7 @@ locals {
       description = "Stale sync and unreadable index lines of the audit and sync_index functions."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}")
+        resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}" OR "${local.function_names["rebuild"]}")
         jsonPayload.freshness=("stale_sync" OR "index_unreadable")
       EOT
       labels = {
@@ -200,7 +200,7 @@ locals {
         published index, so promotions it declares are now judged against an older index (and may be REJECTED).
         `index_unreadable`: the functions cannot read the published index.
 
-        `resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}") jsonPayload.freshness:*`
+        `resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}" OR "${local.function_names["rebuild"]}") jsonPayload.freshness:*`
 
         What to do: ${local.runbook}, section "Index behind or unreadable".
       EOT
@@ -286,6 +286,7 @@ resource "google_monitoring_alert_policy" "log_alarms" {
     time_sleep.log_metrics,
     google_cloudfunctions2_function.audit,
     google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
     google_cloudfunctions2_function.sweep,
   ]
 }
@@ -367,7 +368,7 @@ locals {
   sync_dead_letter_doc = <<-EOT
     Index rebuild requests were redelivered ${var.sync_queue_max_delivery_attempts} times without a rebuild
     and were moved to `${google_pubsub_subscription.dead_letter_hold["sync"].name}`. The hourly resync rebuilds
-    the branch head regardless; look at the sync function's `sync` lines for why the rebuild failed.
+    the branch head regardless; look at the rebuild function's `sync` lines for why the rebuild failed.
 
     What to do: ${local.runbook}, section "Dead letters".
   EOT
@@ -490,7 +491,7 @@ resource "google_monitoring_alert_policy" "push_failures" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      Pub/Sub pushes to the audit function (registry events or replayed ones) or to the sync function have been answered other than 2xx more than
+      Pub/Sub pushes to the audit function (registry events or replayed ones) or to the rebuild function have been answered other than 2xx more than
       ${var.push_failure_rate_threshold} times a second for ${var.push_failure_duration_seconds} s.
       `response_class` says how: remote_server_4xx (IAM, ingress, instance limit), remote_server_5xx (crash or
       RETRY), unreachable, deadline_exceeded.
@@ -547,6 +548,7 @@ resource "google_monitoring_alert_policy" "index_not_refreshed" {
     time_sleep.log_metrics,
     google_cloudfunctions2_function.audit,
     google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
     google_cloudfunctions2_function.sweep,
   ]
 }
@@ -622,6 +624,7 @@ resource "google_monitoring_alert_policy" "sweep_liveness" {
     time_sleep.log_metrics,
     google_cloudfunctions2_function.audit,
     google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
     google_cloudfunctions2_function.sweep,
   ]
 }

@@ -23,6 +23,11 @@ output "sync_function" {
   value       = google_cloudfunctions2_function.sync.name
 }
 
+output "rebuild_function" {
+  description = "Name of the private sync_index deployment that runs the queued rebuilds (and of its Cloud Run service)."
+  value       = google_cloudfunctions2_function.rebuild.name
+}
+
 output "webhook_url" {
   description = "Payload URL for the GitHub push webhook of the k8s.io repository: sync_index's cloudfunctions.net URL, also its OIDC audience (AUDITOR_OIDC_AUDIENCE)."
   value       = local.function_urls["sync"]

@@ -5,9 +5,9 @@
 # it for replay (docs/runbook.md).
 #
 # The sync queue works the same way: sync_index answers GitHub's webhook with 202 after publishing a
-# rebuild request, and this module's push subscription delivers the request back to sync_index with an OIDC
-# token of its own account, and sync_index rebuilds inside that push (up to the 600 s ack deadline) and
-# answers 5xx to have it retried.
+# rebuild request, and this module's push subscription delivers the request to the rebuild function (the
+# same code, private) with an OIDC token of its own account; it rebuilds inside that push (up to the 600 s
+# ack deadline) and answers 5xx to have it retried.
 
 locals {
   # One dead-letter topic (and hold subscription) for registry events, one for rebuild requests.
@@ -199,7 +199,7 @@ resource "google_pubsub_subscription" "audit_replay" {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Sync queue: rebuild requests from sync_index back to sync_index.
+# Sync queue: rebuild requests from sync_index to the rebuild function.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_pubsub_topic" "sync_queue" {
@@ -220,13 +220,13 @@ resource "google_pubsub_subscription" "sync_queue" {
   message_retention_duration = "86400s"
 
   push_config {
-    # The URL sync_index is told is its own (AUDITOR_OIDC_AUDIENCE), so the token's audience is exactly it.
-    push_endpoint = local.function_urls["sync"]
+    # The URL the rebuild function is told is its own (AUDITOR_OIDC_AUDIENCE): the token's audience is it.
+    push_endpoint = local.function_urls["rebuild"]
 
-    # Checked by sync_index always, and by Cloud Run IAM too while sync_index is private.
+    # Checked by Cloud Run IAM (the rebuild function is private) and by the function.
     oidc_token {
       service_account_email = google_service_account.sync_queue.email
-      audience              = local.function_urls["sync"]
+      audience              = local.function_urls["rebuild"]
     }
   }
 
@@ -254,9 +254,9 @@ resource "google_pubsub_subscription" "sync_queue" {
   depends_on = [
     google_pubsub_subscription.dead_letter_hold,
     google_pubsub_topic_iam_member.dead_letter_publisher,
-    google_cloud_run_service_iam_member.sync_queue_push_invoker,
+    google_cloud_run_service_iam_member.rebuild_queue_invoker,
     google_service_account_iam_member.pubsub_push_token_creator,
     # The endpoint is a URL built from names, so the order that a reference would give is spelled out.
-    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
   ]
 }

@@ -340,9 +340,15 @@ variable "sync_queue_max_delivery_attempts" {
 }
 
 variable "sync_max_instances" {
-  description = "Upper bound of concurrent index rebuilds. Kept small: rebuilds are heavy and every one writes the same object."
+  description = "Upper bound of concurrent index rebuilds (instances of the rebuild function). Kept small: rebuilds are heavy and every one writes the same object."
   type        = number
   default     = 2
+}
+
+variable "sync_webhook_max_instances" {
+  description = "Upper bound of instances of sync_index that take GitHub's pushes and the resync; they only verify, record and queue, so rebuilds never take their capacity."
+  type        = number
+  default     = 3
 }
 
 variable "sync_public" {

@@ -127,11 +127,16 @@ def service_account(expression: str) -> str | None:
     return match.group(1) if match else None
 
 
+# sync_index's queued rebuilds run in a second, private deployment of the same entry point.
+REBUILD = "rebuild"
+
+
 def function_by_entry_point(entry_point: str) -> tuple[str, Body]:
+    """The deployment that takes the entry point's own requests (for sync_index: GitHub's and the resync)."""
     found = [
         (name, body)
         for name, body in resources("google_cloudfunctions2_function").items()
-        if block(body, "build_config").get("entry_point") == entry_point
+        if block(body, "build_config").get("entry_point") == entry_point and name != REBUILD
     ]
     assert len(found) == 1, f"expected one function with entry point {entry_point}, found {found}"
     return found[0]
@@ -252,6 +257,8 @@ def test_functions_are_second_gen_python_with_own_service_accounts() -> None:
     assert runtime in {"python311", "python312"}
     accounts = []
     for name, body in resources("google_cloudfunctions2_function").items():
+        if name == REBUILD:
+            continue
         build = block(body, "build_config")
         assert build["runtime"] == "${var.runtime}", name
         source = block(block(build, "source"), "storage_source")
@@ -261,6 +268,40 @@ def test_functions_are_second_gen_python_with_own_service_accounts() -> None:
         assert account is not None, f"{name} runs as the default compute account"
         accounts.append(account)
     assert len(accounts) == len(set(accounts)), "functions share a service account"
+
+
+def test_rebuilds_run_in_a_private_deployment_of_their_own() -> None:
+    # GitHub's deliveries must not meet 429 while queued rebuilds hold every instance: the rebuilds run in a
+    # second deployment of sync_index, with its own instance bound, and the webhook keeps its capacity.
+    sync_name, sync = function_by_entry_point("sync_index")
+    rebuild = resource("google_cloudfunctions2_function", REBUILD)
+    assert block(rebuild, "build_config") == block(sync, "build_config")
+    sync_config, rebuild_config = block(sync, "service_config"), block(rebuild, "service_config")
+    assert sync_config["max_instance_count"] == "${var.sync_webhook_max_instances}"
+    assert rebuild_config["max_instance_count"] == "${var.sync_max_instances}"
+    assert (default("sync_webhook_max_instances"), default("sync_max_instances")) == (3, 2)
+    assert rebuild_config["max_instance_request_concurrency"] == sync_config["max_instance_request_concurrency"] == 1
+    assert rebuild_config["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    # The same code with the same account and settings: only who may call it differs.
+    differing = {"max_instance_count", "ingress_settings", "environment_variables"}
+    assert {k: v for k, v in rebuild_config.items() if k not in differing} == {
+        k: v for k, v in sync_config.items() if k not in differing
+    }
+    sync_env, rebuild_env = sync_config["environment_variables"], rebuild_config["environment_variables"]
+    oidc = {"AUDITOR_OIDC_AUDIENCE", "AUDITOR_OIDC_INVOKERS"}
+    assert {k: v for k, v in rebuild_env.items() if k not in oidc} == {
+        k: v for k, v in sync_env.items() if k not in oidc
+    }
+    assert rebuild_env["AUDITOR_OIDC_AUDIENCE"] == f'${{local.function_urls["{REBUILD}"]}}'
+    assert rebuild_env["AUDITOR_OIDC_INVOKERS"] == "${google_service_account.sync_queue.email}"
+    assert sync_env["AUDITOR_OIDC_INVOKERS"] == "${google_service_account.scheduler.email}"
+    invokers = {
+        (body["member"], body.get("count"))
+        for body in resources("google_cloud_run_service_iam_member").values()
+        if body["service"] == f"${{google_cloudfunctions2_function.{REBUILD}.name}}"
+    }
+    assert invokers == {("serviceAccount:${google_service_account.sync_queue.email}", None)}, "private always"
+    assert sync_name != REBUILD
 
 
 def test_function_environment() -> None:
@@ -365,18 +406,25 @@ def test_resync_job_authenticates_with_an_oidc_token_not_the_webhook_secret() ->
 
 
 def test_sync_index_is_told_its_audience_and_who_may_invoke_it() -> None:
+    # Each deployment is told its own URL and the one account whose tokens it takes: the scheduler's resync
+    # for sync_index, the queue's rebuild requests for the rebuild deployment.
     _, sync = function_by_entry_point("sync_index")
-    env = block(sync, "service_config")["environment_variables"]
-    assert env["AUDITOR_OIDC_AUDIENCE"] == _sync_url()
-    assert env["AUDITOR_OIDC_INVOKERS"] == '${join(",", local.sync_invokers)}'
-    invokers = [service_account(email) for email in locals_()["sync_invokers"]]
-    # The scheduler's resync and the queue's rebuilds; the audit pusher has no business with sync_index.
-    assert invokers == ["scheduler", "sync_queue"]
+    rebuild = resource("google_cloudfunctions2_function", REBUILD)
     resync = block(block(_resync_job(), "http_target"), "oidc_token")
-    queue = block(block(resource("google_pubsub_subscription", "sync_queue"), "push_config"), "oidc_token")
-    callers = [service_account(token["service_account_email"]) for token in (resync, queue)]
-    assert callers == invokers
-    assert {token["audience"] for token in (resync, queue)} == {env["AUDITOR_OIDC_AUDIENCE"]}
+    queue_subscription = resource("google_pubsub_subscription", "sync_queue")
+    queue = block(block(queue_subscription, "push_config"), "oidc_token")
+    for function, token, url in (
+        (sync, resync, _sync_url()),
+        (rebuild, queue, f'${{local.function_urls["{REBUILD}"]}}'),
+    ):
+        env = block(function, "service_config")["environment_variables"]
+        assert env["AUDITOR_OIDC_AUDIENCE"] == token["audience"] == url
+        assert env["AUDITOR_OIDC_INVOKERS"] == token["service_account_email"]
+    assert block(queue_subscription, "push_config")["push_endpoint"] == queue["audience"]
+    assert [service_account(token["service_account_email"]) for token in (resync, queue)] == [
+        "scheduler",
+        "sync_queue",
+    ]
     # Pub/Sub mints the queue's tokens: its agent may do so for that account, and after the agent exists.
     creators = resource("google_service_account_iam_member", "pubsub_push_token_creator")
     assert "${google_service_account.sync_queue.name}" in text(creators["for_each"])
@@ -861,6 +909,10 @@ _COUNTED = [
     ("audit_alarms", "sweep", "sweep rejected", False),
     ("index_refreshed", "sync", "sync published", True),
     ("index_refreshed", "sync", "sync unchanged", True),
+    # Queued rebuilds log their outcome from the rebuild deployment.
+    ("index_refreshed", "rebuild", "sync published", True),
+    ("index_refreshed", "rebuild", "sync unchanged", True),
+    ("index_refreshed", "rebuild", "sync failed", False),
     ("index_refreshed", "sync", "sync refused", False),
     ("index_refreshed", "sync", "sync failed", False),
     ("index_refreshed", "sync", "sync queued", False),
@@ -868,6 +920,7 @@ _COUNTED = [
     ("freshness_errors", "audit", "stale sync", True),
     ("freshness_errors", "sync", "stale sync", True),
     ("freshness_errors", "audit", "index unreadable", True),
+    ("freshness_errors", "rebuild", "index unreadable", True),
     ("freshness_errors", "audit", "rejected event", False),
     ("sweep_summaries", "sweep", "sweep complete", True),
     ("sweep_summaries", "sweep", "sweep incomplete", True),
@@ -1087,10 +1140,12 @@ def test_sync_queue_delivers_rebuild_requests_back_to_sync_index() -> None:
     assert queue["topic"] == "${google_pubsub_topic.sync_queue.id}"
     assert queue["ack_deadline_seconds"] == 600
     push = block(queue, "push_config")
-    assert push["push_endpoint"] == _sync_url()
-    assert block(push, "oidc_token")["audience"] == _sync_url()
+    rebuild_url = f'${{local.function_urls["{REBUILD}"]}}'
+    assert push["push_endpoint"] == rebuild_url
+    assert block(push, "oidc_token")["audience"] == rebuild_url
     assert service_account(block(push, "oidc_token")["service_account_email"]) == "sync_queue"
-    assert f"${{google_cloudfunctions2_function.{sync_name}}}" in queue["depends_on"]
+    assert f"${{google_cloudfunctions2_function.{REBUILD}}}" in queue["depends_on"]
+    assert sync_name != REBUILD
     assert block(queue, "retry_policy")["minimum_backoff"] == "${var.sync_queue_min_backoff}"
     assert block(queue, "dead_letter_policy")["dead_letter_topic"] == '${google_pubsub_topic.dead_letter["sync"].id}'
     publisher = resource("google_pubsub_topic_iam_member", "sync_queue_publisher")
