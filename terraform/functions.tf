@@ -144,8 +144,8 @@ resource "google_cloudfunctions2_function" "sync" {
     # since the rebuilds run in the rebuild function.
     max_instance_count               = var.sync_webhook_max_instances
     max_instance_request_concurrency = 1
-    # GitHub's webhook comes from the internet; the function checks its HMAC signature, and the OIDC token of
-    # the resync and the queued rebuilds, itself.
+    # GitHub's webhook comes from the internet; the function checks its HMAC signature, and the resync's OIDC
+    # token, itself.
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
 
@@ -278,7 +278,7 @@ resource "google_cloudfunctions2_function" "rebuild" {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# sweep: once a day, what every destination registry holds, reconciled with the index. Events can be lost
+# sweep: twice a day, what every destination registry holds, reconciled with the index. Events can be lost
 # and promotions can stop half-way through the regions; only a listing shows either.
 # ---------------------------------------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ resource "google_service_account" "scheduler" {
 resource "google_service_account" "sweep" {
   project      = var.project
   account_id   = "${var.name_prefix}-sweep"
-  display_name = "Registry auditor: daily reconciliation sweep (read-only)"
+  display_name = "Registry auditor: reconciliation sweep (read-only)"
 
   depends_on = [google_project_service.this]
 }
@@ -190,7 +190,7 @@ resource "google_cloud_run_service_iam_member" "rebuild_queue_invoker" {
   member   = "serviceAccount:${google_service_account.sync_queue.email}"
 }
 
-# The sweep is private: only the daily scheduler job may start one.
+# The sweep is private: only the scheduler job may start one.
 resource "google_cloud_run_service_iam_member" "sweep_scheduler_invoker" {
   project  = var.project
   location = google_cloudfunctions2_function.sweep.location

@@ -1,7 +1,7 @@
 # Alerts of two kinds. Alarms: a line the code writes when something is wrong (a REJECTED verdict, a stale
 # sync, a sweep finding). Liveness: the auditor must not go quiet unnoticed (backlog age, failing pushes,
 # dead letters, no successful sync, no sweep). Absence conditions watch only signals that are periodic by
-# construction (the hourly resync, the daily sweep), never registry traffic, which is bursty.
+# construction (the hourly resync, the twice-daily sweep), never registry traffic, which is bursty.
 #
 # The log-based metrics name the functions by plan-time names (local.function_names), not by the function
 # resources: they are created at the start of the first apply, and the alert policies, which wait for the
@@ -213,7 +213,7 @@ locals {
       alignment_period = "300s"
       group_by         = ["metric.label.reason", "metric.label.host"]
       documentation    = <<-EOT
-        The daily sweep found content in a destination registry that the promotion manifests do not explain
+        The sweep found content in a destination registry that the promotion manifests do not explain
         (its event was lost, dead-lettered or never audited).
 
         `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.verdict="REJECTED"`
@@ -229,7 +229,7 @@ locals {
       alignment_period = "300s"
       group_by         = ["metric.label.reason", "metric.label.host"]
       documentation    = <<-EOT
-        The daily sweep found a promoted digest, platform child or tag absent from one of its destination
+        The sweep found a promoted digest, platform child or tag absent from one of its destination
         registries: a promotion stopped part-way through the regions.
 
         `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.verdict="MISSING"`
@@ -553,7 +553,8 @@ resource "google_monitoring_alert_policy" "index_not_refreshed" {
   ]
 }
 
-# The sweep runs daily: a day without its summary line means it did not run or did not finish.
+# The sweep runs twice a day: no summary line for the longest absence window Cloud Monitoring allows (23.5 h)
+# means a run did not happen or did not finish.
 resource "google_monitoring_alert_policy" "sweep_liveness" {
   project               = var.project
   display_name          = "${var.name_prefix}: sweep not run or incomplete"
@@ -609,7 +610,7 @@ resource "google_monitoring_alert_policy" "sweep_liveness" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      The daily sweep (`${var.sweep_schedule}`) logged no summary for ${var.sweep_absent_seconds} s, or its
+      The sweep (`${var.sweep_schedule}`) logged no summary for ${var.sweep_absent_seconds} s, or its
       last summary says `complete: false`. Until it runs to the end, lost events and half-done promotions go
       unseen.
 

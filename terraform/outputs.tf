@@ -92,7 +92,7 @@ output "sweep_function" {
 }
 
 output "sweep_job" {
-  description = "Cloud Scheduler job of the daily sweep; `gcloud scheduler jobs run` it to sweep now."
+  description = "Cloud Scheduler job of the twice-daily sweep; `gcloud scheduler jobs run` it to sweep now."
   value       = google_cloud_scheduler_job.sweep.name
 }
 
