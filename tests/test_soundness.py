@@ -17,40 +17,21 @@ import pytest
 from function.auditor import Auditor
 from function.index.digests import Source
 from function.index.publish import rebuild
-from function.index.store import open_store
+from function.index.source import FixedIndex
 from function.registry.content import DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX
 from function.services.audit import AuditService, RetryLater
-from function.verdict import Verdict, verdict_logger
+from function.storage.uri import open_store
+from function.verdict import verdict_logger
 from tests.support import registry as reg
 from tests.support import scenario
+from tests.support.auditing import audited, client, cosign_tag, decide, fallback_tag, load, outcome, promotion
+from tests.support.clock import FakeClock
 from tests.support.proxy import LocalAnswer, RegistryProxy, manifest_answer
-from tests.test_true_miss import FakeClock, audited, client, load, promotion
 
 pytestmark = pytest.mark.registry
-__all__ = ["promotion"]  # the fixture, shared with test_true_miss
+__all__ = ["promotion"]  # the fixture, from tests/support/auditing.py
 
 PAUSE = "us-central1/images/pause"
-
-
-def decide(auditor: Auditor, path: str, digest: str | None = None, tag: str | None = None) -> Verdict:
-    payload = {"action": "INSERT"}
-    if digest is not None:
-        payload["digest"] = f"{path}@{digest}"
-    if tag is not None:
-        payload["tag"] = f"{path}:{tag}"
-    return auditor.audit_payload(json.dumps(payload))
-
-
-def outcome(verdict: Verdict) -> tuple[str, str | None, int]:
-    return verdict.verdict, verdict.basis or verdict.reason, verdict.registry_calls
-
-
-def fallback_tag(digest: str) -> str:
-    return digest.replace(":", "-")
-
-
-def cosign_tag(digest: str, kind: str) -> str:
-    return f"{fallback_tag(digest)}.{kind}"
 
 
 # --- artifacts by content ---------------------------------------------------------------------------
@@ -158,7 +139,7 @@ def offline_auditor(tmp_path: Path, promotion: scenario.Promotion, image: str, d
     scenario.write_tree(root, promotion.host, {**promotion.commits["commit-1"], image: {digest: ["1.0"]}})
     rebuild(root, open_store(str(tmp_path / "index.json")), source=Source(commit="c"), registry_factory=None)
     index = load(tmp_path / "index.json")
-    return Auditor(index, client(index.registry_hosts()))
+    return Auditor(FixedIndex(index), client(index.registry_hosts()))
 
 
 def test_a_child_pushed_before_its_list_waits_for_it(
@@ -206,9 +187,9 @@ def test_a_list_found_only_in_staging_vouches_for_its_children(
 def test_a_trickling_registry_is_retry_within_the_deadline(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    publish_index = audited(tmp_path, promotion).index
+    publish_index = audited(tmp_path, promotion).source.current()
     stray = reg.push_image(registry_proxy.host, PAUSE, seed="trickled")
-    auditor = Auditor(publish_index, client(publish_index.registry_hosts()), deadline_seconds=1.5)
+    auditor = Auditor(FixedIndex(publish_index), client(publish_index.registry_hosts()), deadline_seconds=1.5)
     registry_proxy.trickle(0.05)
     started = time.monotonic()
     verdict = decide(auditor, f"{registry_proxy.host}/{PAUSE}", stray)
@@ -219,8 +200,8 @@ def test_a_trickling_registry_is_retry_within_the_deadline(
 def test_a_slow_token_service_is_retry_within_the_deadline(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    index = audited(tmp_path, promotion).index
-    auditor = Auditor(index, client(index.registry_hosts()), deadline_seconds=1.5)
+    index = audited(tmp_path, promotion).source.current()
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()), deadline_seconds=1.5)
     sbom = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "referrer")
     registry_proxy.require_token = True
     registry_proxy.trickle(0.05, path_contains="/token")
@@ -268,8 +249,8 @@ def test_retries_stop_at_the_deadline(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
     clock = FakeClock()
-    index = audited(tmp_path, promotion).index
-    auditor = Auditor(index, client(index.registry_hosts(), clock), deadline_seconds=3, clock=clock)
+    index = audited(tmp_path, promotion).source.current()
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts(), clock), deadline_seconds=3, clock=clock)
     stray = reg.push_image(registry_proxy.host, PAUSE, seed="throttled")
     registry_proxy.clear()
     registry_proxy.fail_next(10, 429, retry_after="2")

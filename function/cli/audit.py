@@ -9,28 +9,29 @@ from collections.abc import Callable, Iterable
 import orjson
 
 from function import verdict as v
-from function.auditor import Auditor, without_index
+from function.auditor import Auditor
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
-    EXIT_TEMPFAIL,
     CommandError,
     Commands,
     add_format_option,
     add_index_option,
     command_parser,
-    from_environment,
     load_index,
     log,
     verdict_output,
 )
+from function.errors import RETRYABLE
 from function.index.digests import DigestIndex, InvalidIndex
+from function.index.freshness import HeldIndex, PendingWatch
 from function.index.pending import PendingCommits
-from function.index.store import StoreDenied, StoreError, StoreMissing, open_store
+from function.index.source import NoIndex
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
-from function.services import config
-from function.services.freshness import DEFAULT_GRACE_SECONDS, PendingWatch
+from function.settings import Settings
+from function.storage.errors import StoreDenied, StoreError, StoreMissing
+from function.storage.uri import open_store
 from function.verdict import Verdict
 
 EPILOG = """\
@@ -70,7 +71,8 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
     write, finish = verdict_output(args.format)
-    frozen = from_environment(config.frozen_prefixes)
+    settings = Settings.from_environment()
+    frozen = settings.frozen_prefixes
     try:
         index = load_index(args.index)
         problem = f"no digest index at {args.index} yet"
@@ -81,28 +83,27 @@ def run(args: argparse.Namespace) -> int:
     if index is None:
         # Still one verdict line per payload: malformed ones are decided, the rest wait for an index.
         log.error("%s: every well-formed event is left open (RETRY)", problem)
-        code = audit_all(lambda raw: without_index(raw, problem, frozen_prefixes=frozen), payloads, write)
+        auditor = Auditor(NoIndex(problem), frozen_prefixes=frozen)
     else:
-        code = audit_all(_auditor(index, args.index, frozen).audit_payload, payloads, write)
+        auditor = _auditor(index, args.index, settings)
+    code = audit_all(auditor.audit_payload, payloads, write)
     finish()
     return code
 
 
-def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
+def _auditor(index: DigestIndex, uri: str, settings: Settings) -> Auditor:
     # AUDITOR_DEADLINE_SECONDS and AUDITOR_PENDING_GRACE_SECONDS are read as the audit function reads
     # them: each payload's decision is bounded from the moment it was read, and a would-be REJECTED waits
     # (RETRY index behind) while sync_index is publishing a newer commit, so a laptop raises no alarm
     # the function would hold back.
-    deadline = from_environment(config.deadline_seconds)
-    grace = from_environment(lambda: config.seconds(config.PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS))
+    deadline = settings.deadline_seconds
     # Bounded as the function bounds its store, so that reading the records leaves the decision time to finish.
     store = open_store(uri, timeout=deadline / 3, retry_timeout=deadline / 3)
-    pending = PendingWatch(PendingCommits.beside(store), grace_seconds=grace)
+    pending = PendingWatch(PendingCommits.beside(store), grace_seconds=settings.pending_grace_seconds)
     return Auditor(
-        index,
+        HeldIndex(index, pending),
         RegistryClient(index.registry_hosts()),
-        behind=lambda: pending.behind(index),
-        frozen_prefixes=frozen,
+        frozen_prefixes=settings.frozen_prefixes,
         deadline_seconds=deadline,
     )
 
@@ -122,10 +123,10 @@ def audit_all(
 
 def exit_code(verdicts: set[str]) -> int:
     """An alarm wins over a retry: a script that retries on 75 must not miss a REJECTED."""
-    if verdicts & {v.REJECTED, v.MALFORMED}:
+    if verdicts & {v.Kind.REJECTED, v.Kind.MALFORMED}:
         return EXIT_ALARM
-    if v.RETRY in verdicts:
-        return EXIT_TEMPFAIL
+    if v.Kind.RETRY in verdicts:
+        return RETRYABLE.exit_code
     return EXIT_OK
 
 

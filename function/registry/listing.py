@@ -24,10 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from function.reference import is_digest, is_tag, prefix_over
-from function.registry._transport import is_google_host
+from function.reference import REPOSITORY_RE, InvalidReference, is_digest, is_tag, prefix_over
+from function.registry._http import is_google_host
 from function.registry.client import (
-    REPOSITORY_PATTERN,
     ManifestNotFound,
     RegistryClient,
     RegistryError,
@@ -133,7 +132,8 @@ class HostWalk:
             name = self._queue.popleft()
             try:
                 yield self._list_extension(name) if self.extension else self._list_plain(name)
-            except RegistryError as error:
+            # A listed name over the registry's length limit is refused by the client, sending nothing.
+            except (RegistryError, InvalidReference) as error:
                 yield Unlisted(f"{self.host}/{name}", short_reason(error), nested=bool(self.extension))
 
     def unreached(self, repository: str) -> Listed:
@@ -177,7 +177,7 @@ class HostWalk:
             if not isinstance(repositories, list) or not all(isinstance(r, str) for r in repositories):
                 raise UnreadableListing(f"{self.host}/v2/_catalog: the answer has no list of repository names")
             names += repositories
-        malformed = next((n for n in names if not REPOSITORY_PATTERN.fullmatch(n)), None)
+        malformed = next((n for n in names if not REPOSITORY_RE.fullmatch(n)), None)
         if malformed is not None:
             raise UnreadableListing(f"{self.host}/v2/_catalog: {malformed!r:.100} is not a repository name")
         under = (n for n in names if prefix_over(n, self.roots) is not None)
@@ -210,7 +210,7 @@ class HostWalk:
         if walk:
             for child in children:
                 nested_name = f"{name}/{child}"
-                if not REPOSITORY_PATTERN.fullmatch(nested_name):
+                if not REPOSITORY_RE.fullmatch(nested_name):
                     raise UnreadableListing(f"{self.host}/{name}: child {child!r:.100} is not a repository name")
                 if nested_name not in self._visited and not self.skip(f"{self.host}/{nested_name}"):
                     self._visited.add(nested_name)
@@ -300,6 +300,6 @@ def _pull(name: str) -> str:
     return f"repository:{name}:pull"
 
 
-def short_reason(error: RegistryError) -> str:
+def short_reason(error: RegistryError | InvalidReference) -> str:
     """The first sentence of a registry error: enough to name why a part was not swept."""
     return str(error).split(". ", 1)[0][:300]
