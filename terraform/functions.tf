@@ -196,8 +196,9 @@ resource "google_cloudfunctions2_function" "sync" {
 
 # ---------------------------------------------------------------------------------------------------------
 # The same sync_index code, deployed a second time for the queued rebuilds alone: private, pushed to by the
-# sync queue, at most `sync_max_instances` rebuilds at once. The same account and settings as `sync`, so
-# that a request is handled the same wherever it lands; only its OIDC audience and invoker differ.
+# sync queue, at most `sync_max_instances` rebuilds at once. The same account and settings as `sync` but its
+# own OIDC audience and invoker, and no webhook secret: GitHub never reaches it, so it takes no push, and a
+# delivered rebuild request is rebuilt here, never queued again.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_cloudfunctions2_function" "rebuild" {
@@ -237,22 +238,14 @@ resource "google_cloudfunctions2_function" "rebuild" {
       GOOGLE_CLOUD_PROJECT     = var.project
       AUDITOR_MANIFESTS        = local.manifests_url
       AUDITOR_MANIFESTS_SUBDIR = var.manifests_subdir
-      # Pushes to other branches are ignored; a resync rebuilds this branch's head.
-      AUDITOR_BRANCH = var.k8s_io_branch
-      # GitHub gives a webhook 10 s: a verified push is queued here and rebuilt when it comes back.
+      AUDITOR_BRANCH           = var.k8s_io_branch
+      # Only for the follow-up of a rebuild whose resolution rounds ran out of time.
       AUDITOR_SYNC_QUEUE = google_pubsub_topic.sync_queue.id
       # Unset, the function would follow kubernetes/k8s.io whatever `k8s_io_repository` says.
       AUDITOR_HEAD_URL      = coalesce(var.head_url, "https://api.github.com/repos/${var.k8s_io_repository}/commits/{branch}")
       AUDITOR_COMPARE_URL   = coalesce(var.compare_url, "https://api.github.com/repos/${var.k8s_io_repository}/compare/{base}...{head}")
       AUDITOR_OIDC_AUDIENCE = local.function_urls["rebuild"]
       AUDITOR_OIDC_INVOKERS = google_service_account.sync_queue.email
-    }
-
-    secret_environment_variables {
-      key        = "AUDITOR_WEBHOOK_SECRET"
-      project_id = var.project
-      secret     = google_secret_manager_secret.webhook.secret_id
-      version    = "latest"
     }
 
     dynamic "secret_environment_variables" {
@@ -268,8 +261,6 @@ resource "google_cloudfunctions2_function" "rebuild" {
 
   depends_on = [
     google_project_service.this,
-    google_secret_manager_secret_version.webhook,
-    google_secret_manager_secret_iam_member.sync_webhook_accessor,
     google_secret_manager_secret_iam_member.sync_github_token_accessor,
     google_storage_bucket_iam_member.sync_index_writer,
     google_pubsub_topic_iam_member.sync_queue_publisher,

@@ -19,6 +19,7 @@ from typing import Any
 import hcl2
 import pytest
 
+from function.settings import OIDC_AUDIENCE_VARIABLE, OIDC_CERTS_VARIABLE, OIDC_INVOKERS_VARIABLE
 from tests.support import log_lines, logfilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,11 +283,15 @@ def test_rebuilds_run_in_a_private_deployment_of_their_own() -> None:
     assert (default("sync_webhook_max_instances"), default("sync_max_instances")) == (3, 2)
     assert rebuild_config["max_instance_request_concurrency"] == sync_config["max_instance_request_concurrency"] == 1
     assert rebuild_config["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
-    # The same code with the same account and settings: only who may call it differs.
-    differing = {"max_instance_count", "ingress_settings", "environment_variables"}
+    # The same code with the same account and settings: only who may call it differs, and the webhook
+    # secret, which is GitHub's alone: GitHub never reaches the rebuild deployment.
+    differing = {"max_instance_count", "ingress_settings", "environment_variables", "secret_environment_variables"}
     assert {k: v for k, v in rebuild_config.items() if k not in differing} == {
         k: v for k, v in sync_config.items() if k not in differing
     }
+    assert [secret["key"] for secret in sync_config["secret_environment_variables"]] == ["AUDITOR_WEBHOOK_SECRET"]
+    assert "secret_environment_variables" not in rebuild_config
+    assert "AUDITOR_WEBHOOK_SECRET" not in json.dumps(rebuild)
     sync_env, rebuild_env = sync_config["environment_variables"], rebuild_config["environment_variables"]
     oidc = {"AUDITOR_OIDC_AUDIENCE", "AUDITOR_OIDC_INVOKERS"}
     assert {k: v for k, v in rebuild_env.items() if k not in oidc} == {
@@ -418,8 +423,10 @@ def test_sync_index_is_told_its_audience_and_who_may_invoke_it() -> None:
         (rebuild, queue, f'${{local.function_urls["{REBUILD}"]}}'),
     ):
         env = block(function, "service_config")["environment_variables"]
-        assert env["AUDITOR_OIDC_AUDIENCE"] == token["audience"] == url
-        assert env["AUDITOR_OIDC_INVOKERS"] == token["service_account_email"]
+        # The names the code reads (function/settings.py).
+        assert env[OIDC_AUDIENCE_VARIABLE] == token["audience"] == url
+        assert env[OIDC_INVOKERS_VARIABLE] == token["service_account_email"]
+        assert OIDC_CERTS_VARIABLE not in env, "Google's keys, always: only tests serve their own"
     assert block(queue_subscription, "push_config")["push_endpoint"] == queue["audience"]
     assert [service_account(token["service_account_email"]) for token in (resync, queue)] == [
         "scheduler",
