@@ -1411,3 +1411,18 @@ def test_environment_of_the_signature_checks_and_the_order_guard() -> None:
     for absent in ("AUDITOR_SIGNERS", "AUDITOR_SIGNING_REGISTRY", "AUDITOR_SIGNED_SINCE"):
         assert absent not in sync_env
     assert "AUDITOR_SIGNING_REGISTRY" not in audit_env and "AUDITOR_SIGNED_SINCE" not in audit_env
+
+
+def test_the_docs_require_a_gcs_backend_and_say_what_an_operator_does_after_an_apply() -> None:
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert "**A GCS backend is required.**" in deploy
+    assert 'backend "gcs"' in deploy
+    runbook = RUNBOOK.read_text()
+    # Seek back: the acknowledged events the audit subscription retains, beside audit --replay.
+    assert "gcloud pubsub subscriptions seek registry-auditor-audit --project=$PROJECT --time=" in runbook
+    assert "audit --index" in runbook and "--replay" in runbook
+    # An apply that changes a policy re-arms its absence condition only after one data point.
+    assert "needs one data point after a policy is created or changed" in runbook.replace("\n", " ")
+    # How a resync or queued rebuild is authenticated, step by step in deploy.md.
+    for needle in ("AUDITOR_OIDC_AUDIENCE", "AUDITOR_OIDC_INVOKERS", "Both variables or neither"):
+        assert needle in deploy
