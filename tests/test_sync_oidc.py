@@ -130,3 +130,25 @@ def test_a_push_needs_githubs_signature_whatever_token_it_carries(sync: Sync) ->
     assert sync.post(body, headers).status_code == 401
     headers["X-Hub-Signature-256"] = signature(SECRET, body)
     assert sync.post(body, headers).json() == {"status": "ignored", "reason": "the push touches no manifest"}
+
+
+def test_a_resync_signed_with_the_webhook_secret_still_rebuilds_the_head(sync: Sync) -> None:
+    # The contract's AUDITOR_WEBHOOK_SECRET: a request with a valid X-Hub-Signature-256 is let in, so an
+    # operator can resync by hand without an invoker's token; a wrong one is refused.
+    sync.commits.heads["main"] = (NEW_SHA, TIMES[NEW_SHA])
+    refused = sync.post(b"{}", {"X-Hub-Signature-256": signature("not-the-secret", b"{}")})
+    assert refused.status_code == 401
+    response = sync.post(b"{}", {"X-Hub-Signature-256": signature(SECRET, b"{}")})
+    assert (response.status_code, response.json()["commit"]) == (200, NEW_SHA)
+    assert response.json()["status"] in ("published", "unchanged")  # the module's earlier tests may have published it
+    loaded = read_index(sync.store)
+    assert loaded is not None and loaded.source.commit == NEW_SHA
+
+
+def test_a_queued_rebuild_signed_with_the_webhook_secret_is_not_let_in(sync: Sync) -> None:
+    # A rebuild request names its commit: only the queue's token may carry one, never a replayable signature.
+    body = envelope(OLD_SHA)
+    before = sync.store.generation()
+    response = sync.post(body, {"X-Hub-Signature-256": signature(SECRET, body)})
+    assert sync.store.generation() == before
+    assert response.status_code in (200, 202) and response.json().get("commit") != OLD_SHA

@@ -4,16 +4,18 @@ Three kinds of request arrive:
 
 - a GitHub push webhook (``X-GitHub-Event: push``, signed in ``X-Hub-Signature-256``): its ``after``
   commit is rebuilt;
-- a resync (no ``X-GitHub-Event``; Cloud Scheduler): the branch head is first pinned to a SHA and its
-  committer time through ``AUDITOR_HEAD_URL``, and exactly that commit is rebuilt, so a resync can never
-  move the index to another commit than the one it names;
+- a resync (no ``X-GitHub-Event``; Cloud Scheduler with an ID token, or an operator signing it with the
+  webhook secret as the contract has it): the branch head is first pinned to a SHA and its committer time
+  through ``AUDITOR_HEAD_URL``, and exactly that commit is rebuilt, so a resync can never move the index
+  to another commit than the one it names;
 - a Pub/Sub push envelope carrying a rebuild request that a ``sync_index`` with ``AUDITOR_SYNC_QUEUE``
   queued: it is rebuilt here, never queued again.
 
-The webhook secret is GitHub's alone. The other two come from Google (Cloud Scheduler, Pub/Sub) and carry
-a Google-signed ID token of an account in ``AUDITOR_OIDC_INVOKERS`` for ``AUDITOR_OIDC_AUDIENCE``
-(``function.services.oidc``); without those settings they are refused, because nothing else can prove who
-sent them, and a resync anyone could trigger would spend GitHub's API quota and the rebuilds' capacity.
+No Google resource holds the webhook secret: what Google sends (Cloud Scheduler's resync, Pub/Sub's
+queued rebuilds) carries a Google-signed ID token of an account in ``AUDITOR_OIDC_INVOKERS`` for
+``AUDITOR_OIDC_AUDIENCE`` (``function.services.oidc``). A request with neither a valid signature nor such a
+token is refused, because nothing else can prove who sent it, and a resync anyone could trigger would
+spend GitHub's API quota and the rebuilds' capacity. A queued rebuild is let in by a token only.
 
 Every accepted commit is recorded as pending before anything is rebuilt (the auditor holds back alarms
 while the index is behind it). Without a queue the rebuild runs inside the request: 200 published or
@@ -123,13 +125,18 @@ class SyncService:
 
     def handle(self, method: str, headers: Headers, body: bytes) -> Response:
         kind = headers.get("X-GitHub-Event")
-        if kind is None:
+        if kind is None and headers.get("X-Hub-Signature-256") is None:
             return self._from_google(method, headers, body)
         if not webhook.verify(self.secret, body, headers.get("X-Hub-Signature-256")):
             log.warning("sync request refused: missing or invalid X-Hub-Signature-256")
             return Response(401, {"status": "refused", "reason": "missing or invalid X-Hub-Signature-256"})
         if method != "POST":
             return Response(405, {"status": "refused", "reason": "POST a GitHub push webhook"})
+        if kind is None:
+            # The contract's resync, signed with the webhook secret: an operator's, by hand. Terraform's
+            # scheduler sends an ID token instead, so that no signature sits in its job's state.
+            log.info("resync requested with the webhook secret's signature")
+            return self._resync()
         if kind == "ping":
             return Response(200, {"status": "ok", "reason": "pong"})
         if kind != "push":
