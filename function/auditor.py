@@ -22,7 +22,8 @@ from dataclasses import replace
 from function import rules
 from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import Event, MalformedEvent, parse_payload
-from function.index.digests import DigestIndex, Image, Location, descendants
+from function.index.digests import DigestIndex, Image, Location
+from function.index.nesting import descendants
 from function.index.resolve import TooManyDescendants, fetch_tree
 from function.index.source import IndexSource, IndexUnavailable
 from function.learned import Learned

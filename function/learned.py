@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from function.bounded import LruCache
-from function.index.digests import DigestIndex, Image, descendants
+from function.index.digests import DigestIndex, Image
+from function.index.nesting import descendants
 from function.registry.content import Facts
 
 # Facts of manifests fetched for events, by digest: about 400 bytes each, so 20 MB at most; enough for

@@ -26,7 +26,7 @@ def d(n: int) -> str:
 
 
 def test_descendants_reach_depth_four_and_no_further() -> None:
-    from function.index.digests import MAX_DEPTH, MAX_DESCENDANTS, descendants, with_nested
+    from function.index.nesting import MAX_DEPTH, MAX_DESCENDANTS, descendants, with_nested
 
     # 1 -> 2 -> 3 -> 4 -> 5 -> 6: 2..5 are within depth 4, 6 is not.
     chain = {d(i): [d(i + 1)] for i in range(1, 6)}

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from function.deadline import Deadline
-from function.index.digests import MAX_DEPTH, MAX_DESCENDANTS, DigestIndex
+from function.index.digests import DigestIndex
+from function.index.nesting import MAX_DEPTH, MAX_DESCENDANTS
 from function.registry.client import ManifestNotFound, ManifestSource, RegistryError
 from function.registry.content import Manifest
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from function import verdict as v
 from function.auditor import Auditor
 from function.events import Event
-from function.index.digests import DigestIndex, Image, descendants
+from function.index.digests import DigestIndex, Image
+from function.index.nesting import descendants
 from function.index.resolve import fetch_tree
 from function.reference import InvalidReference
 from function.registry.client import ManifestNotFound, RegistryClient, RegistryError
