@@ -23,7 +23,8 @@ from function import rules
 from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import Event, MalformedEvent, parse_payload
 from function.index.digests import DigestIndex, Image, Location
-from function.index.resolve import fetch_first
+from function.index.nesting import descendants
+from function.index.resolve import TooManyDescendants, fetch_tree
 from function.index.source import IndexSource, IndexUnavailable
 from function.learned import Learned
 from function.reference import normalize_prefix
@@ -35,10 +36,12 @@ from function.registry.client import (
     UnreadableManifest,
 )
 from function.registry.content import Facts
+from function.settings import DEFAULT_PARENT_WAIT_SECONDS
 from function.verdict import IndexRef, Kind, Reason, Verdict
 
 log = logging.getLogger(__name__)
 
+PARENT_NOT_YET_PUSHED = "parent not yet pushed"
 # Registry requests one true miss may spend looking for the image's still-unresolved lists; the rest
 # waits for the next delivery, so one event never floods a registry.
 MAX_PARENT_FETCHES = 100
@@ -74,6 +77,8 @@ class Auditor:
         deadline_seconds: float = DEFAULT_SECONDS,
         clock: Clock = time.monotonic,
         max_parent_fetches: int = MAX_PARENT_FETCHES,
+        parent_wait_seconds: float = DEFAULT_PARENT_WAIT_SECONDS,
+        wall: Clock = time.time,
     ) -> None:
         self.source = source
         self.registry = registry
@@ -82,18 +87,26 @@ class Auditor:
         self.deadline_seconds = deadline_seconds
         self.clock = clock
         self.max_parent_fetches = max_parent_fetches
+        # 0 never waits (the sweep: a complete listing decides).
+        self.parent_wait_seconds = parent_wait_seconds
+        self.wall = wall
 
-    def audit_payload(self, raw: bytes | str, *, deadline: Deadline | None = None) -> Verdict:
-        """Decide one payload; ``deadline`` (default: ``deadline_seconds`` from now) bounds the decision."""
+    def audit_payload(
+        self, raw: bytes | str, *, deadline: Deadline | None = None, published_at: float | None = None
+    ) -> Verdict:
+        """Decide one payload; ``deadline`` (default: ``deadline_seconds`` from now) bounds the decision, and
+        ``published_at`` (wall-clock epoch seconds; default: now) starts the wait for a list not yet pushed."""
         deadline = deadline or Deadline(self.deadline_seconds, self.clock)
+        published_at = self.wall() if published_at is None else published_at
         try:
             event = parse_payload(raw)
         except MalformedEvent as error:
             return rules.malformed(error)
-        return self.audit(event, deadline=deadline)
+        return self.audit(event, deadline=deadline, published_at=published_at)
 
-    def audit(self, event: Event, *, deadline: Deadline | None = None) -> Verdict:
-        return _Decision(self, event, deadline or Deadline(self.deadline_seconds, self.clock)).run()
+    def audit(self, event: Event, *, deadline: Deadline | None = None, published_at: float | None = None) -> Verdict:
+        deadline = deadline or Deadline(self.deadline_seconds, self.clock)
+        return _Decision(self, event, deadline, self.wall() if published_at is None else published_at).run()
 
     def left_open(self, raw: bytes | str, reason: str, message: str) -> Verdict:
         """RETRY for a payload that could not be decided at all (MALFORMED where it is not even an event,
@@ -109,8 +122,9 @@ class _Decision:
     """One event's way to its verdict: its deadline, the index it is judged by, and what its tag pointed at
     (tags move, so that is known only while this event is decided)."""
 
-    def __init__(self, auditor: Auditor, event: Event, deadline: Deadline) -> None:
+    def __init__(self, auditor: Auditor, event: Event, deadline: Deadline, published_at: float) -> None:
         self.auditor = auditor
+        self.published_at = published_at
         self.learned = auditor.learned
         self.event = event
         self.deadline = deadline
@@ -185,10 +199,14 @@ class _Decision:
                 return outcome
             if isinstance(outcome, rules.NeedTag):
                 self.tag_digest = self._resolve_tag(outcome.with_content)
-            elif self._facts_of(outcome.digest) is None:
-                raise Undecided(
-                    "manifest not found", f"{self.event.path}@{outcome.digest} is not (yet) readable from the registry"
-                )
+            else:
+                self._need_facts(outcome)
+
+    def _need_facts(self, need: rules.NeedFacts) -> None:
+        if self._facts_of(need.digest) is None:
+            raise Undecided(
+                "manifest not found", f"{self.event.path}@{need.digest} is not (yet) readable from the registry"
+            )
 
     # --- the registry ------------------------------------------------------------------------------
 
@@ -246,15 +264,35 @@ class _Decision:
             # Untagged: a referrer, if it names a subject.
             facts = self._facts_of(event.digest)
             if facts is not None and facts.subject is not None:
-                return rules.referrer(event, image, event.digest, facts, self.learned)
+                while isinstance(
+                    outcome := rules.referrer(event, image, event.digest, facts, self.learned), rules.NeedFacts
+                ):
+                    self._need_facts(outcome)
+                return outcome
         if nowhere:
-            raise Undecided(
-                "parent not yet pushed",
-                f"{len(nowhere)} listed digests of {image.name} ({', '.join(nowhere[:3])}) are in none of its "
-                "repositories yet, and this may be a platform child pushed before its list; a list that never "
-                "arrives leaves the message in the dead-letter queue",
-            )
+            return self._without(verdict, image, nowhere)
         return verdict
+
+    def _without(self, verdict: Verdict, image: Image, nowhere: list[str]) -> Verdict:
+        """``verdict`` once the listed digests ``nowhere`` are given up on; until then (an untagged push, or a
+        tag one of them carries, within ``parent_wait_seconds`` of its publication) the event waits."""
+        tag, wait = self.event.tag, self.auditor.parent_wait_seconds
+        named = ", ".join(nowhere[:3]) + (f" and {len(nowhere) - 3} more" if len(nowhere) > 3 else "")
+        waited = max(0.0, self.auditor.wall() - self.published_at)
+        may_wait = tag is None or any(tag in (image.tags_of(d) or ()) for d in nowhere)
+        if may_wait and waited < wait:
+            raise Undecided(
+                PARENT_NOT_YET_PUSHED,
+                f"{len(nowhere)} listed digests of {image.name} ({named}) are in none of its repositories yet, "
+                f"and this may be a platform child pushed before its list; it waits {wait - waited:.0f}s more "
+                "at most, then is decided without them",
+            )
+        why = f"after {waited:.0f}s" if may_wait else "and a tag none of them carries does not wait"
+        return replace(
+            verdict,
+            message=f"{verdict.message} Listed digests of {image.name} are in none of its repositories ({named}), "
+            f"{why}: decided without them.",
+        )
 
     def _resolve_parents(self, image: Image) -> tuple[bool, list[str]]:
         """Look for this image's still-unresolved listed digests at the event's path, the image's other
@@ -279,16 +317,20 @@ class _Decision:
                 )
             self._registry()  # the deadline, between fetches
             try:
-                manifest = fetch_first(registry, digest, paths, deadline=self.deadline)
+                tree = fetch_tree(registry, digest, paths, deadline=self.deadline)
             except UnreadableManifest as error:
                 # A listed digest no reader understands has no children this auditor could vouch for.
                 log.warning("%s", error)
                 self.learned.remember_children(digest, ())
                 continue
-            if manifest is None:
+            except TooManyDescendants as error:
+                # Its descendants past the bound are no children this auditor vouches for: an alarm, not a pass.
+                log.warning("%s", error)
+                tree = error.found
+            if tree is None:
                 nowhere.append(digest)
                 continue
-            self.learned.remember_children(digest, manifest.children if manifest.is_index else ())
+            self.learned.remember_children(digest, descendants(tree, digest) or ())
             resolved = True
         return resolved, nowhere
 

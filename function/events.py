@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +104,8 @@ class Delivery:
 
     data: bytes
     message_id: str | None
+    # When Pub/Sub published it (wall-clock epoch seconds, from `publishTime`), None when absent or unreadable.
+    published_at: float | None = None
 
 
 def _decode_data(data: Any) -> bytes:
@@ -128,4 +132,23 @@ def unwrap_pubsub(body: Any) -> Delivery:
     return Delivery(
         data=_decode_data(message.get("data")),
         message_id=str(message_id) if message_id is not None else None,
+        published_at=publish_time(message.get("publishTime") or message.get("publish_time")),
     )
+
+
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
+
+
+def publish_time(text: Any) -> float | None:
+    """A Pub/Sub `publishTime` (RFC 3339, up to nanoseconds) as epoch seconds; None when it is not one."""
+    if not isinstance(text, str) or len(text) > 64:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(
+            _FRACTION.sub(r"\1", text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        )
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.timestamp()

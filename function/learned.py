@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from function.bounded import LruCache
 from function.index.digests import DigestIndex, Image
+from function.index.nesting import descendants
 from function.registry.content import Facts
 
 # Facts of manifests fetched for events, by digest: about 400 bytes each, so 20 MB at most; enough for
@@ -35,14 +36,15 @@ class Learned:
         self._facts.put(digest, facts)
 
     def remember_children(self, digest: str, children: Iterable[str]) -> None:
-        """What resolving the listed ``digest`` found: its children, or none for a single manifest."""
+        """What resolving the listed ``digest`` found: its descendants (children, and those of nested
+        indexes: ``digests.descendants``), or none for a single manifest."""
         self._children.put(digest, tuple(children))
 
     def children(self, index: DigestIndex, digest: str) -> tuple[str, ...] | None:
-        """The children of ``digest`` as the index resolved them, else as this process did; None when
+        """The descendants of ``digest`` as the index resolved them, else as this process did; None when
         neither has resolved it."""
-        known = index.manifests.get(digest)
-        return tuple(known) if known is not None else self._children.get(digest)
+        known = descendants(index.manifests, digest)
+        return known if known is not None else self._children.get(digest)
 
     def unresolved_of(self, image: Image) -> list[str]:
         """The listed digests of ``image`` that neither the index nor this process has resolved."""

@@ -72,8 +72,9 @@ def judge(event: Event, location: Location | None, learned: Learned, tag_digest:
     return outcome
 
 
-def referrer(event: Event, image: Image, digest: str, facts: Facts, learned: Learned) -> Verdict:
-    """An untagged manifest with a `subject`: a referrer when it is an artifact of something promoted."""
+def referrer(event: Event, image: Image, digest: str, facts: Facts, learned: Learned) -> Verdict | NeedFacts:
+    """An untagged manifest with a `subject`: a referrer when it is an artifact of something promoted
+    (an index only when every entry's own manifest is one too)."""
     subject = facts.subject
     if not _promotes(learned, image, subject or ""):
         return _verdict(
@@ -83,7 +84,10 @@ def referrer(event: Event, image: Image, digest: str, facts: Facts, learned: Lea
             reason=Reason.ORPHAN_ARTIFACT,
             image=image.name,
         )
-    if facts.runnable:
+    entries = _artifact_entries(facts, learned)
+    if isinstance(entries, NeedFacts):
+        return entries
+    if facts.runnable or not entries:
         return _verdict(
             event,
             Kind.REJECTED,
@@ -208,7 +212,10 @@ def _tagged_artifact(
     if facts is None:
         return NeedFacts(digest)
     if basis == Basis.REFERRER:
-        fits = facts.is_index and facts.artifact
+        entries = _artifact_entries(facts, learned)
+        if isinstance(entries, NeedFacts):
+            return entries
+        fits = facts.is_index and facts.artifact and entries
         claim = "an image index of artifacts, as the referrers fallback tag holds"
     else:
         fits = facts.cosign_kind == (event.tag or "").rpartition(".")[2]
@@ -228,6 +235,21 @@ def _tagged_artifact(
         basis=Basis(basis),
         image=image.name,
     )
+
+
+def _artifact_entries(facts: Facts, learned: Learned) -> bool | NeedFacts:
+    """Whether every entry of an index is itself an artifact, judged by its own manifest (fetched first:
+    a runtime pulls what an entry's manifest is, not what the index says of it); True for a single
+    manifest."""
+    if not facts.is_index or facts.runnable:
+        return True
+    for entry in facts.entries:
+        known = learned.facts(entry)
+        if known is None:
+            return NeedFacts(entry)
+        if known.is_index or known.runnable:
+            return False
+    return True
 
 
 def _promotes(learned: Learned, image: Image, digest: str) -> bool:

@@ -75,8 +75,10 @@ def test_docker_image_manifest():
 
 
 def test_an_artifact_type_makes_an_artifact():
+    # Of a manifest without a filesystem layer: runtimes ignore artifactType (see test_soundness_runnable).
     referrer = OCI_IMAGE | {
         "artifactType": "application/spdx+json",
+        "layers": [descriptor("application/spdx+json", D2)],
         "subject": descriptor(content.OCI_INDEX, D3),
     }
     manifest = parse_manifest(encode(referrer), None, D1)

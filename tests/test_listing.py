@@ -28,7 +28,7 @@ def test_the_catalog_is_followed_page_by_page(registry_proxy: RegistryProxy) -> 
             digests_by_tag[(n, tag)] = reg.push_image(registry_proxy.host, f"{root}/img{n}", tag=tag, seed=f"{n}{tag}")
     registry_proxy.clear()
 
-    def walk(page_size: int) -> dict[str, dict[str, set[str]]]:
+    def walk(page_size: int) -> dict[str, dict[str, frozenset[str]]]:
         listed = HostWalk(client(frozenset({registry_proxy.host})), registry_proxy.host, [root], page_size=page_size)
         found = {}
         for item in listed:

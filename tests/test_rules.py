@@ -95,7 +95,7 @@ def test_the_rules_ask_for_what_they_need_and_decide_once_they_have_it(registry:
     location = index.locate(event.path)
     assert location is not None and location.image is not None
     referred = rules.referrer(event, location.image, stray, facts, learned)
-    assert (referred.verdict, referred.basis) == ("VERIFIED", "referrer")
+    assert isinstance(referred, Verdict) and (referred.verdict, referred.basis) == ("VERIFIED", "referrer")
     # Outside every destination: nothing to ask, nothing to learn.
     event = parse_payload(json.dumps({"action": "INSERT", "digest": f"{HOST}/elsewhere/x@{pause}"}))
     ignored = rules.judge(event, index.locate(event.path), learned)
@@ -131,7 +131,8 @@ def test_the_referrers_fallback_tag(registry: FakeRegistry, tmp_path: Path) -> N
     auditor, pause = promoted(registry, tmp_path)
     sbom = registry.referrer(PAUSE, pause)
     genuine = registry.referrers_index(PAUSE, pause, [sbom])
-    assert outcome(decide(auditor, PAUSE, genuine, fallback_tag(pause))) == ("VERIFIED", "referrer", 1)
+    # The index and its entry's own manifest: what a runtime would pull is judged, not the descriptor.
+    assert outcome(decide(auditor, PAUSE, genuine, fallback_tag(pause))) == ("VERIFIED", "referrer", 2)
     runnable = registry.image(PAUSE, subject=pause, seed="runnable-referrer")
     mixed = registry.referrers_index(PAUSE, pause, [sbom, runnable])
     assert outcome(decide(auditor, PAUSE, mixed, fallback_tag(pause))) == ("REJECTED", "bad_artifact", 1)

@@ -73,7 +73,8 @@ def test_the_referrers_fallback_tag(
     pause = promotion.artifacts["pause"][0].digest
     sbom = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "referrer")
     genuine = reg.push_referrers_index(host, PAUSE, pause, [sbom])
-    assert outcome(decide(auditor, path, genuine, fallback_tag(pause))) == ("VERIFIED", "referrer", 1)
+    # The index and its one entry, each fetched and judged (issue 16).
+    assert outcome(decide(auditor, path, genuine, fallback_tag(pause))) == ("VERIFIED", "referrer", 2)
 
     runnable = reg.push_image(host, PAUSE, subject=pause, seed="runnable-referrer")
     mixed = reg.push_referrers_index(host, PAUSE, pause, [sbom, runnable])

@@ -27,6 +27,7 @@ from tests.support.auditing import client
 from tests.support.cli import Ran, run_cli
 from tests.support.functions import FunctionServer
 from tests.support.gcr import GcrListing
+from tests.support.looping import looping
 from tests.support.proxy import RegistryProxy
 from tests.support.registry import RegistryServer
 
@@ -304,3 +305,57 @@ def test_the_sweep_function_reads_its_budget_as_every_seconds_setting(
             SweepService.from_environment()
     else:
         assert SweepService.from_environment().max_seconds == expected
+
+
+# --- listings bounded by bytes (issue 16) --------------------------------------------------------------
+
+
+def test_a_tags_listing_that_links_back_to_itself_leaves_only_that_repository_unswept(
+    tmp_path: Path, regions: rig.Regions, plain: tuple[RegistryProxy, RegistryProxy]
+) -> None:
+    incomplete = plain[1]
+    repository = f"{regions.incomplete}/coredns"
+    incomplete.serve(looping(repository, extension=False))
+    result = swept(tmp_path, regions, plain)
+    coredns = {row for row in INCOMPLETE if row[3] == "coredns"}
+    # Never MISSING for it: the promoted coredns tags are not taken as absent.
+    assert findings(result, regions) == INCOMPLETE - coredns
+    assert [part["path"] for part in result.summary.unswept] == [f"{incomplete.host}/{repository}"]
+    assert "links back to a page already read" in result.summary.unswept[0]["reason"]
+    # The page is read once per pass (the sweep lists a failed part again after a pause), never followed.
+    listed = [r for r in incomplete.registry_requests() if r.path == f"/v2/{repository}/tags/list"]
+    assert len(listed) == 2
+    assert not [r for r in incomplete.registry_requests() if r.path.startswith(f"/v2/{repository}/manifests/")]
+
+
+@pytest.mark.parametrize("onward", [False, True], ids=["links-back", "passes-64-MiB"])
+def test_an_extension_listing_without_end_is_unswept_and_never_missing(
+    tmp_path: Path, regions: rig.Regions, extension: tuple[GcrListing, GcrListing], onward: bool
+) -> None:
+    incomplete = extension[1]
+    repository = f"{regions.incomplete}/pause"
+    incomplete.serve(looping(repository, extension=True, onward=onward, otherwise=incomplete.listing))
+    result = swept(tmp_path, regions, extension)
+    pause = {row for row in INCOMPLETE if row[3] == "pause"}
+    assert findings(result, regions) == INCOMPLETE - pause
+    assert [part["path"] for part in result.summary.unswept] == [f"{incomplete.host}/{repository}"]
+    reason = result.summary.unswept[0]["reason"]
+    listed = [r for r in incomplete.registry_requests() if r.path == f"/v2/{repository}/tags/list"]
+    if onward:
+        # 17 pages of just under 4 MiB pass 64 MiB; read in each of the two passes.
+        assert "passed 64 MiB after 17 pages" in reason and len(listed) == 2 * 17
+    else:
+        assert "links back to a page already read" in reason and len(listed) == 2
+
+
+def test_a_catalog_that_links_back_to_itself_leaves_that_host_unswept(
+    tmp_path: Path, regions: rig.Regions, plain: tuple[RegistryProxy, RegistryProxy]
+) -> None:
+    complete, incomplete = plain
+    incomplete.serve(looping("_catalog"))
+    result = swept(tmp_path, regions, plain)
+    # The other host is swept in full; nothing of this one is reported MISSING.
+    assert findings(result, regions) == set()
+    assert [part["path"] for part in result.summary.unswept] == [incomplete.host]
+    assert "links back to a page already read" in result.summary.unswept[0]["reason"]
+    assert [r.path for r in complete.registry_requests()].count("/v2/_catalog") == 1

@@ -44,7 +44,8 @@ of it. Registries are asked only about true misses, as the audit function does, 
 settings apply: AUDITOR_FROZEN_PREFIXES (default: none), AUDITOR_DEADLINE_SECONDS per decision (default:
 50), and AUDITOR_PENDING_GRACE_SECONDS (default: 1800): while sync_index has accepted a newer commit than
 the index's for less than that, a would-be REJECTED (other than a deletion or a frozen change) is RETRY
-"index behind".
+"index behind". AUDITOR_PARENT_WAIT_SECONDS (default: 600): an untagged child whose listed list is in no
+repository yet is RETRY "parent not yet pushed" for that long from when its payload is read here.
 
 exit codes:
   0   every verdict is VERIFIED or IGNORED
@@ -107,6 +108,8 @@ def _auditor(index: DigestIndex, uri: str, settings: Settings) -> Auditor:
         RegistryClient(index.registry_hosts()),
         frozen_prefixes=settings.frozen_prefixes,
         deadline_seconds=deadline,
+        # A list not yet pushed is waited for from when each payload is read (the CLI has no publish time).
+        parent_wait_seconds=settings.parent_wait_seconds,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from function.index.manifests import ManifestSet, Problem
+from function.index.nesting import descendants, with_nested
 from function.reference import is_digest
 
 SCHEMA_VERSION = 1
@@ -61,7 +62,7 @@ class Image:
         if self._parents is None:
             parents: dict[str, list[str]] = {}
             for digest in self.digests:
-                for child in self.manifests.get(digest, ()):
+                for child in descendants(self.manifests, digest) or ():
                     parents.setdefault(child, []).append(digest)
             self._parents = parents
         return self._parents
@@ -157,7 +158,7 @@ class DigestIndex:
     ) -> DigestIndex:
         """The index of ``manifest_set``, with what ``previous`` resolved for digests still promoted."""
         promoted = {d for project in manifest_set.projects.values() for dmap in project.images.values() for d in dmap}
-        carried = {d: c for d, c in previous.manifests.items() if d in promoted} if previous is not None else {}
+        carried = with_nested(previous.manifests, promoted) if previous is not None else {}
         projects = {
             name: ProjectEntry(
                 project.staging,
@@ -189,7 +190,7 @@ class DigestIndex:
         """This index with what ``previous`` resolved (and this one did not) for digests it promotes, and
         how many such resolutions there were."""
         promoted = self.promoted_digests()
-        carried = {d: c for d, c in previous.manifests.items() if d in promoted and d not in self.manifests}
+        carried = with_nested(previous.manifests, promoted - self.manifests.keys())
         return (self.with_resolutions(carried) if carried else self), len(carried)
 
     def _link(self) -> None:

@@ -16,11 +16,13 @@ against the index there is, and an ERROR line names the commit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 
 from function import verdict as v
 from function.deadline import Clock, Deadline
@@ -74,16 +76,17 @@ class IndexWatch:
         """Whether the generation has gone unchecked for ``refresh_seconds``."""
         return self.clock() - self._checked_at >= self.refresh_seconds
 
-    def newer(self, *, eager: bool) -> DigestIndex | None:
+    def newer(self, *, eager: bool, deadline: Deadline | None = None) -> DigestIndex | None:
         """A newer published index, or None. ``eager`` (before a would-be REJECTED) checks at most once per
-        ``MIN_CHECK_INTERVAL``; otherwise only when ``due()``. A storage fault leaves the decision open."""
+        ``MIN_CHECK_INTERVAL``; otherwise only when ``due()``. A storage fault leaves the decision open; the
+        generation check is clipped to ``deadline``."""
         now = self.clock()
         if now - self._checked_at < (MIN_CHECK_INTERVAL if eager else self.refresh_seconds):
             return None
         generation = None
         try:
             self.checks += 1
-            generation = self.store.generation()
+            generation = self.store.generation(timeout=_left(deadline))
             self._checked_at = now
             if generation is None or generation in (self.generation, self._broken):
                 return None
@@ -146,11 +149,12 @@ class PendingWatch:
         self._read_at = -math.inf
         self._reported: dict[str, float] = {}
 
-    def behind(self, index: DigestIndex) -> str | None:
+    def behind(self, index: DigestIndex, deadline: Deadline | None = None) -> str | None:
         """Why a would-be REJECTED must wait for the sync, or None when the index is not behind a commit
-        accepted within the grace. A fault reading the records leaves the decision open."""
+        accepted within the grace. A fault reading the records leaves the decision open; reading them is
+        clipped to ``deadline``."""
         try:
-            waiting = self._waiting(index.source, MIN_CHECK_INTERVAL)
+            waiting = self._waiting(index.source, MIN_CHECK_INTERVAL, deadline)
         except StoreError as error:
             raise IndexUnavailable(
                 "index unavailable", f"reading the pending commits at {self.pending.records.uri} failed: {error}"
@@ -165,18 +169,18 @@ class PendingWatch:
             f"ago and not published yet; this is held back for up to {self.grace_seconds:.0f}s while it syncs"
         )
 
-    def check(self, index: DigestIndex) -> None:
+    def check(self, index: DigestIndex, deadline: Deadline | None = None) -> None:
         """The periodic look (every ``refresh_seconds``): reports a stuck sync even when nothing is rejected."""
         try:
-            self._waiting(index.source, self.refresh_seconds)
+            self._waiting(index.source, self.refresh_seconds, deadline)
         except StoreError as error:
             log.warning("reading the pending commits at %s failed: %s", self.pending.records.uri, error)
 
-    def _waiting(self, source: Source, max_age: float) -> list[Pending]:
+    def _waiting(self, source: Source, max_age: float, deadline: Deadline | None = None) -> list[Pending]:
         now = self.clock()
         if now - self._read_at >= max_age:
             self.reads += 1
-            self._known = self.pending.all()
+            self._known = self.pending.all(timeout=_left(deadline))
             self._read_at = now
         waiting = [p for p in self._known if p.newer_than(source)]
         for pending in waiting:
@@ -221,26 +225,36 @@ class WatchedIndex:
         self._lock = threading.Lock()
 
     def current(self, deadline: Deadline | None = None) -> DigestIndex:
-        with self._lock:
+        with self._locked(deadline):
             if self._index is None:
                 self._index = self.watch.load()
             elif self.watch.due():
                 # The periodic check, whatever the verdict will be: a new destination or a yanked digest is
                 # seen within the refresh interval, and a stuck sync is reported even when nothing is rejected.
-                self._index = self.watch.newer(eager=False) or self._index
-                self.pending.check(self._index)
+                self._index = self.watch.newer(eager=False, deadline=deadline) or self._index
+                self.pending.check(self._index, deadline)
             return self._index
 
     def fresher(self, deadline: Deadline | None = None) -> DigestIndex | None:
-        with self._lock:
-            newer = self.watch.newer(eager=True)
+        with self._locked(deadline):
+            newer = self.watch.newer(eager=True, deadline=deadline)
             if newer is not None:
                 self._index = newer
             return newer
 
     def behind(self, deadline: Deadline | None = None) -> str | None:
-        with self._lock:
-            return self.pending.behind(self._loaded())
+        with self._locked(deadline):
+            return self.pending.behind(self._loaded(), deadline)
+
+    @contextlib.contextmanager
+    def _locked(self, deadline: Deadline | None) -> Iterator[None]:
+        """The lock, waited for no longer than ``deadline`` leaves (another decision may be checking)."""
+        if not self._lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline.remaining())):
+            raise IndexUnavailable("deadline exceeded", "another decision held the index past this one's deadline")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _loaded(self) -> DigestIndex:
         if self._index is None:
@@ -262,4 +276,10 @@ class HeldIndex:
         return None
 
     def behind(self, deadline: Deadline | None = None) -> str | None:
-        return self.pending.behind(self.index)
+        return self.pending.behind(self.index, deadline)
+
+
+def _left(deadline: Deadline | None) -> float | None:
+    """What a storage read made during a decision may take: the rest of its deadline (None: the store's own
+    bounds alone)."""
+    return None if deadline is None else max(0.001, deadline.remaining())

@@ -80,10 +80,11 @@ class PendingCommits:
             log.info("commit %s was already recorded as pending", commit)
         return created
 
-    def all(self) -> list[Pending]:
-        """Every readable record, oldest commit first; a damaged record is skipped with a warning."""
+    def all(self, *, timeout: float | None = None) -> list[Pending]:
+        """Every readable record, oldest commit first; a damaged record is skipped with a warning.
+        ``timeout`` (seconds) bounds the read (a decision's deadline)."""
         found = []
-        for name, data in self.records.read_all().items():
+        for name, data in self.records.read_all(timeout=timeout).items():
             try:
                 found.append(Pending.from_json(data))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:

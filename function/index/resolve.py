@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from function.deadline import Deadline
 from function.index.digests import DigestIndex
+from function.index.nesting import MAX_DEPTH, MAX_DESCENDANTS
 from function.registry.client import ManifestNotFound, ManifestSource, RegistryError
 from function.registry.content import Manifest
 
@@ -102,6 +103,52 @@ def fetch_first(
     return None
 
 
+class TooManyDescendants(RegistryError):
+    """A listed index with more than ``MAX_DESCENDANTS`` descendants: it is left unresolved (and logged).
+
+    ``found`` holds what was resolved before the count was passed."""
+
+    def __init__(self, digest: str, found: dict[str, tuple[str, ...]]) -> None:
+        super().__init__(
+            f"{digest} has more than {MAX_DESCENDANTS} descendants (indexes nested to depth {MAX_DEPTH}); "
+            "it is left unresolved"
+        )
+        self.found = found
+
+
+def fetch_tree(
+    registry: ManifestSource, digest: str, paths: list[str], *, deadline: Deadline | None = None
+) -> dict[str, tuple[str, ...]] | None:
+    """What resolving the listed ``digest`` records: digest -> children for it (empty for a single
+    manifest) and for every nested index among its descendants to ``MAX_DEPTH``, each fetched like the
+    digest itself (``fetch_first``); None when every repository says 404.
+
+    Children come only from ``get_manifest``'s verified, parsed bytes: never from a body its digest does
+    not name. A nested index no repository serves is recorded as without children (its own children are
+    then no children of ``digest``: an alarm, never a pass). Raises ``TooManyDescendants`` past
+    ``MAX_DESCENDANTS``, and a fault as ``fetch_first`` does."""
+    manifest = fetch_first(registry, digest, paths, deadline=deadline)
+    if manifest is None:
+        return None
+    tree: dict[str, tuple[str, ...]] = {digest: manifest.children if manifest.is_index else ()}
+    seen = set(tree[digest])
+    level = [manifest] if manifest.is_index else []
+    for _ in range(MAX_DEPTH - 1):
+        if len(seen) > MAX_DESCENDANTS:
+            raise TooManyDescendants(digest, tree)
+        nested = [n for parent in level for n in parent.nested if n not in tree]
+        level = []
+        for child in dict.fromkeys(nested):
+            found = fetch_first(registry, child, paths, deadline=deadline)
+            tree[child] = found.children if found is not None and found.is_index else ()
+            if found is not None and found.is_index:
+                seen.update(found.children)
+                level.append(found)
+    if len(seen) > MAX_DESCENDANTS:
+        raise TooManyDescendants(digest, tree)
+    return tree
+
+
 def resolve(
     index: DigestIndex,
     registry: ManifestSource,
@@ -119,22 +166,24 @@ def resolve(
     found: dict[str, tuple[str, ...]] = {}
     last_report = started
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="resolve") as pool:
-        futures = {pool.submit(fetch_first, registry, d, paths): d for d, paths in candidates.items()}
+        futures = {pool.submit(fetch_tree, registry, d, paths): d for d, paths in candidates.items()}
         for future in as_completed(futures):
             digest = futures[future]
             try:
-                manifest = future.result()
+                tree = future.result()
             except RegistryError as error:
+                if isinstance(error, TooManyDescendants):
+                    log.warning("%s", error)
                 summary.failed += 1
                 if len(summary.errors) < MAX_ERRORS_KEPT:
                     summary.errors.append(f"{digest}: {error}")
                 continue
-            if manifest is None:
+            if tree is None:
                 summary.not_found += 1
                 continue
-            found[digest] = manifest.children if manifest.is_index else ()
+            found.update(tree)
             summary.resolved += 1
-            summary.manifest_lists += manifest.is_index
+            summary.manifest_lists += bool(tree[digest])
             now = time.monotonic()
             if progress is not None and now - last_report >= PROGRESS_SECONDS:
                 last_report = now

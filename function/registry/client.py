@@ -96,6 +96,8 @@ class JsonPage:
     document: Any
     # Path and query of the next page, from the Link header; always on the same host.
     next: str | None
+    # Bytes of the answer as sent: what a listing counts against its bound.
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,7 @@ class RegistryClient:
                 f"{name}: the registry answered with something that is not JSON; retry later, and report it if "
                 "it persists"
             ) from None
-        return JsonPage(document, _next_page(host, name, reply.headers.get("Link")))
+        return JsonPage(document, _next_page(host, name, reply.headers.get("Link")), len(reply.body))
 
     def _allowed(self, host: str) -> str:
         normalized = host.lower()

@@ -22,10 +22,19 @@ INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 SCHEMA1_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED})
 SINGLE_MEDIA_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST}) | SCHEMA1_MEDIA_TYPES
 
-# The configs a container runtime runs: a manifest with one of these (and no artifactType) is an image.
+# The configs a container runtime runs: a manifest with one of these and a filesystem layer is an image,
+# whatever its artifactType says (runtimes ignore artifactType).
 RUNNABLE_CONFIGS = frozenset(
     {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 )
+# Filesystem layers a runtime unpacks: OCI `tar`, `tar+gzip`, `tar+zstd` and their non-distributable forms,
+# Docker's `rootfs.diff.tar.gzip` and its foreign form. Matched by prefix, so that a form a runtime may
+# know and this list does not (`+encrypted`, an uncompressed Docker diff) still counts: doubt makes an
+# image, never an artifact.
+FILESYSTEM_LAYER_PREFIXES = ("application/vnd.oci.image.layer.", "application/vnd.docker.image.rootfs.")
+# An index under the referrers fallback tag whose entries are each fetched and judged: more entries than
+# this are not taken for a referrers index (no subject has that many referrers, and each costs a call).
+MAX_REFERRER_ENTRIES = 256
 
 # What cosign writes as the layers of `sha256-<hex>.sig`, `.att` and `.sbom` (sigstore/cosign pkg/types;
 # "spdx+json" is cosign's own spelling, the others are the registered types and syft's).
@@ -65,13 +74,17 @@ class Facts:
     event: a few words, whatever the size of the manifest."""
 
     is_index: bool
-    # A runnable image: a single manifest with a runnable config and no artifactType, a schema 1 image, or
-    # an index with at least one entry that is not described as an artifact.
+    # A runnable image: a single manifest with a runnable config and a filesystem layer (whatever its
+    # artifactType), a schema 1 image, or an index with an entry that has a `platform`, is not described
+    # as an artifact, or is an index itself (or with more than MAX_REFERRER_ENTRIES entries).
     runnable: bool
     # Digest of the OCI 1.1 `subject`, when the manifest names one.
     subject: str | None
     # "sig", "att" or "sbom" when the manifest has layers and every one is a cosign payload of that kind.
     cosign_kind: str | None
+    # For an index that is not runnable by its descriptors: its entries' digests, each of which must be
+    # judged an artifact in turn (descriptors are the index author's word, the manifests are not).
+    entries: tuple[str, ...] = ()
 
     @property
     def artifact(self) -> bool:
@@ -86,6 +99,9 @@ class Manifest:
     children: tuple[str, ...]
     facts: Facts
     size: int
+    # The children whose descriptor types them as an index or manifest list: nested indexes, whose own
+    # children are descendants too.
+    nested: tuple[str, ...] = ()
 
     @property
     def is_index(self) -> bool:
@@ -116,6 +132,12 @@ def verified(body: bytes, expected: str | None) -> str:
         digest = digest_of(payload)
     if expected is not None and digest != expected:
         raise ContentMismatch(f"the bytes hash to {digest_of(body)}, not {expected}")
+    if payload is not None and not (_declares_schema1(body) and _declares_schema1(payload)):
+        # Only the payload is named by the digest: a body that says it is anything but schema 1 (an index
+        # whose JWS payload is some real list's bytes) would be read as what it says, not as what was named.
+        raise ContentMismatch(
+            f"the bytes match {digest} only through a JWS payload, but declare no schema 1 manifest; never read"
+        )
     return digest
 
 
@@ -126,18 +148,30 @@ def parse_manifest(body: bytes, content_type: str | None, digest: str) -> Manife
     header (OCI makes the field optional). A header cannot make a body schema 1.
     """
     document = _json_object(body, "manifest")
+    if document.get("schemaVersion") == 1 and "signatures" in document:
+        payload = _schema1_payload(body)
+        if payload is not None and digest_of(payload) == digest and digest_of(body) != digest:
+            # Named by its JWS payload: judged by that payload alone (schema 1, without children).
+            if not _declares_schema1(payload):
+                raise InvalidManifest(f"the JWS payload named {digest} is no schema 1 manifest")
+            return Manifest(digest, DOCKER_MANIFEST_V1_SIGNED, (), Facts(False, True, None, None), len(body))
     media_type = _media_type(document, content_type)
     if media_type in SCHEMA1_MEDIA_TYPES:
         return Manifest(digest, media_type, (), Facts(False, True, None, None), len(body))
     subject = _optional_descriptor_digest(document, "subject")
-    artifact_type = _artifact_type(document)
+    _artifact_type(document)  # checked, but it decides nothing: runtimes ignore it
     if media_type in INDEX_MEDIA_TYPES:
         entries = _entries(document)
         children = tuple(_descriptor_digest(entry, f"manifests[{i}]") for i, entry in enumerate(entries))
-        facts = Facts(True, not all(map(_describes_artifact, entries)), subject, None)
-        return Manifest(digest, media_type, children, facts, len(body))
-    config = _config_media_type(document)
-    runnable = artifact_type is None and config in RUNNABLE_CONFIGS
+        runnable = len(entries) > MAX_REFERRER_ENTRIES or not all(map(_describes_artifact, entries))
+        facts = Facts(True, runnable, subject, None, () if runnable else children)
+        nested = tuple(
+            child
+            for child, entry in zip(children, entries, strict=True)
+            if isinstance(entry, dict) and entry.get("mediaType") in INDEX_MEDIA_TYPES
+        )
+        return Manifest(digest, media_type, children, facts, len(body), nested)
+    runnable = _runnable(document)
     return Manifest(digest, media_type, (), Facts(False, runnable, subject, _cosign_kind(document)), len(body))
 
 
@@ -186,7 +220,8 @@ def _entries(document: dict[str, Any]) -> list[object]:
 
 def _describes_artifact(descriptor: object) -> bool:
     """An index entry whose descriptor types it as an artifact (what the referrers fallback tag holds:
-    the OCI distribution spec makes `artifactType` mandatory there), never as an image or an index."""
+    the OCI distribution spec makes `artifactType` mandatory there), never as an image or an index, and
+    without a `platform` (a runtime picks an entry by its platform)."""
     if not isinstance(descriptor, dict):
         return False
     artifact_type = descriptor.get("artifactType")
@@ -195,6 +230,20 @@ def _describes_artifact(descriptor: object) -> bool:
         and bool(artifact_type)
         and artifact_type not in RUNNABLE_CONFIGS
         and descriptor.get("mediaType") not in INDEX_MEDIA_TYPES
+        and "platform" not in descriptor
+    )
+
+
+def _runnable(document: dict[str, Any]) -> bool:
+    """Whether a runtime runs this single manifest: an image config and a filesystem layer."""
+    if bare_media_type(_config_media_type(document)) not in RUNNABLE_CONFIGS:
+        return False
+    layers = document.get("layers")
+    return isinstance(layers, list) and any(
+        isinstance(layer, dict)
+        and isinstance(layer.get("mediaType"), str)
+        and bare_media_type(layer["mediaType"]).startswith(FILESYSTEM_LAYER_PREFIXES)
+        for layer in layers
     )
 
 
@@ -256,6 +305,16 @@ def _schema1_payload(body: bytes) -> bytes | None:
         return body[:length] + _base64url(tail, "formatTail")
     except InvalidManifest:
         return None
+
+
+def _declares_schema1(body: bytes) -> bool:
+    """A JSON object with `schemaVersion` 1 and no `mediaType` but a schema 1 one."""
+    try:
+        document = _json_object(body, "schema 1 manifest")
+    except InvalidManifest:
+        return False
+    declared = document.get("mediaType")
+    return document.get("schemaVersion") == 1 and (declared is None or declared in SCHEMA1_MEDIA_TYPES)
 
 
 def _base64url(value: object, what: str) -> bytes:

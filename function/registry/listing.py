@@ -19,14 +19,16 @@ uses the extension when that answer carries it.
 from __future__ import annotations
 
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from function.reference import REPOSITORY_RE, InvalidReference, is_digest, is_tag, prefix_over
 from function.registry._http import is_google_host
 from function.registry.client import (
+    JsonPage,
     ManifestNotFound,
     RegistryClient,
     RegistryError,
@@ -40,18 +42,29 @@ EXTENSION_PAGE = 10000
 PLAIN_PAGE = 1000
 # A registry that keeps linking to a next page is not followed forever.
 MAX_PAGES = 1000
+# What one listing (a host's catalog, one repository's tags) may send in all, as the contract bounds it:
+# pages are merged as they arrive, so this bounds what the sweep holds whatever a registry sends.
+MAX_LISTING_BYTES = 64 * 1024 * 1024
 
 
 class UnreadableListing(RegistryUnavailable):
     """A listing answer that is not what the API documents; nothing in it is trusted."""
 
 
-@dataclass
+class UnboundedListing(UnreadableListing):
+    """A listing that links back to a page already read, or passes ``MAX_LISTING_BYTES``: what it named
+    is dropped and the part it lists is left unswept, never taken as empty."""
+
+
+@dataclass(frozen=True, slots=True)
 class Held:
-    """One manifest a repository holds."""
+    """One manifest a repository holds (small: a listing may hold hundreds of thousands)."""
 
     media_type: str | None
-    tags: set[str] = field(default_factory=set)
+    tags: frozenset[str] = frozenset()
+
+    def tagged(self, tags: frozenset[str]) -> Held:
+        return self if tags <= self.tags else Held(self.media_type, self.tags | tags)
 
 
 @dataclass
@@ -148,22 +161,25 @@ class HostWalk:
 
     # --- the start: which listing, and what to list ---------------------------------------------------
 
-    def _start(self) -> Listed | None:
-        """Choose the listing and fill the queue; returns the first root's listing when the probe gave it."""
+    def _start(self) -> Listed | Unlisted | None:
+        """Choose the listing and fill the queue; returns the first root's listing (or why it has none)
+        when the probe gave it."""
         if self.extension is None:
             probe = self.roots[0]
             try:
                 # A page size every registry accepts (some refuse more than 1000), as the answer may be plain.
-                page = self.registry.get_json(
-                    self.host, f"/v2/{probe}/tags/list?n={self.page_size}", scope=_pull(probe)
-                )
+                first_path = f"/v2/{probe}/tags/list?n={self.page_size}"
+                page = self.registry.get_json(self.host, first_path, scope=_pull(probe))
                 self.extension = _has_extension(page.document)
             except ManifestNotFound:
                 self.extension = False
             if self.extension:
                 self._queue.extend(self.roots[1:])
                 self._visited.add(probe)
-                return self._extension_listing(probe, page.document, page.next)
+                try:
+                    return self._extension_listing(probe, page, first_path)
+                except RegistryError as error:
+                    return Unlisted(f"{self.host}/{probe}", short_reason(error), nested=True)
         if self.extension:
             self._queue.extend(self.roots)
             return None
@@ -172,7 +188,7 @@ class HostWalk:
 
     def _catalog(self) -> list[str]:
         names: list[str] = []
-        for document in self._pages("/v2/_catalog", "registry:catalog:*", self.page_size):
+        for document in self._pages(f"/v2/_catalog?n={self.page_size}", "registry:catalog:*"):
             repositories = document.get("repositories") if isinstance(document, dict) else None
             if not isinstance(repositories, list) or not all(isinstance(r, str) for r in repositories):
                 raise UnreadableListing(f"{self.host}/v2/_catalog: the answer has no list of repository names")
@@ -189,23 +205,21 @@ class HostWalk:
         path = f"{self.host}/{name}"
         if walk:
             self._visited.add(name)
+        first_path = f"/v2/{name}/tags/list?n={EXTENSION_PAGE}"
         try:
-            page = self.registry.get_json(self.host, f"/v2/{name}/tags/list?n={EXTENSION_PAGE}", scope=_pull(name))
+            page = self.registry.get_json(self.host, first_path, scope=_pull(name))
         except ManifestNotFound:
             return Listed(path, {}, complete=True, exists=False)
-        return self._extension_listing(name, page.document, page.next, walk=walk)
+        return self._extension_listing(name, page, first_path, walk=walk)
 
-    def _extension_listing(self, name: str, document: Any, next_page: str | None, *, walk: bool = True) -> Listed:
+    def _extension_listing(self, name: str, first: JsonPage, first_path: str, *, walk: bool = True) -> Listed:
         manifests: dict[str, Held] = {}
         children: list[str] = []
-        documents = [document]
-        if next_page is not None:
-            documents += self._pages(next_page, _pull(name), None)
-        for each in documents:
-            held, nested = _extension_entries(each, f"{self.host}/{name}")
+        for document in self._pages(first_path, _pull(name), first):
+            held, nested = _extension_entries(document, f"{self.host}/{name}")
             for digest, entry in held.items():
-                known = manifests.setdefault(digest, Held(entry.media_type))
-                known.tags |= entry.tags
+                known = manifests.get(digest)
+                manifests[digest] = entry if known is None else known.tagged(entry.tags)
             children += nested
         if walk:
             for child in children:
@@ -223,7 +237,7 @@ class HostWalk:
         path = f"{self.host}/{name}"
         tags: list[str] = []
         try:
-            for document in self._pages(f"/v2/{name}/tags/list", _pull(name), self.page_size):
+            for document in self._pages(f"/v2/{name}/tags/list?n={self.page_size}", _pull(name)):
                 listed = document.get("tags") if isinstance(document, dict) else None
                 if listed is not None and (
                     not isinstance(listed, list) or not all(isinstance(t, str) and is_tag(t) for t in listed)
@@ -238,7 +252,7 @@ class HostWalk:
                 digest, media_type = self._head(name, tag)
             except ManifestNotFound:
                 continue  # untagged between the listing and the HEAD: nothing to decide under that tag
-            manifests.setdefault(digest, Held(media_type)).tags.add(tag)
+            manifests[digest] = manifests.get(digest, Held(media_type)).tagged(frozenset({tag}))
         return Listed(path, manifests, complete=False)
 
     def _head(self, name: str, tag: str) -> tuple[str, str | None]:
@@ -249,15 +263,36 @@ class HostWalk:
         manifest = self.registry.get_manifest(self.host, name, tag)
         return manifest.digest, manifest.media_type
 
-    def _pages(self, first: str, scope: str, page_size: int | None) -> Iterator[Any]:
-        path: str | None = f"{first}?n={page_size}" if page_size else first
-        for _ in range(MAX_PAGES):
-            if path is None:
-                return
-            page = self.registry.get_json(self.host, path, scope=scope)
+    def _pages(self, path: str, scope: str, first: JsonPage | None = None) -> Iterator[Any]:
+        """Each page's document in turn, from ``path`` (whose answer is ``first`` when already read) along
+        its ``Link``s; the caller merges each before the next is asked, so no raw page is kept.
+
+        Raises ``UnboundedListing`` on a link back to a page already read, or once the answers pass
+        ``MAX_LISTING_BYTES`` (then what was merged must be dropped: the listing is not complete)."""
+        where = f"{self.host}{path.partition('?')[0]}"
+        read: set[str] = set()
+        total = 0
+        page = first
+        while True:
+            if page is None:
+                page = self.registry.get_json(self.host, path, scope=scope)
+            read.add(path)
+            total += page.size
+            if total > MAX_LISTING_BYTES:
+                raise UnboundedListing(
+                    f"{where}: the listing passed {MAX_LISTING_BYTES // (1024 * 1024)} MiB after {len(read)} pages; "
+                    "not followed further"
+                )
+            next_path = page.next
             yield page.document
-            path = page.next
-        raise UnreadableListing(f"{self.host}{first}: more than {MAX_PAGES} pages; not followed further")
+            page = None
+            if next_path is None:
+                return
+            if next_path in read:
+                raise UnboundedListing(f"{where}: the listing links back to a page already read; not followed further")
+            if len(read) >= MAX_PAGES:
+                raise UnreadableListing(f"{where}: more than {MAX_PAGES} pages; not followed further")
+            path = next_path
 
 
 def outermost(roots: Sequence[str]) -> list[str]:
@@ -290,7 +325,9 @@ def _extension_entries(document: Any, where: str) -> tuple[dict[str, Held], list
         tags = info.get("tag") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) and is_tag(t) for t in tags):
             raise UnreadableListing(f"{where}: the tags of {digest} are not a list of valid tag names")
-        manifests[digest] = Held(media_type if isinstance(media_type, str) and media_type else None, set(tags))
+        # Interned: a listing repeats a handful of media types for every digest.
+        kind = sys.intern(media_type) if isinstance(media_type, str) and media_type else None
+        manifests[digest] = Held(kind, frozenset(tags)) if tags else Held(kind)
     if not all(isinstance(child, str) and child for child in raw_children):
         raise UnreadableListing(f"{where}: tags/list has a 'child' entry that is not a name")
     return manifests, list(raw_children)

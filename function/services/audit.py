@@ -25,7 +25,7 @@ from function.index.source import IndexUnavailable
 from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
 from function.rules import malformed
-from function.settings import DEFAULT_GRACE_SECONDS, DEFAULT_REFRESH_SECONDS, Settings
+from function.settings import DEFAULT_GRACE_SECONDS, DEFAULT_PARENT_WAIT_SECONDS, DEFAULT_REFRESH_SECONDS, Settings
 from function.storage.base import IndexStore
 from function.storage.uri import open_store
 from function.verdict import Verdict
@@ -50,13 +50,16 @@ class AuditService:
         wall: Clock = time.time,
         frozen_prefixes: Iterable[str] = (),
         deadline_seconds: float = DEFAULT_SECONDS,
+        parent_wait_seconds: float = DEFAULT_PARENT_WAIT_SECONDS,
     ) -> None:
         self.store = store
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
         self.frozen_prefixes = tuple(normalize_prefix(prefix) for prefix in frozen_prefixes)
         self.deadline_seconds = deadline_seconds
+        self.parent_wait_seconds = parent_wait_seconds
         self.clock = clock
+        self.wall = wall
         self.index = WatchedIndex(
             IndexWatch(store, refresh_seconds=refresh_seconds, clock=clock, logger=self.logger),
             PendingWatch(
@@ -85,6 +88,7 @@ class AuditService:
             grace_seconds=settings.pending_grace_seconds,
             frozen_prefixes=settings.frozen_prefixes,
             deadline_seconds=deadline,
+            parent_wait_seconds=settings.parent_wait_seconds,
         )
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
@@ -97,7 +101,7 @@ class AuditService:
             deadline = Deadline(self.deadline_seconds, self.clock)
             if self._lock.acquire(timeout=max(0.0, deadline.remaining())):
                 try:
-                    verdict = self._decide(delivery.data, deadline)
+                    verdict = self._decide(delivery.data, deadline, delivery.published_at)
                 finally:
                     self._lock.release()
             else:
@@ -114,13 +118,17 @@ class AuditService:
             raise RetryLater(verdict.message)
         return verdict
 
-    def _decide(self, data: bytes, deadline: Deadline) -> Verdict:
+    def _decide(self, data: bytes, deadline: Deadline, published_at: float | None) -> Verdict:
         try:
             index = self.index.current(deadline)
         except IndexUnavailable as error:
             message = f"No index to decide with, the message will be redelivered: {error}"
             return self._auditor_for(self._hosts).left_open(data, error.reason, message)
-        return self._auditor_for(index.registry_hosts()).audit_payload(data, deadline=deadline)
+        # A list not yet pushed is waited for from the message's publication (from now where Pub/Sub gave
+        # no publishTime), so that redeliveries do not restart the wait.
+        return self._auditor_for(index.registry_hosts()).audit_payload(
+            data, deadline=deadline, published_at=published_at
+        )
 
     def _auditor_for(self, hosts: frozenset[str]) -> Auditor:
         """The auditor, with a registry client allowed exactly the hosts of the index: a new destination
@@ -134,5 +142,7 @@ class AuditService:
                 frozen_prefixes=self.frozen_prefixes,
                 deadline_seconds=self.deadline_seconds,
                 clock=self.clock,
+                parent_wait_seconds=self.parent_wait_seconds,
+                wall=self.wall,
             )
         return self._auditor

@@ -74,8 +74,9 @@ class IndexStore(Protocol):
         """The stored index, or None when nothing has been stored yet."""
         ...
 
-    def generation(self) -> int | None:
-        """The current generation from metadata alone (no download), or None when absent."""
+    def generation(self, *, timeout: float | None = None) -> int | None:
+        """The current generation from metadata alone (no download), or None when absent; ``timeout``
+        (seconds) bounds the lookup and its retries below the store's own bounds (a decision's deadline)."""
         ...
 
     def write(self, data: bytes, *, if_generation: int | None) -> int:
@@ -109,8 +110,9 @@ class Records(Protocol):
         """Store ``data`` under ``name`` unless that name exists; returns whether it was created."""
         ...
 
-    def read_all(self) -> dict[str, bytes]:
-        """Every document by name (none when the folder does not exist)."""
+    def read_all(self, *, timeout: float | None = None) -> dict[str, bytes]:
+        """Every document by name (none when the folder does not exist); ``timeout`` (seconds) bounds the
+        whole read below the store's own bounds (a decision's deadline)."""
         ...
 
     def delete(self, name: str) -> None:

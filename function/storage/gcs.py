@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -101,9 +102,9 @@ class GcsStore:
             return Stored(decompress(raw, self.uri), int(blob.generation))
         raise StoreError(f"{self.uri} changed during {_READ_ATTEMPTS} downloads in a row; try again")
 
-    def generation(self) -> int | None:
+    def generation(self, *, timeout: float | None = None) -> int | None:
         with self._faults("metadata lookup"):
-            blob = self._bucket().get_blob(self.name, timeout=self._timeout, retry=self._read_retry())
+            blob = self._bucket().get_blob(self.name, timeout=self._clip(timeout), retry=self._read_retry(timeout))
         if blob is None:
             self._require_bucket()
             return None
@@ -197,8 +198,12 @@ class GcsStore:
     def records(self, folder: str) -> GcsRecords:
         return GcsRecords(self, f"{self.name}.{folder}/")
 
-    def _read_retry(self) -> Any:
-        return DEFAULT_RETRY.with_timeout(self._retry_timeout)
+    def _read_retry(self, timeout: float | None = None) -> Any:
+        return DEFAULT_RETRY.with_timeout(self._retry_timeout if timeout is None else min(self._retry_timeout, timeout))
+
+    def _clip(self, timeout: float | None) -> float:
+        """The request timeout, clipped to ``timeout`` where one is given."""
+        return self._timeout if timeout is None else min(self._timeout, timeout)
 
     def _bucket(self) -> Any:
         with self._client_lock:
@@ -267,18 +272,26 @@ class GcsRecords:
             raise StoreMissing(store._no_bucket()) from error
         return True
 
-    def read_all(self) -> dict[str, bytes]:
+    def read_all(self, *, timeout: float | None = None) -> dict[str, bytes]:
         store = self._store
         found: dict[str, bytes] = {}
+        ends = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            # What remains of ``timeout`` for the next request (the listing and each download share it).
+            return None if ends is None else max(0.001, ends - time.monotonic())
+
         try:
             with store._faults("record listing"):
                 blobs = list(
-                    store._bucket().list_blobs(prefix=self.prefix, timeout=store._timeout, retry=store._read_retry())
+                    store._bucket().list_blobs(
+                        prefix=self.prefix, timeout=store._clip(left()), retry=store._read_retry(left())
+                    )
                 )
             for blob in blobs:
                 with contextlib.suppress(api_exceptions.NotFound), store._faults("record download"):
                     found[blob.name[len(self.prefix) :]] = blob.download_as_bytes(
-                        timeout=store._timeout, retry=store._read_retry()
+                        timeout=store._clip(left()), retry=store._read_retry(left())
                     )
         except api_exceptions.NotFound:
             return {}  # no bucket: nothing recorded

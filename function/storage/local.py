@@ -45,7 +45,7 @@ class LocalStore:
             raise StoreError(f"{self.uri}: cannot read the index ({error})") from error
         return Stored(decompress(raw, self.uri), generation)
 
-    def generation(self) -> int | None:
+    def generation(self, *, timeout: float | None = None) -> int | None:
         try:
             return self.path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -169,7 +169,7 @@ class LocalRecords:
             raise StoreError(f"{self.uri}: cannot write record {name} ({error})") from error
         return True
 
-    def read_all(self) -> dict[str, bytes]:
+    def read_all(self, *, timeout: float | None = None) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         try:
             entries = sorted(self.folder.iterdir())

@@ -19,6 +19,8 @@ from function import verdict as v
 from function.auditor import Auditor
 from function.events import Event
 from function.index.digests import DigestIndex, Image
+from function.index.nesting import descendants
+from function.index.resolve import fetch_tree
 from function.reference import InvalidReference
 from function.registry.client import ManifestNotFound, RegistryClient, RegistryError
 from function.registry.content import INDEX_MEDIA_TYPES
@@ -107,16 +109,17 @@ class RepositoryCheck:
             if self.listed.complete and digest not in promoted:
                 continue  # the listing holds its children already
             try:
-                manifest = self.registry.get_manifest(self.host, self.repository, digest)
-            except ManifestNotFound:
-                continue
+                tree = fetch_tree(self.registry, digest, [self.listed.path])
             except (RegistryError, InvalidReference) as error:
                 self.outcome.unswept.append(Unlisted(f"{self.listed.path}@{digest}", short_reason(error), nested=False))
                 continue
-            children[digest] = manifest.children
+            if tree is None:
+                continue
+            # Every descendant (children of nested indexes too) is a child of the listed digest.
+            children[digest] = descendants(tree, digest) or ()
             if digest in promoted:
                 # True of this digest everywhere, and what the audit's own rules decide children by.
-                self.auditor.learned.remember_children(digest, manifest.children)
+                self.auditor.learned.remember_children(digest, children[digest])
         return children
 
     # --- what it lacks ------------------------------------------------------------------------------

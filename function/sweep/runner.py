@@ -193,7 +193,8 @@ class Sweep:
 
     def _auditor(self, registry: RegistryClient) -> Auditor:
         # No frozen prefixes: frozen paths are not swept at all (every INSERT there would be `frozen`).
-        return Auditor(FixedIndex(self.index), registry, learned=self.learned)
+        # Never waits for a list not yet pushed: what the registries hold now decides (parent_wait_seconds=0).
+        return Auditor(FixedIndex(self.index), registry, learned=self.learned, parent_wait_seconds=0)
 
     def _expected(self, host: str) -> dict[str, Image]:
         """Every promoted image path on ``host``, with the image the index answers for it."""

@@ -18,7 +18,17 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 os.environ["GCE_METADATA_HOST"] = os.environ["GCE_METADATA_IP"] = "127.0.0.1:1"
 
 import benchmark
-from benchmark import cli_audit, cold_start, freshness, offline, registry_wave, sweep, sweep_k8s, throughput
+from benchmark import (
+    cli_audit,
+    cold_start,
+    freshness,
+    listing_memory,
+    offline,
+    registry_wave,
+    sweep,
+    sweep_k8s,
+    throughput,
+)
 from benchmark.common import Row, real_events, table
 from function.index.digests import DigestIndex
 from tests.support import registry as reg
@@ -52,6 +62,7 @@ def main() -> int:
         if not args.skip_sweep and registry:
             sweep.run(rows, Path(work))
         if not args.skip_sweep:
+            listing_memory.run(rows, Path(work))
             sweep.projection(rows)
             sweep_k8s.run(rows)
     print(table(rows))

@@ -30,12 +30,13 @@ class GcrListing(RegistryProxy):
     def __init__(self, registry: RegistryServer) -> None:
         super().__init__(registry.url)
         self.storage = registry.workdir / "storage" / "docker" / "registry" / "v2"
-        self.serve(self._listing)
+        self.serve(self.listing)
 
     def catalog_requests(self) -> int:
         return sum(1 for r in self.registry_requests() if r.path == "/v2/_catalog")
 
-    def _listing(self, method: str, path: str, query: str) -> LocalAnswer | None:
+    def listing(self, method: str, path: str, query: str) -> LocalAnswer | None:
+        """The answer in place of the registry's (the listing, the refused catalog), or None to forward."""
         if path == "/v2/_catalog":
             return _error(403, "DENIED", "listing the whole host is not permitted to a repository reader")
         if method != "GET" or not path.startswith("/v2/") or not path.endswith("/tags/list"):

@@ -19,6 +19,6 @@ class CountingStore(LocalStore):
         self.reads += 1
         return super().read()
 
-    def generation(self) -> int | None:
+    def generation(self, *, timeout: float | None = None) -> int | None:
         self.lookups += 1
-        return super().generation()
+        return super().generation(timeout=timeout)
