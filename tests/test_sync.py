@@ -25,7 +25,8 @@ from function.index.publish import Refused, Round, read_index, rebuild
 from function.registry.client import RegistryClient
 from function.storage.uri import open_store
 from tests.support import scenario
-from tests.support.functions import CommitsServer, TarballServer
+from tests.support.functions import TarballServer
+from tests.support.github import GitHubServer
 from tests.support.manifests import digest, write_project
 from tests.support.proxy import RegistryProxy
 from tests.support.rigs import AR, LATER_SHA, MID_SHA, NEW_SHA, OLD_SHA, SECRET, TIMES, Headers, SyncRig
@@ -33,8 +34,8 @@ from tests.support.rigs import AR, LATER_SHA, MID_SHA, NEW_SHA, OLD_SHA, SECRET,
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[SyncRig]:
-    with TarballServer() as tarballs, CommitsServer() as commits:
-        yield SyncRig(tmp_path, tarballs, commits)
+    with TarballServer() as tarballs, GitHubServer() as github:
+        yield SyncRig(tmp_path, tarballs, github)
 
 
 def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back(rig: SyncRig) -> None:
@@ -42,7 +43,7 @@ def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back
     assert (status, body["status"], body["commit"]) == (200, "published", NEW_SHA)
     # The tarball of exactly the pinned commit, never of the branch name.
     assert rig.tarballs.requests == [f"/{NEW_SHA}.tar.gz"]
-    assert rig.commits.requests == ["/repos/kubernetes/k8s.io/commits/main"]
+    assert rig.github.requests == ["/repos/kubernetes/k8s.io/commits/main"]
     source, generation = rig.index()
     assert (source.commit, source.committed_at) == (NEW_SHA, TIMES[NEW_SHA])
     # GitHub's "Redeliver" of an older push, after the resync.
