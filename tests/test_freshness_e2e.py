@@ -246,3 +246,17 @@ def test_the_first_online_build_reported_its_rounds(stack: Stack) -> None:
     assert rounds[0]["resolved"] == 3 and rounds[0]["generation"] is not None
     [outcome] = [line for line in sync_lines if "sync" in line]
     assert outcome["sync"] == "published" and outcome["generation"] == rounds[-1]["generation"]
+
+
+def test_a_push_off_the_published_history_is_refused_with_an_error_naming_both_commits(stack: Stack) -> None:
+    index, generation = stack.index()
+    # A force-push of main: a commit made on commit-1, beside everything published since, dated later.
+    root = stack.work / "force-pushed"
+    scenario.write_tree(root, stack.promotion.host, copy.deepcopy(LATEST or stack.promotion.commits["commit-2"]))
+    forked = stack.add_commit("force-pushed", root, "2026-12-31T10:00:00Z", parents=(sha("commit-1"),))
+    response = stack.webhook("force-pushed")
+    assert (response.status_code, response.json()["status"]) == (409, "refused")
+    assert (stack.index()[0].source, stack.index()[1]) == (index.source, generation)
+    [line] = [line for line in stack.syncs[0].lines() if line.get("commit") == forked and "sync" in line]
+    assert (line["sync"], line["severity"]) == ("refused", "ERROR")
+    assert index.source.commit in line["message"] and "diverged" in line["message"]

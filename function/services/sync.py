@@ -169,9 +169,9 @@ class SyncService:
 
     def _committed_at(self, push: webhook.Push) -> str | None:
         """The pushed commit's committer time, read as a resync reads its head's. GitHub documents
-        ``head_commit.timestamp`` only as "the timestamp of the commit", and git-compatible servers fill
-        it with the author time (kept across rebases and cherry-picks, set by the author's clock), so it
-        is the fallback, with a warning, when the commit cannot be read."""
+        ``head_commit.timestamp`` only as "the timestamp of the commit", and Gitea, which copies GitHub's
+        payload, fills it with the author time (kept across rebases and cherry-picks, set by the author's
+        clock), so it is only the fallback, with a warning, when the commit cannot be read."""
         try:
             pinned = head.commit(self.head_url, push.sha, token=self.github_token, timeout=PUSHED_COMMIT_SECONDS)
         except head.HeadError as error:

@@ -51,7 +51,7 @@ class GitHubServer(ThreadedHTTPServer):
         self.authorizations: list[tuple[str, str | None]] = []
         self.answers: dict[str, tuple[int, dict[str, Any]]] = {}
         """``"commits"`` or ``"compare"``: what that endpoint answers instead, whatever is asked."""
-        self._last: str | None = None
+        self._main: str | None = None
         super().__init__(self._handler())
 
     @property
@@ -67,14 +67,16 @@ class GitHubServer(ThreadedHTTPServer):
     def add(
         self, sha: str, committed_at: str, *, parents: tuple[str, ...] | None = None, authored_at: str | None = None
     ) -> str:
-        """Commit ``sha``, by default a child of the commit added last (a linear branch); adding a commit
-        the graph holds again only changes its times. Returns ``sha``."""
+        """Commit ``sha``: with ``parents``, off the main line; by default the next commit of the main
+        line (a child of the last one). Adding a commit the graph holds again only changes its times.
+        Returns ``sha``."""
         known = self.commits.get(sha)
-        if parents is None:
-            parents = known.parents if known else ((self._last,) if self._last else ())
+        if parents is None and known is not None:
+            parents = known.parents
+        elif parents is None:
+            parents = (self._main,) if self._main else ()
+            self._main = sha
         self.commits[sha] = Commit(parents, committed_at, authored_at or committed_at)
-        if known is None:
-            self._last = sha
         return sha
 
     def compare(self, base: str, head: str) -> dict[str, Any]:

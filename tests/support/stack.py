@@ -82,11 +82,13 @@ class Stack:
         headers = {"X-Hub-Signature-256": signature(SECRET, b"{}"), "Content-Type": "application/json"}
         return requests.post(self.syncs[sync].url, data=b"{}", headers=headers, timeout=120)
 
-    def add_commit(self, commit: str, root: Path, committed_at: str = DEFAULT_TIME) -> str:
+    def add_commit(
+        self, commit: str, root: Path, committed_at: str = DEFAULT_TIME, *, parents: tuple[str, ...] | None = None
+    ) -> str:
         """Serve the manifests at ``root`` as the tarball of ``commit``, made on main after every commit
-        added before; returns its SHA."""
+        added before (or on ``parents``, off main); returns its SHA."""
         self.tarballs.files[f"{sha(commit)}.tar.gz"] = scenario.tarball(root, sha(commit), SUBDIR)
-        return self.github.add(sha(commit), committed_at)
+        return self.github.add(sha(commit), committed_at, parents=parents)
 
     def publish(self, payload: dict[str, str] | str) -> str:
         data = payload if isinstance(payload, str) else json.dumps(payload)
