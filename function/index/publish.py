@@ -1,13 +1,10 @@
 """Rebuilding and publishing the digest index: shared by ``sync_index`` and ``build-index``.
 
 The published index is only ever replaced by one that (a) parsed without a fatal problem, (b) passes the
-order guard against the commit it replaces, (c) does not lose a large share of the promoted digests, and
-(d) differs from it: a rebuild that changes nothing writes nothing. The order guard is the caller's:
-``sync_index`` asks k8s.io's history (``function.github.compare``: the new commit must be ahead of the
-published one), the CLI, which has no history to ask, compares the commit times it is given
-(``by_commit_time``). It is written with a generation precondition, so two concurrent syncs cannot lose
-each other's work: the loser re-reads, keeps the winner's resolutions and tries again (the guards apply
-to every attempt), or stands down when the winner published a later commit."""
+caller's order guard (``sync_index`` asks k8s.io's history, ``function.github.compare``; the CLI compares
+commit times, ``by_commit_time``), (c) does not lose a large share of the promoted digests, and (d)
+differs from it. It is written with a generation precondition: of two concurrent syncs the loser
+re-reads, keeps the winner's resolutions and tries again under the same guards, or stands down."""
 
 from __future__ import annotations
 
