@@ -20,14 +20,14 @@ import pytest
 
 from function.github import compare
 from function.github.queue import RebuildRequest, SyncQueue
-from function.github.webhook import signature
 from function.index.pending import PendingCommits
 from function.index.publish import read_index
 from function.services.sync import SyncService
 from function.storage.uri import open_store
 from tests.support.functions import TarballServer
 from tests.support.github import RATE_LIMITED, SERVER_ERROR, GitHubServer
-from tests.support.rigs import LATER_SHA, MID_SHA, NEW_SHA, OLD_SHA, SECRET, TIMES, Headers, SyncRig
+from tests.support.oidc import QUEUE, CertServer, bearer
+from tests.support.rigs import LATER_SHA, MID_SHA, NEW_SHA, OLD_SHA, TIMES, Headers, SyncRig
 
 pytestmark = pytest.mark.emulators
 
@@ -42,9 +42,9 @@ def github() -> Iterator[GitHubServer]:
 
 
 @pytest.fixture
-def rig(tmp_path: Path, gcs_env: str, github: GitHubServer) -> Iterator[SyncRig]:
+def rig(tmp_path: Path, gcs_env: str, github: GitHubServer, google_certs: CertServer) -> Iterator[SyncRig]:
     with TarballServer() as tarballs:
-        yield SyncRig(tmp_path, tarballs, github, open_store(f"gs://{gcs_env}/index.json.gz"))
+        yield SyncRig(tmp_path, tarballs, github, google_certs, open_store(f"gs://{gcs_env}/index.json.gz"))
 
 
 def compared(github: GitHubServer) -> list[str]:
@@ -167,7 +167,7 @@ def test_a_queued_rebuild_whose_order_cannot_be_had_is_delivered_again(
     rig: SyncRig, github: GitHubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # never reached: these are deliveries
-    rig.service.queue = SyncQueue("projects/test-project/topics/sync", SECRET)
+    rig.service.queue = SyncQueue("projects/test-project/topics/sync")
     assert deliver(rig, NEW_SHA) == (200, "published")
     _, generation = rig.index()
     github.answers["compare"] = SERVER_ERROR
@@ -180,11 +180,17 @@ def test_a_queued_rebuild_whose_order_cannot_be_had_is_delivered_again(
 
 @pytest.mark.parametrize("token", [TOKEN, None])
 def test_github_is_asked_with_the_token_where_one_is_set(
-    tmp_path: Path, gcs_env: str, github: GitHubServer, token: str | None, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    gcs_env: str,
+    github: GitHubServer,
+    google_certs: CertServer,
+    token: str | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    store = open_store(f"gs://{gcs_env}/index.json.gz")
     with TarballServer() as tarballs:
-        rig = SyncRig(tmp_path, tarballs, github, open_store(f"gs://{gcs_env}/index.json.gz"), github_token=token)
+        rig = SyncRig(tmp_path, tarballs, github, google_certs, store, github_token=token)
         assert rig.resync(NEW_SHA)[0] == 200
         assert rig.push(LATER_SHA)[0] == 200
     assert {authorization for _, authorization in github.authorizations} == {f"Bearer {token}" if token else None}
@@ -234,10 +240,12 @@ def test_a_push_whose_commit_cannot_be_read_records_the_payloads_time(
 
 def envelope(sha: str) -> bytes:
     data = RebuildRequest(sha, TIMES[sha], "push").data()
-    message = {"data": base64.b64encode(data).decode(), "attributes": {"signature": signature(SECRET, data)}}
-    return json.dumps({"subscription": "projects/p/subscriptions/s", "message": {**message, "messageId": "7"}}).encode()
+    message = {"data": base64.b64encode(data).decode(), "messageId": "7"}
+    return json.dumps({"subscription": "projects/p/subscriptions/s", "message": message}).encode()
 
 
 def deliver(rig: SyncRig, sha: str) -> tuple[int, str]:
-    response = rig.service.handle("POST", Headers({"Content-Type": "application/json"}), envelope(sha))
+    """Pub/Sub's push of a queued rebuild of ``sha``, with the queue account's token."""
+    headers = Headers({"Content-Type": "application/json", "Authorization": bearer(QUEUE)})
+    response = rig.service.handle("POST", headers, envelope(sha))
     return response.status, response.body["status"]

@@ -107,3 +107,13 @@ class TarballServer(ThreadedHTTPServer):
                 return
 
         return Handler
+
+
+def answer_json(handler: BaseHTTPRequestHandler, status: int, document: dict[str, Any]) -> None:
+    """Answer ``document`` as a JSON API does."""
+    body = json.dumps(document).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -25,6 +25,7 @@ from tests.support.clock import FakeClock
 from tests.support.functions import TarballServer
 from tests.support.github import GitHubServer
 from tests.support.manifests import digest, write_project
+from tests.support.oidc import CertServer, bearer, invokers
 from tests.support.stores import CountingStore
 
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
@@ -118,6 +119,7 @@ class SyncRig(Lines):
         tmp_path: Path,
         tarballs: TarballServer,
         github: GitHubServer,
+        certs: CertServer,
         store: IndexStore | None = None,
         *,
         github_token: str | None = None,
@@ -134,6 +136,7 @@ class SyncRig(Lines):
             head_url=github.head_template,
             compare_url=github.compare_template,
             github_token=github_token,
+            invokers=invokers(certs),
             registry_factory=None,
             logger=self.logger,
         )
@@ -169,8 +172,9 @@ class SyncRig(Lines):
         return response.status, response.body
 
     def resync(self, head_sha: str) -> tuple[int, dict[str, Any]]:
+        """What Cloud Scheduler sends: no ``X-GitHub-Event``, an ID token of its account."""
         self.github.heads["main"] = head_sha
-        response = self.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
+        response = self.service.handle("POST", Headers({"Authorization": bearer()}), b"")
         return response.status, response.body
 
     def index(self) -> tuple[Source, int | None]:
