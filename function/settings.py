@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -92,8 +93,8 @@ class Settings:
             webhook_secret=read.optional("AUDITOR_WEBHOOK_SECRET", strip=False),
             sync_queue=read.optional("AUDITOR_SYNC_QUEUE"),
             branch=read.text("AUDITOR_BRANCH", DEFAULT_BRANCH),
-            head_url=read.text("AUDITOR_HEAD_URL", DEFAULT_HEAD_URL),
-            compare_url=read.text("AUDITOR_COMPARE_URL", DEFAULT_COMPARE_URL),
+            head_url=read.template("AUDITOR_HEAD_URL", DEFAULT_HEAD_URL, "branch"),
+            compare_url=read.template("AUDITOR_COMPARE_URL", DEFAULT_COMPARE_URL, "base", "head"),
             github_token=read.optional("AUDITOR_GITHUB_TOKEN"),
             refresh_seconds=read.seconds("AUDITOR_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS),
             pending_grace_seconds=read.seconds(PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS),
@@ -135,6 +136,18 @@ class _Reader:
         value = self.environ.get(name, default)
         if not value:
             raise SettingError(name, _unset(name))
+        return value
+
+    def template(self, name: str, default: str, *fields: str) -> str:
+        """A URL template holding exactly the named ``fields`` (each ``{field}``), or ``default`` when unset."""
+        value = self.text(name, default)
+        try:
+            found = {field for _, field, _, _ in string.Formatter().parse(value) if field is not None}
+        except ValueError:
+            found = None
+        if found != set(fields):
+            wanted = " and ".join(f"{{{field}}}" for field in fields)
+            raise SettingError(name, f"{name}={value!r} is not a URL template holding {wanted} (and no other {{}})")
         return value
 
     def optional(self, name: str, *, strip: bool = True) -> str | None:

@@ -16,7 +16,8 @@ from function.storage.errors import GenerationMismatch
 from function.storage.local import LocalStore
 from function.storage.uri import open_store
 from tests.support.cli import run_cli
-from tests.support.functions import CommitsServer, TarballServer
+from tests.support.functions import TarballServer
+from tests.support.github import GitHubServer
 from tests.support.oidc import CertServer
 from tests.support.rigs import LATER_SHA, NEW_SHA, SyncRig
 
@@ -33,8 +34,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> IndexStore:
 
 @pytest.fixture
 def rig(tmp_path: Path, store: IndexStore, google_certs: CertServer) -> Iterator[SyncRig]:
-    with TarballServer() as tarballs, CommitsServer() as commits:
-        yield SyncRig(tmp_path, tarballs, commits, google_certs, store)
+    with TarballServer() as tarballs, GitHubServer() as github:
+        yield SyncRig(tmp_path, tarballs, github, google_certs, store)
 
 
 def stats(uri: str, max_age: int) -> tuple[int, dict[str, object]]:
@@ -97,8 +98,8 @@ def test_a_failed_confirmation_is_a_warning_and_the_sync_still_succeeds(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, google_certs: CertServer
 ) -> None:
     store = LocalStore(tmp_path / "index.json")
-    with TarballServer() as tarballs, CommitsServer() as commits:
-        rig = SyncRig(tmp_path, tarballs, commits, google_certs, store)
+    with TarballServer() as tarballs, GitHubServer() as github:
+        rig = SyncRig(tmp_path, tarballs, github, google_certs, store)
         assert rig.resync(NEW_SHA)[1]["status"] == "published"
         store.confirmation_path.mkdir()  # a folder where the sidecar file goes: replacing it fails
         status, body = rig.resync(NEW_SHA)

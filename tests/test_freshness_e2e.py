@@ -118,6 +118,8 @@ def test_a_removed_digest_is_rejected_once_the_refresh_interval_has_passed(stack
     images = copy.deepcopy(stack.promotion.commits["commit-1"])
     images["logger"] = {v2: ["v2"]}
     scenario.write_tree(root, host, images)
+    # Made on main after everything before it, as later commits are after it.
+    stack.github.add(sha("yank"), "2026-11-05T10:00:00Z")
     rebuild(root, stack.store, source=Source(sha("yank"), "2026-11-05T10:00:00Z"), max_loss=1.0)
     time.sleep(REFRESH + 0.5)
     [line] = decided(stack, payload)
@@ -128,7 +130,8 @@ def test_a_resync_pins_the_head_and_an_older_push_then_cannot_roll_it_back(stack
     # commit-2's images (etcd added) and the yanked logger's successor.
     v2 = logger_v2(stack)
     head = commit(stack, "head", lambda images: images["logger"].update({v2: ["v2"]}))
-    stack.commits.heads["main"] = (head, "2026-11-06T10:00:00Z")
+    stack.github.add(head, "2026-11-06T10:00:00Z")
+    stack.github.heads["main"] = head
     # What the old resync fetched: the branch by name, whatever it pointed at by then.
     stack.tarballs.files["main.tar.gz"] = stack.tarballs.files[f"{head}.tar.gz"]
     stack.tarballs.requests.clear()
@@ -228,7 +231,7 @@ def test_with_a_queue_the_webhook_is_answered_at_once_and_the_rebuild_follows(st
 def test_a_resync_that_changes_nothing_writes_no_generation(stack: Stack) -> None:
     index, generation = stack.index()
     assert index.source.commit is not None and index.source.committed_at is not None
-    stack.commits.heads["main"] = (index.source.commit, index.source.committed_at)
+    stack.github.heads["main"] = index.source.commit
     response = stack.resync()
     assert (response.status_code, response.json()["status"]) == (200, "unchanged")
     assert stack.index()[1] == generation
@@ -243,3 +246,17 @@ def test_the_first_online_build_reported_its_rounds(stack: Stack) -> None:
     assert rounds[0]["resolved"] == 3 and rounds[0]["generation"] is not None
     [outcome] = [line for line in sync_lines if "sync" in line]
     assert outcome["sync"] == "published" and outcome["generation"] == rounds[-1]["generation"]
+
+
+def test_a_push_off_the_published_history_is_refused_with_an_error_naming_both_commits(stack: Stack) -> None:
+    index, generation = stack.index()
+    # A force-push of main: a commit made on commit-1, beside everything published since, dated later.
+    root = stack.work / "force-pushed"
+    scenario.write_tree(root, stack.promotion.host, copy.deepcopy(LATEST or stack.promotion.commits["commit-2"]))
+    forked = stack.add_commit("force-pushed", root, "2026-12-31T10:00:00Z", parents=(sha("commit-1"),))
+    response = stack.webhook("force-pushed")
+    assert (response.status_code, response.json()["status"]) == (409, "refused")
+    assert (stack.index()[0].source, stack.index()[1]) == (index.source, generation)
+    [line] = [line for line in stack.syncs[0].lines() if line.get("commit") == forked and "sync" in line]
+    assert (line["sync"], line["severity"]) == ("refused", "ERROR")
+    assert index.source.commit in line["message"] and "diverged" in line["message"]

@@ -21,6 +21,11 @@ def test_an_empty_environment_gives_the_contracts_defaults() -> None:
     assert (settings.parent_wait_seconds, settings.sweep_max_seconds) == (600, 3000)
     assert (settings.branch, settings.manifests_subdir, settings.frozen_prefixes) == ("main", "registry.k8s.io", ())
     assert settings.signing_registry == "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
+    assert (settings.head_url, settings.compare_url, settings.github_token) == (
+        "https://api.github.com/repos/kubernetes/k8s.io/commits/{branch}",
+        "https://api.github.com/repos/kubernetes/k8s.io/compare/{base}...{head}",
+        None,
+    )
     with pytest.raises(SettingError, match="AUDITOR_INDEX_URI is not set"):
         settings.required_index_uri()
 
@@ -36,6 +41,8 @@ def test_values_are_read_as_the_functions_use_them() -> None:
             "AUDITOR_SIGNING_REGISTRY": "",
             "AUDITOR_SIGNED_SINCE": "2022-06-01T00:00:00Z",
             "AUDITOR_DEADLINE_SECONDS": "7.5",
+            "AUDITOR_COMPARE_URL": "https://ghe.example/api/v3/repos/k/k/compare/{base}...{head}",
+            "AUDITOR_GITHUB_TOKEN": " ghp_token\n",
         }
     )
     assert settings.required_index_uri() == "gs://bucket/index.json.gz"
@@ -48,6 +55,8 @@ def test_values_are_read_as_the_functions_use_them() -> None:
     assert settings.signing_registry == ""
     assert settings.signed_since == dt.datetime(2022, 6, 1, tzinfo=dt.UTC)
     assert settings.deadline_seconds == 7.5
+    assert settings.compare_url == "https://ghe.example/api/v3/repos/k/k/compare/{base}...{head}"
+    assert settings.github_token == "ghp_token"  # as Secret Manager values often end: with a newline
 
 
 AUDIENCE = {"AUDITOR_OIDC_AUDIENCE": "https://us-central1-p.cloudfunctions.net/auditor-sync"}
@@ -79,6 +88,9 @@ def test_the_oidc_invokers_are_read_as_the_sync_checks_them() -> None:
         ({"AUDITOR_SIGNING_REGISTRY": "UPPER//x"}, "AUDITOR_SIGNING_REGISTRY"),
         ({"AUDITOR_SIGNED_SINCE": "2022-06-01"}, "AUDITOR_SIGNED_SINCE"),
         ({"AUDITOR_BRANCH": ""}, "AUDITOR_BRANCH"),
+        ({"AUDITOR_COMPARE_URL": "https://api.github.com/repos/k/k/compare/{head}"}, "AUDITOR_COMPARE_URL"),
+        ({"AUDITOR_COMPARE_URL": "https://h/{owner}/compare/{base}...{head}"}, "AUDITOR_COMPARE_URL"),
+        ({"AUDITOR_HEAD_URL": "https://h/commits/{branch"}, "AUDITOR_HEAD_URL"),
         ({"AUDITOR_OIDC_AUDIENCE": "sync.example"} | INVOKER, "AUDITOR_OIDC_AUDIENCE"),
         ({"AUDITOR_OIDC_AUDIENCE": "http://sync.example"} | INVOKER, "AUDITOR_OIDC_AUDIENCE"),
         (INVOKER, "AUDITOR_OIDC_AUDIENCE"),

@@ -27,7 +27,8 @@ from function.services.sync import SyncService
 from function.settings import Oidc
 from function.storage.uri import open_store
 from tests.support import scenario
-from tests.support.functions import CommitsServer, TarballServer
+from tests.support.functions import TarballServer
+from tests.support.github import GitHubServer
 from tests.support.manifests import digest, write_project
 from tests.support.oidc import QUEUE, SCHEDULER, SYNC_URL, CertServer, bearer
 from tests.support.proxy import RegistryProxy
@@ -36,8 +37,8 @@ from tests.support.rigs import AR, LATER_SHA, MID_SHA, NEW_SHA, OLD_SHA, SECRET,
 
 @pytest.fixture
 def rig(tmp_path: Path, google_certs: CertServer) -> Iterator[SyncRig]:
-    with TarballServer() as tarballs, CommitsServer() as commits:
-        yield SyncRig(tmp_path, tarballs, commits, google_certs)
+    with TarballServer() as tarballs, GitHubServer() as github:
+        yield SyncRig(tmp_path, tarballs, github, google_certs)
 
 
 def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back(rig: SyncRig) -> None:
@@ -45,7 +46,7 @@ def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back
     assert (status, body["status"], body["commit"]) == (200, "published", NEW_SHA)
     # The tarball of exactly the pinned commit, never of the branch name.
     assert rig.tarballs.requests == [f"/{NEW_SHA}.tar.gz"]
-    assert rig.commits.requests == ["/repos/kubernetes/k8s.io/commits/main"]
+    assert rig.github.requests == ["/repos/kubernetes/k8s.io/commits/main"]
     source, generation = rig.index()
     assert (source.commit, source.committed_at) == (NEW_SHA, TIMES[NEW_SHA])
     # GitHub's "Redeliver" of an older push, after the resync.
@@ -298,4 +299,4 @@ def test_a_token_that_cannot_be_checked_for_want_of_googles_keys_is_tried_again(
     response = rig.service.handle("POST", Headers({"Authorization": bearer()}), b"")
     # 503: Cloud Scheduler and Pub/Sub deliver it again; nothing was pinned or built meanwhile.
     assert (response.status, response.body["status"]) == (503, "failed")
-    assert (rig.commits.requests, rig.tarballs.requests) == ([], [])
+    assert (rig.github.requests, rig.tarballs.requests) == ([], [])

@@ -20,7 +20,8 @@ from function.github.webhook import signature
 from function.index.publish import read_index
 from function.storage.local import LocalStore
 from tests.support import scenario
-from tests.support.functions import CommitsServer, FunctionServer, TarballServer
+from tests.support.functions import FunctionServer, TarballServer
+from tests.support.github import GitHubServer
 from tests.support.manifests import digest, write_project
 from tests.support.oidc import GOOGLE_KEY, QUEUE, SCHEDULER, CertServer, Signer, bearer
 from tests.support.rigs import NEW_SHA, OLD_SHA, SECRET, TIMES
@@ -33,7 +34,7 @@ FORGER = Signer(GOOGLE_KEY.kid)  # another key under the id of Google's
 class Sync:
     function: FunctionServer
     tarballs: TarballServer
-    commits: CommitsServer
+    github: GitHubServer
     certs: CertServer
     store: LocalStore
 
@@ -52,24 +53,26 @@ class Sync:
 @pytest.fixture(scope="module")
 def sync(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sync]:
     work = tmp_path_factory.mktemp("oidc")
-    with TarballServer() as tarballs, CommitsServer() as commits, CertServer(GOOGLE_KEY) as certs:
+    with TarballServer() as tarballs, GitHubServer() as github, CertServer(GOOGLE_KEY) as certs:
         for sha, release in ((OLD_SHA, 1), (NEW_SHA, 2)):
             images = [{"name": "pause", "dmap": {digest(f"pause-{m}"): [f"3.{m}"] for m in range(release)}}]
             # The tarball server stands for the registries too: it knows no digest (404), so rebuilds stay local.
             registry = tarballs.url.removeprefix("http://")
             write_project(work / sha, "p", destinations=[f"{registry}/images"], images=images, staging=f"{registry}/p")
             tarballs.files[f"{sha}.tar.gz"] = scenario.tarball(work / sha, sha, "registry.k8s.io")
+            github.add(sha, TIMES[sha])
         env = {
             "AUDITOR_INDEX_URI": str(work / "index.json"),
             "AUDITOR_MANIFESTS": f"{tarballs.url}/{{sha}}.tar.gz",
-            "AUDITOR_HEAD_URL": commits.template,
+            "AUDITOR_HEAD_URL": github.head_template,
+            "AUDITOR_COMPARE_URL": github.compare_template,
             "AUDITOR_WEBHOOK_SECRET": SECRET,
             "AUDITOR_OIDC_AUDIENCE": AUDIENCE,
             "AUDITOR_OIDC_INVOKERS": f"{SCHEDULER},{QUEUE}",
             "AUDITOR_OIDC_CERTS_URL": certs.certs_url,
         }
         with FunctionServer("sync_index", "http", env, work) as function:
-            yield Sync(function, tarballs, commits, certs, LocalStore(work / "index.json"))
+            yield Sync(function, tarballs, github, certs, LocalStore(work / "index.json"))
 
 
 def envelope(sha: str) -> bytes:
@@ -79,7 +82,7 @@ def envelope(sha: str) -> bytes:
 
 
 def test_a_resync_with_the_schedulers_token_rebuilds_the_head(sync: Sync) -> None:
-    sync.commits.heads["main"] = (OLD_SHA, TIMES[OLD_SHA])
+    sync.github.heads["main"] = OLD_SHA
     response = sync.post(b"{}", {"Authorization": bearer(SCHEDULER, AUDIENCE), "Content-Type": "application/json"})
     assert (response.status_code, response.json()["status"], response.json()["commit"]) == (200, "published", OLD_SHA)
     loaded = read_index(sync.store)
@@ -112,13 +115,13 @@ REFUSALS = {
 def test_without_an_invokers_token_nothing_is_rebuilt_and_nothing_said_why(
     sync: Sync, authorization: str | None, body: bytes
 ) -> None:
-    sync.commits.heads["main"] = (NEW_SHA, TIMES[NEW_SHA])
-    before = (len(sync.tarballs.requests), len(sync.commits.requests), sync.store.generation(), len(sync.sync_lines()))
+    sync.github.heads["main"] = NEW_SHA
+    before = (len(sync.tarballs.requests), len(sync.github.requests), sync.store.generation(), len(sync.sync_lines()))
     warnings = len(sync.warnings())
     response = sync.post(body, {"Authorization": authorization} if authorization else {})
     assert (response.status_code, response.json()) == (401, {"status": "refused", "reason": "unauthenticated"})
     # Not pinned, not downloaded, not published, not even a sync line.
-    after = (len(sync.tarballs.requests), len(sync.commits.requests), sync.store.generation(), len(sync.sync_lines()))
+    after = (len(sync.tarballs.requests), len(sync.github.requests), sync.store.generation(), len(sync.sync_lines()))
     assert after == before
     # Why, for the operator only.
     assert [line for line in sync.warnings()[warnings:] if "sync request refused: " in line]
@@ -135,7 +138,7 @@ def test_a_push_needs_githubs_signature_whatever_token_it_carries(sync: Sync) ->
 def test_a_resync_signed_with_the_webhook_secret_still_rebuilds_the_head(sync: Sync) -> None:
     # The contract's AUDITOR_WEBHOOK_SECRET: a request with a valid X-Hub-Signature-256 is let in, so an
     # operator can resync by hand without an invoker's token; a wrong one is refused.
-    sync.commits.heads["main"] = (NEW_SHA, TIMES[NEW_SHA])
+    sync.github.heads["main"] = NEW_SHA
     refused = sync.post(b"{}", {"X-Hub-Signature-256": signature("not-the-secret", b"{}")})
     assert refused.status_code == 401
     response = sync.post(b"{}", {"X-Hub-Signature-256": signature(SECRET, b"{}")})

@@ -106,6 +106,10 @@ class PendingCommits:
                 cleared += 1
         return cleared
 
+    def discard(self, commit: str) -> None:
+        """Remove the record of ``commit``, refused for good: it will never be published."""
+        self.records.delete(_name(commit))
+
 
 def _name(commit: str) -> str:
     return f"{commit}.json"

@@ -1,12 +1,10 @@
 """Rebuilding and publishing the digest index: shared by ``sync_index`` and ``build-index``.
 
-The published index is only ever replaced by one that (a) parsed without a fatal problem, (b) comes
-from a commit no older than the one it replaces (an index without a commit time never replaces one with
-a time), (c) does not lose a large share of the promoted digests, and (d) differs from it: a rebuild
-that changes nothing writes nothing. It is written with a generation precondition, so two concurrent
-syncs cannot lose each other's work: the loser re-reads, keeps the winner's resolutions and tries again
-(the guards apply to every attempt), or stands down when the winner published a newer commit.
-"""
+The published index is only ever replaced by one that (a) parsed without a fatal problem, (b) passes the
+caller's order guard (``sync_index`` asks k8s.io's history, ``function.github.compare``; the CLI compares
+commit times, ``by_commit_time``), (c) does not lose a large share of the promoted digests, and (d)
+differs from it. It is written with a generation precondition: of two concurrent syncs the loser
+re-reads, keeps the winner's resolutions and tries again under the same guards, or stands down."""
 
 from __future__ import annotations
 
@@ -46,7 +44,18 @@ class Refused(Exception):
 
 
 class Superseded(Refused):
-    """Refused because the published index comes from a newer commit than the one rebuilt."""
+    """Refused because the published index comes from a later commit than the one rebuilt."""
+
+
+class Diverged(Refused):
+    """Refused because the rebuilt commit and the published one are on different histories: neither
+    contains the other (a force-push, or a commit of another branch). Someone must look."""
+
+
+OrderGuard = Callable[[Source, Source], None]
+"""Called with the published index's source and the rebuilt one; raises ``Refused`` (``Superseded``,
+``Diverged``) when the rebuilt index may not replace the published one, or a ``Retryable`` error when
+that cannot be decided now (nothing is published)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +132,13 @@ def plan(
     force: bool = False,
     replace_unreadable: bool = True,
     max_loss: float = DEFAULT_MAX_LOSS,
+    order: OrderGuard | None = None,
 ) -> Plan:
     """Build the index of the manifests at ``root`` on top of the published one, without publishing it.
 
-    Refuses a fatal manifest problem, an older commit than the published one (unless ``force``), and
-    (unless ``replace_unreadable``) a published index this version cannot read, such as a newer schema."""
+    Refuses a fatal manifest problem, a commit that ``order`` (default ``by_commit_time``) does not let
+    replace the published one (unless ``force``), and (unless ``replace_unreadable``) a published index
+    this version cannot read, such as a newer schema."""
     if source.committed_at:
         _instant(source.committed_at)  # refuse an unreadable commit time before any work
     manifest_set = manifests.load(root)
@@ -138,7 +149,13 @@ def plan(
             f"{len(manifest_set.fatal)} manifest files could not be read ({manifest_set.fatal[0]}); "
             "the published index is kept"
         )
-    target = _Target(store, source, force=force, max_loss=max_loss, replace_unreadable=replace_unreadable)
+    target = _Target(
+        store,
+        source,
+        order=None if force else order or by_commit_time,
+        max_loss=max_loss,
+        replace_unreadable=replace_unreadable,
+    )
     index = DigestIndex.build(manifest_set, source=source, previous=target.previous)
     return Plan(index, target.previous, target.stored, target)
 
@@ -156,14 +173,24 @@ def rebuild(
     round_size: int = ROUND_SIZE,
     budget_seconds: float | None = None,
     progress: Callable[[Round], None] | None = None,
+    order: OrderGuard | None = None,
 ) -> Published:
     """Build the index of the manifests at ``root`` on top of the published one, and publish it.
 
-    ``force`` skips the commit-order guard (a person rebuilding by hand, knowingly);
+    ``order`` is the commit-order guard (default ``by_commit_time``); ``force`` skips it (a person
+    rebuilding by hand, knowingly);
     ``replace_unreadable`` lets an index this version cannot read be replaced (the sync's default; the CLI
     only with --force). ``budget_seconds`` bounds the resolution rounds; what is left stays unresolved
     for the next sync (the auditor also resolves on a miss). ``progress`` hears of every round."""
-    planned = plan(root, store, source=source, force=force, replace_unreadable=replace_unreadable, max_loss=max_loss)
+    planned = plan(
+        root,
+        store,
+        source=source,
+        force=force,
+        replace_unreadable=replace_unreadable,
+        max_loss=max_loss,
+        order=order,
+    )
     target, index, previous = planned.target, planned.index, planned.previous
     published = Published(
         index,
@@ -222,11 +249,17 @@ class _Target:
     """The store as this rebuild last read it; every write re-checks the guards against what is there."""
 
     def __init__(
-        self, store: IndexStore, source: Source, *, force: bool, max_loss: float, replace_unreadable: bool
+        self,
+        store: IndexStore,
+        source: Source,
+        *,
+        order: OrderGuard | None,
+        max_loss: float,
+        replace_unreadable: bool,
     ) -> None:
         self.store = store
         self.source = source
-        self.force = force
+        self.order = order
         self.max_loss = max_loss
         self.replace_unreadable = replace_unreadable
         self._reread()
@@ -237,7 +270,8 @@ class _Target:
         self.generation = stored.generation if stored else None
         self.previous = _previous(stored, self.store.uri, replace_unreadable=self.replace_unreadable)
         self._stored = _Stored.of(self.previous)
-        _check_order(self.source, self.previous, force=self.force)
+        if self.previous is not None and self.order is not None:
+            self.order(self.previous.source, self.source)
 
     def publish(self, published: Published) -> int | None:
         """Write ``published.index`` unless the store holds it already; the new generation, or None."""
@@ -268,21 +302,21 @@ class _Stored:
     """What the stored index tells the auditor, to recognise a rebuild that would change nothing."""
 
     content: bytes
+    commit: str | None
     committed_at: str | None
 
     @classmethod
     def of(cls, index: DigestIndex | None) -> _Stored | None:
-        return None if index is None else cls(_content(index), index.source.committed_at)
+        return None if index is None else cls(_content(index), index.source.commit, index.source.committed_at)
 
     def holds(self, index: DigestIndex) -> bool:
         """Whether writing ``index`` would change nothing worth a generation: the same promoted content
-        from a commit no newer than the stored one. Hourly resyncs of an unchanged head write nothing. A
-        newer commit is recorded even when it promotes nothing new, because the order guard compares
-        against the recorded commit: otherwise a replayed push of a commit between the two, with other
-        content, would pass it. A stored index without a commit time is replaced by one with a time,
-        which arms the order guard."""
-        new = index.source.committed_at
-        if new and (not self.committed_at or _instant(new) > _instant(self.committed_at)):
+        from the same commit. Hourly resyncs of an unchanged head write nothing. Another commit (one the
+        order guard let through) is recorded even when it promotes nothing new, because the guard
+        compares against the recorded commit: otherwise a replayed push of a commit between the two,
+        with other content, would pass it. The same commit with a time where the stored one has none is
+        recorded too, which arms ``by_commit_time``."""
+        if (index.source.commit, index.source.committed_at) != (self.commit, self.committed_at):
             return False
         return _content(index) == self.content
 
@@ -312,19 +346,22 @@ def _previous(stored: Stored | None, uri: str, *, replace_unreadable: bool) -> D
         return None
 
 
-def _check_order(source: Source, previous: DigestIndex | None, *, force: bool = False) -> None:
-    if previous is None or force or not previous.source.committed_at:
+def by_commit_time(published: Source, rebuilt: Source) -> None:
+    """The order guard of the CLI, which has no history to ask: the commit times it is given must not go
+    back. (``sync_index`` asks k8s.io's history instead: times are set by whoever commits, and two
+    commits can share a second.) An index without a commit time never replaces one with a time."""
+    if not published.committed_at:
         return
-    if not source.committed_at:
+    if not rebuilt.committed_at:
         raise Refused(
-            f"the published index records commit {previous.source.commit} of {previous.source.committed_at} "
-            f"and {source.commit or 'this build'} has no commit time, so it could be older; it is kept. "
+            f"the published index records commit {published.commit} of {published.committed_at} "
+            f"and {rebuilt.commit or 'this build'} has no commit time, so it could be older; it is kept. "
             "Give the commit's time (--committed-at), or --force to replace it knowingly"
         )
-    if _instant(source.committed_at) < _instant(previous.source.committed_at):
+    if _instant(rebuilt.committed_at) < _instant(published.committed_at):
         raise Superseded(
-            f"the published index is from a newer commit ({previous.source.commit} of "
-            f"{previous.source.committed_at}) than {source.commit} of {source.committed_at}; it is kept"
+            f"the published index is from a newer commit ({published.commit} of "
+            f"{published.committed_at}) than {rebuilt.commit} of {rebuilt.committed_at}; it is kept"
         )
 
 

@@ -18,7 +18,11 @@ token is refused, because nothing else can prove who sent it, and a resync anyon
 spend GitHub's API quota and the rebuilds' capacity. A queued rebuild is let in by a token only.
 
 Every accepted commit is recorded as pending before anything is rebuilt (the auditor holds back alarms
-while the index is behind it). Without a queue the rebuild runs inside the request: 200 published or
+while the index is behind it), with its committer time as the resync reads it: a push's commit is read
+through ``AUDITOR_HEAD_URL`` too (GitHub's commits endpoint takes a SHA for the branch), because the
+payload's ``head_commit.timestamp`` is not documented to be the committer time. A rebuilt index replaces
+the published one only when ``AUDITOR_COMPARE_URL`` places its commit after the published one
+(``function.github.compare``). Without a queue the rebuild runs inside the request: 200 published or
 unchanged, 409 refused, and a failure by its kind (``function.errors``: 503 for a fault, 500 for a set-up
 to fix). With one, a webhook or resync is answered 202 once its rebuild
 request is queued, and the delivery of that request rebuilds: 2xx acknowledges it (a refusal too, as
@@ -39,16 +43,17 @@ import orjson
 
 from function import verdict as v
 from function.errors import AuditorError, kind
-from function.github import checkout, head, queue, webhook
+from function.github import checkout, compare, head, queue, webhook
 from function.github.queue import RebuildRequest, SyncQueue
 from function.index.digests import Source
 from function.index.pending import PendingCommits
-from function.index.publish import Published, Refused, Round, Superseded, rebuild
+from function.index.publish import Diverged, Published, Refused, Round, Superseded, rebuild
 from function.registry.client import RegistryClient
 from function.services import oidc
 from function.services.response import Response
 from function.settings import (
     DEFAULT_BRANCH,
+    DEFAULT_COMPARE_URL,
     DEFAULT_HEAD_URL,
     DEFAULT_MANIFESTS,
     DEFAULT_SUBDIR,
@@ -64,6 +69,8 @@ log = logging.getLogger(__name__)
 # Resolution rounds stop after this long, well inside the function's 540 s timeout; what is left is
 # queued as a follow-up rebuild (or waits for the next resync without a queue).
 RESOLUTION_BUDGET_SECONDS = 300.0
+# Reading a pushed commit's committer time shares GitHub's 10 s for the webhook's answer with the rest.
+PUSHED_COMMIT_SECONDS = 4.0
 
 PUBLISHED, UNCHANGED, REFUSED, FAILED, QUEUED = "published", "unchanged", "refused", "failed", "queued"
 # A failure answers by the kind of its error instead.
@@ -86,6 +93,8 @@ class SyncService:
         subdir: str = DEFAULT_SUBDIR,
         branch: str = DEFAULT_BRANCH,
         head_url: str = DEFAULT_HEAD_URL,
+        compare_url: str = DEFAULT_COMPARE_URL,
+        github_token: str | None = None,
         sync_queue: SyncQueue | None = None,
         invokers: Oidc | None = None,
         registry_factory: Callable[[frozenset[str]], Any] | None = RegistryClient,
@@ -99,6 +108,8 @@ class SyncService:
         self.subdir = subdir
         self.branch = branch
         self.head_url = head_url
+        self.github_token = github_token
+        self.history = compare.History(compare_url, github_token)
         self.queue = sync_queue
         self.invokers = invokers
         self.registry_factory = registry_factory
@@ -119,6 +130,8 @@ class SyncService:
             subdir=settings.manifests_subdir,
             branch=settings.branch,
             head_url=settings.head_url,
+            compare_url=settings.compare_url,
+            github_token=settings.github_token,
             sync_queue=SyncQueue(settings.sync_queue) if settings.sync_queue else None,
             invokers=settings.oidc,
         )
@@ -154,7 +167,7 @@ class SyncService:
             return Response(202, {"status": "ignored", "reason": f"{push.ref} was deleted"})
         if not push.touches_manifests:
             return Response(202, {"status": "ignored", "reason": "the push touches no manifest"})
-        return self._accept(RebuildRequest(push.sha, push.committed_at, "push"))
+        return self._accept(RebuildRequest(push.sha, self._committed_at(push), "push"))
 
     def _from_google(self, method: str, headers: Headers, body: bytes) -> Response:
         """A resync (Cloud Scheduler) or a queued rebuild (a Pub/Sub push), each with an invoker's ID token."""
@@ -180,11 +193,29 @@ class SyncService:
     def _resync(self) -> Response:
         # Naming a commit in the request is not offered: a replayed signed body could roll the index back.
         try:
-            pinned = head.pin(self.head_url, self.branch)
+            pinned = head.pin(self.head_url, self.branch, token=self.github_token)
         except head.HeadError as error:
             return self._failed(self.branch, f"pinning the head of {self.branch} failed: {error}", error)
         log.info("resync: %s is at %s (%s)", self.branch, pinned.sha, pinned.committed_at)
         return self._accept(RebuildRequest(pinned.sha, pinned.committed_at, "resync"))
+
+    def _committed_at(self, push: webhook.Push) -> str | None:
+        """The pushed commit's committer time, read as a resync reads its head's. GitHub documents
+        ``head_commit.timestamp`` only as "the timestamp of the commit", and Gitea, which copies GitHub's
+        payload, fills it with the author time (kept across rebases and cherry-picks, set by the author's
+        clock), so it is only the fallback, with a warning, when the commit cannot be read."""
+        try:
+            pinned = head.commit(self.head_url, push.sha, token=self.github_token, timeout=PUSHED_COMMIT_SECONDS)
+        except head.HeadError as error:
+            log.warning(
+                "the committer time of %s could not be read (%s); recording the push's head_commit.timestamp %s, "
+                "which may be its author time",
+                push.sha,
+                error,
+                push.committed_at,
+            )
+            return push.committed_at
+        return pinned.committed_at
 
     def _accept(self, request: RebuildRequest) -> Response:
         """Record the commit as pending, then rebuild it here or queue its rebuild."""
@@ -240,13 +271,15 @@ class SyncService:
                     registry_factory=self.registry_factory,
                     budget_seconds=self.budget_seconds,
                     progress=lambda done: self._progress(request.commit, done),
+                    order=self.history,
                 )
-            except Superseded as error:
-                self._clear(source)  # the published index already holds something newer than this commit
+            except (Superseded, Diverged) as error:
+                # Behind the published commit, or off its history: this commit will never be published.
+                self._discard(request.commit)
                 return self._outcome(REFUSED, request.commit, str(error))
             except Refused as error:
                 return self._outcome(REFUSED, request.commit, str(error))
-            except (checkout.CheckoutError, StoreError) as error:
+            except (checkout.CheckoutError, StoreError, compare.CompareError) as error:
                 return self._failed(request.commit, str(error), error)
         self._clear(source)
         if not published.changed:
@@ -271,6 +304,12 @@ class SyncService:
             self.pending.clear(rebuilt)
         except StoreError as error:
             log.warning("pending commits up to %s stay recorded: %s", rebuilt.commit, error)
+
+    def _discard(self, commit: str) -> None:
+        try:
+            self.pending.discard(commit)
+        except StoreError as error:
+            log.warning("commit %s stays recorded as pending: %s", commit, error)
 
     def _confirm(self, commit: str, generation: int) -> None:
         """Record that the stored generation is current, so `stats --max-age` does not call the index of a

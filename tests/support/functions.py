@@ -109,53 +109,6 @@ class TarballServer(ThreadedHTTPServer):
         return Handler
 
 
-class CommitsServer(ThreadedHTTPServer):
-    """Answers ``GET /repos/kubernetes/k8s.io/commits/<branch>`` as GitHub's "Get a commit" endpoint does
-    (https://docs.github.com/en/rest/commits/commits#get-a-commit): ``sha`` and ``commit.committer.date``,
-    among other fields, for the head set in ``heads``."""
-
-    def __init__(self) -> None:
-        self.heads: dict[str, tuple[str, str]] = {}
-        self.requests: list[str] = []
-        super().__init__(self._handler())
-
-    @property
-    def template(self) -> str:
-        """What ``AUDITOR_HEAD_URL`` must hold."""
-        return f"{self.url}/repos/kubernetes/k8s.io/commits/{{branch}}"
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                branch = self.path.rpartition("/commits/")[2]
-                head = server.heads.get(branch) if self.path.startswith("/repos/kubernetes/k8s.io/") else None
-                if head is None:
-                    answer_json(self, 404, {"message": "No commit found for SHA: " + branch})
-                    return
-                sha, date = head
-                person = {"name": "k8s-ci-robot", "email": "k8s-ci-robot@example.com", "date": date}
-                answer_json(
-                    self,
-                    200,
-                    {
-                        "sha": sha,
-                        "node_id": "C_test",
-                        "commit": {"author": person, "committer": person, "message": "Merge pull request"},
-                        "url": f"{server.url}/repos/kubernetes/k8s.io/commits/{sha}",
-                        "parents": [],
-                        "files": [],
-                    },
-                )
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        return Handler
-
-
 def answer_json(handler: BaseHTTPRequestHandler, status: int, document: dict[str, Any]) -> None:
     """Answer ``document`` as a JSON API does."""
     body = json.dumps(document).encode()

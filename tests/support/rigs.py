@@ -1,6 +1,7 @@
 """The functions' services in-process on a real index store, their lines captured: the audit service on a
 simulated clock (tests/test_freshness.py) and ``sync_index`` against loopback servers of commit tarballs
-and branch heads (tests/test_sync.py, tests/test_confirmation.py)."""
+and of GitHub's commits and compare endpoints (tests/test_sync.py, tests/test_confirmation.py,
+tests/test_history.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from function.storage.base import IndexStore
 from function.storage.local import LocalStore
 from tests.support import scenario
 from tests.support.clock import FakeClock
-from tests.support.functions import CommitsServer, TarballServer
+from tests.support.functions import TarballServer
+from tests.support.github import GitHubServer
 from tests.support.manifests import digest, write_project
 from tests.support.oidc import CertServer, bearer, invokers
 from tests.support.stores import CountingStore
@@ -109,25 +111,31 @@ class Headers(dict[str, str]):
 
 
 class SyncRig(Lines):
-    """``sync_index`` rebuilding synchronously from the tarballs of four commits of one project."""
+    """``sync_index`` rebuilding synchronously from the tarballs of four commits of one project, made one
+    after the other on k8s.io's main branch (OLD, NEW, MID, LATER)."""
 
     def __init__(
         self,
         tmp_path: Path,
         tarballs: TarballServer,
-        commits: CommitsServer,
+        github: GitHubServer,
         certs: CertServer,
         store: IndexStore | None = None,
+        *,
+        github_token: str | None = None,
     ) -> None:
         super().__init__()
         self.store = store or LocalStore(tmp_path / "index.json")
         self.tarballs = tarballs
-        self.commits = commits
+        self.github = github
+        self.tmp_path = tmp_path
         self.service = SyncService(
             self.store,
             secret=SECRET,
             manifests=f"{tarballs.url}/{{sha}}.tar.gz",
-            head_url=commits.template,
+            head_url=github.head_template,
+            compare_url=github.compare_template,
+            github_token=github_token,
             invokers=invokers(certs),
             registry_factory=None,
             logger=self.logger,
@@ -135,17 +143,27 @@ class SyncRig(Lines):
         # LATER promotes what NEW does: a k8s.io commit that changes nothing promoted; MID, between them,
         # promoted a third release that LATER took back.
         for sha, releases in ((OLD_SHA, 1), (NEW_SHA, 2), (MID_SHA, 3), (LATER_SHA, 2)):
-            images = [{"name": "pause", "dmap": {digest(f"pause-{m}"): [f"3.{m}"] for m in range(releases)}}]
-            root = tmp_path / sha
-            write_project(root, "p", destinations=[AR], images=images)
-            tarballs.files[f"{sha}.tar.gz"] = scenario.tarball(root, sha, "registry.k8s.io")
+            self.add_commit(sha, releases)
+            github.add(sha, TIMES[sha])
 
-    def push(self, sha: str, *, after: str | None = None, sig: str | None = None) -> tuple[int, dict[str, Any]]:
+    def add_commit(self, sha: str, releases: int) -> None:
+        """Serve the tarball of ``sha``, whose manifests promote ``releases`` releases of pause."""
+        images = [{"name": "pause", "dmap": {digest(f"pause-{m}"): [f"3.{m}"] for m in range(releases)}}]
+        root = self.tmp_path / sha
+        write_project(root, "p", destinations=[AR], images=images)
+        self.tarballs.files[f"{sha}.tar.gz"] = scenario.tarball(root, sha, "registry.k8s.io")
+
+    def push(
+        self, sha: str, *, after: str | None = None, sig: str | None = None, timestamp: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """GitHub's push webhook of ``sha``, whose ``head_commit.timestamp`` is ``timestamp`` (default: the
+        commit's committer time, as the commits endpoint answers it)."""
+        known = self.github.commits.get(sha)
         body = json.dumps(
             {
                 "ref": "refs/heads/main",
                 "after": after or sha,
-                "head_commit": {"timestamp": TIMES[sha]},
+                "head_commit": {"timestamp": timestamp or (known.committed_at if known else TIMES[sha])},
                 "commits": [{"added": [], "removed": [], "modified": ["registry.k8s.io/images/p/images.yaml"]}],
             }
         ).encode()
@@ -155,7 +173,7 @@ class SyncRig(Lines):
 
     def resync(self, head_sha: str) -> tuple[int, dict[str, Any]]:
         """What Cloud Scheduler sends: no ``X-GitHub-Event``, an ID token of its account."""
-        self.commits.heads["main"] = (head_sha, TIMES[head_sha])
+        self.github.heads["main"] = head_sha
         response = self.service.handle("POST", Headers({"Authorization": bearer()}), b"")
         return response.status, response.body
 

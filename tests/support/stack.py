@@ -24,8 +24,9 @@ from function.storage.base import IndexStore
 from function.storage.uri import open_store
 from tests.support import registry as reg
 from tests.support import scenario
-from tests.support.functions import CommitsServer, FunctionServer, TarballServer
+from tests.support.functions import FunctionServer, TarballServer
 from tests.support.gcs import GcsEmulator
+from tests.support.github import GitHubServer
 from tests.support.oidc import GOOGLE_KEY, QUEUE, SCHEDULER, SYNC_URL, AuthenticatedPush, CertServer, bearer
 from tests.support.proxy import RegistryProxy
 from tests.support.pubsub import PubSubEmulator
@@ -35,6 +36,7 @@ FROZEN = "127.0.0.1:1/k8s-artifacts-prod"
 SECRET = "webhook-secret-for-tests"
 SUBDIR = "registry.k8s.io"
 COMMIT_TIMES = {"commit-1": "2026-11-01T10:00:00Z", "commit-2": "2026-11-02T10:00:00Z"}
+DEFAULT_TIME = "2026-11-03T10:00:00Z"
 
 
 def sha(commit: str) -> str:
@@ -53,16 +55,20 @@ class Stack:
     pubsub: PubSubEmulator
     topic: str
     work: Path
-    commits: CommitsServer
+    github: GitHubServer
 
     def webhook(
         self, commit: str, *, secret: str = SECRET, sync: int = 0, committed_at: str | None = None
     ) -> requests.Response:
+        """GitHub's push webhook of ``commit``; ``committed_at`` is its time (GitHub's commits endpoint is
+        told too)."""
+        if committed_at is not None:
+            self.github.add(sha(commit), committed_at)
         body = json.dumps(
             {
                 "ref": "refs/heads/main",
                 "after": sha(commit),
-                "head_commit": {"timestamp": committed_at or COMMIT_TIMES.get(commit, "2026-11-03T10:00:00Z")},
+                "head_commit": {"timestamp": committed_at or COMMIT_TIMES.get(commit, DEFAULT_TIME)},
                 "commits": [{"added": [], "removed": [], "modified": [f"{SUBDIR}/images/demo/images.yaml"]}],
             }
         ).encode()
@@ -78,10 +84,13 @@ class Stack:
         headers = {"Authorization": bearer(SCHEDULER, SYNC_URL), "Content-Type": "application/json"}
         return requests.post(self.syncs[sync].url, data=b"{}", headers=headers, timeout=120)
 
-    def add_commit(self, commit: str, root: Path) -> str:
-        """Serve the manifests at ``root`` as the tarball of ``commit``; returns its SHA."""
+    def add_commit(
+        self, commit: str, root: Path, committed_at: str = DEFAULT_TIME, *, parents: tuple[str, ...] | None = None
+    ) -> str:
+        """Serve the manifests at ``root`` as the tarball of ``commit``, made on main after every commit
+        added before (or on ``parents``, off main); returns its SHA."""
         self.tarballs.files[f"{sha(commit)}.tar.gz"] = scenario.tarball(root, sha(commit), SUBDIR)
-        return sha(commit)
+        return self.github.add(sha(commit), committed_at, parents=parents)
 
     def publish(self, payload: dict[str, str] | str) -> str:
         data = payload if isinstance(payload, str) else json.dumps(payload)
@@ -145,24 +154,27 @@ def running(
         with (
             RegistryProxy(registry.url) as proxy,
             TarballServer() as tarballs,
-            CommitsServer() as commits,
+            GitHubServer() as github,
             CertServer(GOOGLE_KEY) as certs,
         ):
             promotion = scenario.promote(proxy.host, via=registry.host)
             for commit in promotion.commits:
                 root = promotion.write_manifests(commit, work / commit)
                 tarballs.files[f"{sha(commit)}.tar.gz"] = scenario.tarball(root, sha(commit), SUBDIR)
+                github.add(sha(commit), COMMIT_TIMES[commit])
             broken = work / "broken"
             promotion.write_manifests("commit-2", broken)
             (broken / "images" / scenario.PROJECT / "images.yaml").write_text("- name: pause\n  dmap: {\n")
             tarballs.files[f"{sha('broken')}.tar.gz"] = scenario.tarball(broken, sha("broken"), SUBDIR)
+            github.add(sha("broken"), "2027-01-01T00:00:00Z")
             common = {
                 "AUDITOR_INDEX_URI": f"gs://{bucket}/index.json.gz",
                 "STORAGE_EMULATOR_HOST": gcs.url,
                 "AUDITOR_MANIFESTS": f"{tarballs.url}/{{sha}}.tar.gz",
                 "AUDITOR_MANIFESTS_SUBDIR": SUBDIR,
                 "AUDITOR_WEBHOOK_SECRET": SECRET,
-                "AUDITOR_HEAD_URL": commits.template,
+                "AUDITOR_HEAD_URL": github.head_template,
+                "AUDITOR_COMPARE_URL": github.compare_template,
                 "AUDITOR_FROZEN_PREFIXES": FROZEN,
                 "AUDITOR_OIDC_AUDIENCE": SYNC_URL,
                 "AUDITOR_OIDC_INVOKERS": f"{SCHEDULER},{QUEUE}",
@@ -205,7 +217,7 @@ def running(
                         pubsub,
                         topic,
                         work,
-                        commits,
+                        github,
                     )
                 finally:
                     # Before the endpoints stop, or the emulator keeps pushing to closed ports.
