@@ -125,11 +125,12 @@ def _verify_signature_layer(layer: Layer, subject_digest: str, trust: TrustRoot,
         )
         attempt.certificate = certificate = _certificate(layer)
         _check_signature(certificate, signature, layer.blob)
-        signer, attempt.entry = _check_certificate_and_log(layer, certificate, trust, signers)
-        check_hashedrekord(attempt.entry, payload=layer.blob, signature=signature, certificate=certificate)
+        attempt.entry = entry = parse_log_entry(layer.annotations.get(BUNDLE_ANNOTATION))
+        signer = _check_certificate_and_log(layer, certificate, entry, trust, signers)
+        check_hashedrekord(entry, payload=layer.blob, signature=signature, certificate=certificate)
     except CheckFailedError as exc:
         return attempt.failed(exc)
-    return Verified(signer.identity, signer.issuer, attempt.entry.log_index)
+    return Verified(signer.identity, signer.issuer, entry.log_index)
 
 
 def _verify_attestation_layer(layer: Layer, subject_hex: str, trust: TrustRoot, signers: Sequence[Signer]) -> Outcome:
@@ -140,18 +141,18 @@ def _verify_attestation_layer(layer: Layer, subject_hex: str, trust: TrustRoot, 
         check_subject(envelope.payload, subject_hex)
         attempt.certificate = certificate = _certificate(layer)
         check_signatures(envelope, public_key_of(certificate))
-        signer, attempt.entry = _check_certificate_and_log(layer, certificate, trust, signers)
-        check_entry_kind(attempt.entry, ATTESTATION_ENTRY_KINDS)
+        attempt.entry = entry = parse_log_entry(layer.annotations.get(BUNDLE_ANNOTATION))
+        signer = _check_certificate_and_log(layer, certificate, entry, trust, signers)
+        check_entry_kind(entry, ATTESTATION_ENTRY_KINDS)
     except CheckFailedError as exc:
         return attempt.failed(exc)
-    return Verified(signer.identity, signer.issuer, attempt.entry.log_index)
+    return Verified(signer.identity, signer.issuer, entry.log_index)
 
 
 def _check_certificate_and_log(
-    layer: Layer, certificate: x509.Certificate, trust: TrustRoot, signers: Sequence[Signer]
-) -> tuple[Signer, LogEntry]:
+    layer: Layer, certificate: x509.Certificate, entry: LogEntry, trust: TrustRoot, signers: Sequence[Signer]
+) -> Signer:
     """Checks 3 then 4: the certificate is judged at the integrated time the SET then vouches for."""
-    entry = parse_log_entry(layer.annotations.get(BUNDLE_ANNOTATION))
     signer = check_certificate(
         certificate,
         at=entry.integrated_at,
@@ -160,7 +161,7 @@ def _check_certificate_and_log(
         signers=signers,
     )
     check_signed_entry_timestamp(entry, trust)
-    return signer, entry
+    return signer
 
 
 def _check_blob(layer: Layer, cap: int) -> None:
