@@ -24,6 +24,7 @@ from function.signing import (
     SignersError,
     TrustRoot,
     TrustRootError,
+    is_bundle_media_type,
     parse_signers,
     verify_attestation_layers,
     verify_bundle,
@@ -63,6 +64,22 @@ def test_signers_split_at_the_first_equals_before_a_url() -> None:
 def test_malformed_signers_name_the_variable(value: str) -> None:
     with pytest.raises(SignersError, match="AUDITOR_SIGNERS"):
         parse_signers(value)
+
+
+@pytest.mark.parametrize(
+    ("media_type", "is_bundle"),
+    [
+        ("application/vnd.dev.sigstore.bundle.v0.3+json", True),
+        ("application/vnd.dev.sigstore.bundle.v0.10+json", True),
+        ("application/vnd.dev.sigstore.bundle+json;version=0.3", True),
+        ("application/vnd.dev.sigstore.bundle+json;version=1.0", True),
+        ("application/vnd.dev.sigstore.bundle+json;version=0.2", False),
+        ("application/vnd.dev.sigstore.bundle.v0.1+json", False),
+        ("application/vnd.dsse.envelope.v1+json", False),
+    ],
+)
+def test_bundle_media_types(media_type: str, is_bundle: bool) -> None:
+    assert is_bundle_media_type(media_type) is is_bundle
 
 
 # --- AUDITOR_TRUSTED_ROOT ----------------------------------------------------------------------------------

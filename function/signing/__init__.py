@@ -6,7 +6,7 @@ MAX_BUNDLE_BYTES), reads AUDITOR_SIGNERS with parse_signers and AUDITOR_TRUSTED_
 Nothing here reads the network, the environment or the file system (but sigstore-python's shipped root).
 """
 
-from function.signing.bundle import BUNDLE_MEDIA_TYPE_PREFIX, MAX_BUNDLE_BYTES, verify_bundle
+from function.signing.bundle import MAX_BUNDLE_BYTES, is_bundle_media_type, verify_bundle
 from function.signing.cosign import (
     DSSE_MEDIA_TYPE,
     MAX_ENVELOPE_BYTES,
@@ -21,7 +21,6 @@ from function.signing.signers import DEFAULT_SIGNERS, Signer, SignersError, pars
 from function.signing.trust import TrustRoot, TrustRootError
 
 __all__ = [
-    "BUNDLE_MEDIA_TYPE_PREFIX",
     "DEFAULT_SIGNERS",
     "DSSE_MEDIA_TYPE",
     "MAX_BUNDLE_BYTES",
@@ -37,6 +36,7 @@ __all__ = [
     "TrustRoot",
     "TrustRootError",
     "Verified",
+    "is_bundle_media_type",
     "parse_signers",
     "verify_attestation_layers",
     "verify_bundle",
