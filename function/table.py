@@ -11,7 +11,7 @@ from typing import Any
 from function import verdict as v
 
 # Most reassuring first, so the alarms end up next to the prompt.
-ORDER = (v.VERIFIED, v.IGNORED, v.RETRY, v.MISSING, v.MALFORMED, v.REJECTED)
+ORDER = (v.Kind.VERIFIED, v.Kind.IGNORED, v.Kind.RETRY, v.Kind.MISSING, v.Kind.MALFORMED, v.Kind.REJECTED)
 HEADER = ("verdict", "basis / reason", "action", "repository@digest:tag", "image", "calls")
 SHORT_DIGEST = len("sha256:") + 12
 MAX_CELL = 72

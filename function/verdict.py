@@ -6,23 +6,67 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TextIO
 
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
-VERIFIED = "VERIFIED"
-REJECTED = "REJECTED"
-IGNORED = "IGNORED"
-MALFORMED = "MALFORMED"
-RETRY = "RETRY"
-# Only the sweep reports this: a promoted digest or tag that a destination registry does not hold.
-MISSING = "MISSING"
 
-EVENT = "event"
-SWEEP = "sweep"
+class Kind(StrEnum):
+    """The verdict: what an operator is told about an event or a finding of the sweep."""
 
-SEVERITY = {VERIFIED: logging.INFO, IGNORED: logging.INFO, RETRY: logging.WARNING, REJECTED: logging.ERROR}
-SEVERITY[MALFORMED] = SEVERITY[MISSING] = logging.ERROR
+    VERIFIED = "VERIFIED"
+    REJECTED = "REJECTED"
+    IGNORED = "IGNORED"
+    MALFORMED = "MALFORMED"
+    RETRY = "RETRY"
+    # Only the sweep reports this: a promoted digest or tag that a destination registry does not hold.
+    MISSING = "MISSING"
+
+
+class Basis(StrEnum):
+    """Why a VERIFIED verdict holds."""
+
+    LISTED = "listed"
+    CHILD = "child"
+    SIGNATURE = "signature"
+    ATTESTATION = "attestation"
+    SBOM = "sbom"
+    REFERRER = "referrer"
+
+
+class Reason(StrEnum):
+    """Why a REJECTED, IGNORED or MISSING verdict holds (RETRY and MALFORMED carry a short free text)."""
+
+    UNKNOWN_IMAGE = "unknown_image"
+    UNKNOWN_DIGEST = "unknown_digest"
+    TAG_MISMATCH = "tag_mismatch"
+    ORPHAN_ARTIFACT = "orphan_artifact"
+    BAD_ARTIFACT = "bad_artifact"
+    BAD_SIGNATURE = "bad_signature"
+    DELETION = "deletion"
+    FROZEN = "frozen"
+    NOT_AUDITED = "not_audited"
+    ABSENT = "absent"
+    TAG_ABSENT = "tag_absent"
+    UNSIGNED = "unsigned"
+
+
+class Origin(StrEnum):
+    """Where a verdict line comes from (its ``source`` field)."""
+
+    EVENT = "event"
+    SWEEP = "sweep"
+
+
+SEVERITY = {
+    Kind.VERIFIED: logging.INFO,
+    Kind.IGNORED: logging.INFO,
+    Kind.RETRY: logging.WARNING,
+    Kind.REJECTED: logging.ERROR,
+    Kind.MALFORMED: logging.ERROR,
+    Kind.MISSING: logging.ERROR,
+}
 # Error Reporting groups log entries of this type; the alerting policy keys on REJECTED/MALFORMED.
 ERROR_EVENT_TYPE = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
 
@@ -42,19 +86,19 @@ class IndexRef:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    verdict: str
+    verdict: Kind
     message: str
     action: str | None = None
     path: str | None = None
     digest: str | None = None
     tag: str | None = None
-    basis: str | None = None
+    basis: Basis | None = None
     reason: str | None = None
     image: str | None = None
     parent: str | None = None
     registry_calls: int = 0
     # Where the line comes from: a registry event, or a finding of the sweep.
-    source: str = EVENT
+    source: Origin = Origin.EVENT
     # The index that decided (its k8s.io commit and store generation), so a past verdict can be traced.
     index: IndexRef | None = None
 
@@ -64,7 +108,7 @@ class Verdict:
 
     @property
     def alarming(self) -> bool:
-        return self.verdict in (REJECTED, MALFORMED, MISSING)
+        return self.verdict in (Kind.REJECTED, Kind.MALFORMED, Kind.MISSING)
 
     def fields(self) -> dict[str, Any]:
         """The verdict line's payload (severity is added by the log handler from the level)."""

@@ -38,6 +38,7 @@ from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.publish import rebuild
 from function.index.resolve import resolve
+from function.index.source import FixedIndex
 from function.index.store import open_store
 from function.registry.client import RegistryClient
 from function.services.audit import AuditService
@@ -72,7 +73,7 @@ stored = open_store(sys.argv[1]).read()
 fetched = time.perf_counter()
 index = DigestIndex.from_json(stored.data)
 parsed = time.perf_counter()
-verdict = Auditor(index).audit_payload(sys.argv[2])
+verdict = Auditor(FixedIndex(index)).audit_payload(sys.argv[2])
 done = time.perf_counter()
 print(json.dumps({"import": imported - started, "fetch": fetched - imported, "parse": parsed - fetched,
                   "first_verdict": done - started, "verdict": verdict.verdict}))
@@ -126,9 +127,13 @@ def offline(rows: list[Row], n_events: int) -> dict[str, bytes]:
         ("index load", f"{load_s:.3f} s", "target < 0.3 s"),
     ]
     # What production holds after sync: here every listed digest is taken as a 5-platform list (an upper bound).
-    resolved = DigestIndex.from_json(data)
-    for d in resolved.promoted_digests():
-        resolved.record(d, ["sha256:" + hashlib.sha256(f"{d}{i}".encode()).hexdigest() for i in range(5)])
+    plain = DigestIndex.from_json(data)
+    resolved = plain.with_resolutions(
+        {
+            d: ["sha256:" + hashlib.sha256(f"{d}{i}".encode()).hexdigest() for i in range(5)]
+            for d in plain.promoted_digests()
+        }
+    )
     full = resolved.to_json()
     full_load_s, _ = best_of(3, lambda: DigestIndex.from_json(full))
     rows += [
@@ -157,7 +162,7 @@ def offline(rows: list[Row], n_events: int) -> dict[str, bytes]:
             out.write(json.dumps({"verdict": (path, digest) in lookup, "tag": payload.get("tag")}) + "\n")
         return len(events)
 
-    auditor = Auditor(index)
+    auditor = Auditor(FixedIndex(index))
     logger = verdict_logger(io.StringIO())
 
     def audit() -> int:
@@ -242,7 +247,7 @@ def registry_calls(rows: list[Row], work: Path) -> None:
         rebuild(root, open_store(str(out)), source=Source(), registry_factory=RegistryClient)
         first_build = len(proxy.requests)
         index = DigestIndex.from_json(out.read_bytes())
-        auditor = Auditor(index, RegistryClient(index.registry_hosts()))
+        auditor = Auditor(FixedIndex(index), RegistryClient(index.registry_hosts()))
         proxy.clear()
         verdicts = [auditor.audit_payload(json.dumps(e)) for e in wave]
         assert all(v.verdict == "VERIFIED" for v in verdicts), [v for v in verdicts if v.verdict != "VERIFIED"][:1]
@@ -468,8 +473,7 @@ def sweep_k8s_shaped(rows: list[Row]) -> None:
         server.start()
     try:
         index = DigestIndex.from_json(orjson.dumps(document))
-        for digest in index.promoted_digests():
-            index.record(digest, [])
+        index = index.with_resolutions(dict.fromkeys(index.promoted_digests(), ()))
         cpu = time.process_time()
         result = Sweep(index, workers=8).run()
         cpu = time.process_time() - cpu

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests
 
-from function.services.freshness import MIN_CHECK_INTERVAL
+from function.index.freshness import MIN_CHECK_INTERVAL
 from tests.support import pubsub as pubsub_rig
 from tests.support import registry as reg
 from tests.support.functions import FunctionServer

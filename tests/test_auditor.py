@@ -14,8 +14,10 @@ from function.auditor import Auditor
 from function.events import parse_payload
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
-from function.verdict import ERROR_EVENT_TYPE, Verdict, emit, verdict_logger
+from function.index.source import FixedIndex
+from function.verdict import ERROR_EVENT_TYPE, Kind, Verdict, emit, verdict_logger
 from tests.support.manifests import digest, snapshot, write_project
+from tests.support.sources import Refreshing
 
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
 PAUSE = f"{AR}/pause"
@@ -35,15 +37,12 @@ def build(root: Path, extra: dict[str, list[str]] | None = None) -> DigestIndex:
         images.append({"name": name, "dmap": {d: ["new"] for d in digests}})
     write_project(root, "p", destinations=[AR, AR.replace("us-central1", "europe-west1")], images=images)
     index = DigestIndex.build(manifests.load(root), source=Source(commit="c1"))
-    index.record(LIST, [CHILD1, CHILD2])
-    index.record(SINGLE, [])
-    index.record(LOGGER_LIST, [LOGGER_AMD, LOGGER_ARM])
-    return index
+    return index.with_resolutions({LIST: [CHILD1, CHILD2], SINGLE: [], LOGGER_LIST: [LOGGER_AMD, LOGGER_ARM]})
 
 
 @pytest.fixture
 def auditor(tmp_path: Path) -> Auditor:
-    return Auditor(build(tmp_path))
+    return Auditor(FixedIndex(build(tmp_path)))
 
 
 def event(action: str = "INSERT", path: str = PAUSE, d: str | None = None, tag: str | None = None) -> str:
@@ -129,7 +128,7 @@ FROZEN = (
 def test_frozen_prefixes_reject_any_change_beneath_them(
     tmp_path: Path, payload: str, expected: tuple[Any, ...]
 ) -> None:
-    auditor = Auditor(build(tmp_path), frozen_prefixes=FROZEN)
+    auditor = Auditor(FixedIndex(build(tmp_path)), frozen_prefixes=FROZEN)
     verdict = auditor.audit_payload(payload)
     assert (verdict.verdict, verdict.reason, verdict.image, verdict.registry_calls) == (*expected, 0)
 
@@ -137,7 +136,7 @@ def test_frozen_prefixes_reject_any_change_beneath_them(
 @pytest.mark.parametrize("prefix", ["", "gcr.io/Upper", "no-dot/x", "gcr.io/a b"])
 def test_a_frozen_prefix_that_is_no_registry_path_is_refused(tmp_path: Path, prefix: str) -> None:
     with pytest.raises(ValueError):
-        Auditor(build(tmp_path), frozen_prefixes=[prefix])
+        Auditor(FixedIndex(build(tmp_path)), frozen_prefixes=[prefix])
 
 
 def test_malformed_and_unresolvable_events(auditor: Auditor) -> None:
@@ -158,12 +157,13 @@ def test_a_newer_index_is_consulted_before_rejecting(tmp_path: Path) -> None:
         asked.append(1)
         return newer if len(asked) == 1 else None
 
-    auditor = Auditor(build(tmp_path / "old"), refresh=refresh)
+    source = Refreshing(build(tmp_path / "old"), refresh)
+    auditor = Auditor(source)
     assert auditor.audit_payload(event(d=LIST)).verdict == "VERIFIED"
     assert asked == []  # a verified event never looks for a newer index
     verdict = auditor.audit_payload(event(path=f"{AR}/fresh", d=fresh_digest, tag="new"))
     assert (verdict.verdict, verdict.basis, verdict.image) == ("VERIFIED", "listed", "fresh")
-    assert auditor.index is newer
+    assert source.index is newer
     assert auditor.audit_payload(event(path=f"{AR}/fresh", d=digest("other"))).reason == "unknown_digest"
     assert len(asked) == 2
 
@@ -192,7 +192,9 @@ def test_verdict_lines_follow_the_contract(auditor: Auditor) -> None:
 
 
 def test_severity_follows_the_verdict() -> None:
-    assert [Verdict(name, "m").severity for name in ("VERIFIED", "IGNORED", "RETRY", "REJECTED", "MALFORMED")] == [
+    assert [
+        Verdict(Kind(name), "m").severity for name in ("VERIFIED", "IGNORED", "RETRY", "REJECTED", "MALFORMED")
+    ] == [
         20,
         20,
         30,
@@ -204,7 +206,7 @@ def test_severity_follows_the_verdict() -> None:
 @pytest.mark.realdata
 def test_thousands_of_real_events() -> None:
     index = DigestIndex.build(manifests.load(snapshot()), source=Source())
-    auditor = Auditor(index)
+    auditor = Auditor(FixedIndex(index))
     rng = random.Random(7)
     project = index.projects
     entries = [

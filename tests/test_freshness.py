@@ -95,13 +95,13 @@ def rig(tmp_path: Path) -> Rig:
 
 def test_a_yanked_digest_is_rejected_once_the_refresh_interval_has_passed(rig: Rig) -> None:
     rig.publish({OLD: ["3.9"], NEW: ["3.10"]})
-    assert rig.audit(NEW).verdict == v.VERIFIED
+    assert rig.audit(NEW).verdict == v.Kind.VERIFIED
     rig.publish({OLD: ["3.9"]}, hour=1)  # 3.10 is yanked
     rig.clock.now += REFRESH - 1
-    assert rig.audit(NEW).verdict == v.VERIFIED  # within the interval: the index in memory decides
+    assert rig.audit(NEW).verdict == v.Kind.VERIFIED  # within the interval: the index in memory decides
     rig.clock.now += 1
     verdict = rig.audit(NEW)
-    assert (verdict.verdict, verdict.reason) == (v.REJECTED, "unknown_digest")
+    assert (verdict.verdict, verdict.reason) == (v.Kind.REJECTED, "unknown_digest")
 
 
 def test_a_new_destination_is_audited_within_the_refresh_interval_without_a_reject_first(rig: Rig) -> None:
@@ -112,7 +112,7 @@ def test_a_new_destination_is_audited_within_the_refresh_interval_without_a_reje
     rig.clock.now += REFRESH
     # Not IGNORED any more, and no REJECTED was needed to notice the new index.
     verdict = rig.audit(OLD, path=f"{EU}/pause")
-    assert (verdict.verdict, verdict.basis) == (v.VERIFIED, "listed")
+    assert (verdict.verdict, verdict.basis) == (v.Kind.VERIFIED, "listed")
     assert rig.audit(stray, path=f"{EU}/pause").reason == "unknown_digest"
 
 
@@ -122,9 +122,9 @@ def test_a_burst_of_would_be_rejects_checks_the_generation_once_a_second(rig: Ri
     lookups = rig.store.lookups
     for n in range(1000):
         rig.clock.now += 0.005  # 1,000 alarms in 5 seconds
-        assert rig.audit(digest(f"stray-{n}")).verdict == v.REJECTED
+        assert rig.audit(digest(f"stray-{n}")).verdict == v.Kind.REJECTED
     assert 4 <= rig.store.lookups - lookups <= 5
-    assert rig.service.pending.reads <= 5
+    assert rig.service.index.pending.reads <= 5
 
 
 def test_steady_verified_traffic_checks_once_per_refresh_interval(rig: Rig) -> None:
@@ -132,11 +132,11 @@ def test_steady_verified_traffic_checks_once_per_refresh_interval(rig: Rig) -> N
     lookups, reads = rig.store.lookups, rig.store.reads
     for _ in range(3600):
         rig.clock.now += 1.0
-        assert rig.audit(OLD).verdict == v.VERIFIED
+        assert rig.audit(OLD).verdict == v.Kind.VERIFIED
     # Loaded at the first event, then checked every REFRESH seconds: 59 times in the hour.
     assert rig.store.lookups - lookups == 3600 / REFRESH - 1
     assert rig.store.reads - reads == 1  # loaded once, never again: no newer generation appeared
-    assert rig.service.pending.reads == 3600 / REFRESH - 1  # the periodic look for a stuck sync
+    assert rig.service.index.pending.reads == 3600 / REFRESH - 1  # the periodic look for a stuck sync
 
 
 def test_an_unreadable_newer_index_is_reported_once_and_not_downloaded_per_event(rig: Rig) -> None:
@@ -147,7 +147,7 @@ def test_an_unreadable_newer_index_is_reported_once_and_not_downloaded_per_event
     for n in range(20):
         rig.clock.now += 1.5
         verdict = rig.audit(digest(f"stray-{n}"))
-        assert (verdict.verdict, verdict.reason) == (v.REJECTED, "unknown_digest")
+        assert (verdict.verdict, verdict.reason) == (v.Kind.REJECTED, "unknown_digest")
     assert rig.store.reads - reads == 1
     [line] = rig.lines("freshness")
     assert (line["freshness"], line["severity"], line["generation"]) == ("index_unreadable", "ERROR", generation)
@@ -157,7 +157,7 @@ def test_an_unreadable_newer_index_is_reported_once_and_not_downloaded_per_event
     # A newer, readable generation is loaded again.
     rig.publish({OLD: ["3.9"], NEW: ["3.10"]}, hour=2)
     rig.clock.now += REFRESH
-    assert rig.audit(NEW).verdict == v.VERIFIED
+    assert rig.audit(NEW).verdict == v.Kind.VERIFIED
 
 
 def test_a_would_be_reject_waits_while_a_newer_commit_is_syncing(rig: Rig) -> None:
@@ -166,7 +166,7 @@ def test_a_would_be_reject_waits_while_a_newer_commit_is_syncing(rig: Rig) -> No
     rig.pending.record("b" * 40, "2026-11-01T05:00:00Z")  # merged; its sync is still rebuilding
     rig.clock.now += 1
     verdict = rig.audit(NEW)
-    assert (verdict.verdict, verdict.reason) == (v.RETRY, "index behind")
+    assert (verdict.verdict, verdict.reason) == (v.Kind.RETRY, "index behind")
     assert "b" * 40 in verdict.message
     # Deletions are alarms whatever the manifests say.
     assert rig.audit(OLD, action="DELETE").reason == "deletion"
@@ -174,7 +174,7 @@ def test_a_would_be_reject_waits_while_a_newer_commit_is_syncing(rig: Rig) -> No
     rig.publish({OLD: ["3.9"], NEW: ["3.10"]}, hour=5)
     rig.pending.clear(Source("b" * 40, "2026-11-01T05:00:00Z"))
     rig.clock.now += 1
-    assert rig.audit(NEW).verdict == v.VERIFIED
+    assert rig.audit(NEW).verdict == v.Kind.VERIFIED
     assert rig.pending.newer_than(published) == []
 
 
@@ -199,5 +199,5 @@ def test_after_the_grace_a_stuck_sync_is_an_alarm_of_its_own(rig: Rig) -> None:
     assert line["pending_since"] == "2027-01-15T08:00:00+00:00"
     # Repeated once per refresh interval, and by the periodic check even when nothing is rejected.
     rig.clock.now += REFRESH
-    assert rig.audit(OLD).verdict == v.VERIFIED
+    assert rig.audit(OLD).verdict == v.Kind.VERIFIED
     assert len(rig.lines("freshness")) == 2

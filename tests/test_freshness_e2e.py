@@ -19,9 +19,9 @@ import requests
 import yaml
 
 from function.index.digests import Source
+from function.index.freshness import MIN_CHECK_INTERVAL
 from function.index.pending import PendingCommits
 from function.index.publish import rebuild
-from function.services.freshness import MIN_CHECK_INTERVAL
 from function.services.webhook import signature
 from tests.support import registry as reg
 from tests.support import scenario

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from function.services.freshness import MIN_CHECK_INTERVAL
+from function.index.freshness import MIN_CHECK_INTERVAL
 from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.gcs import GcsEmulator

@@ -34,9 +34,7 @@ def index(tmp_path: Path) -> DigestIndex:
     )
     write_project(tmp_path, "other", destinations=[AR], images=[{"name": "busybox", "dmap": {SINGLE: ["1.0"]}}])
     built = DigestIndex.build(manifests.load(tmp_path), source=Source(commit="c"))
-    built.record(LIST, [AMD64, ARM64])
-    built.record(SINGLE, [])
-    return built
+    return built.with_resolutions({LIST: [AMD64, ARM64], SINGLE: []})
 
 
 def test_an_image_name_shows_every_path_digest_and_tag(index: DigestIndex) -> None:
@@ -86,7 +84,7 @@ def test_a_digest_shows_every_image_that_promotes_it_or_whose_child_it_is(index:
 
 def test_a_digest_prefix_must_name_one_digest(index: DigestIndex) -> None:
     twins = ["sha256:abcdef" + "0" * 58, "sha256:abcdef" + "1" * 58]
-    index.record(UNRESOLVED, twins)
+    index = index.with_resolutions({UNRESOLVED: twins})
     ambiguous = lookup(index, "sha256:abcdef")
     assert (
         not ambiguous.found and ambiguous.note == f"sha256:abcdef is ambiguous: {twins[0]}, {twins[1]}; give more of it"

@@ -73,7 +73,7 @@ def test_real_snapshot_is_indexed_completely() -> None:
 @pytest.mark.realdata
 def test_real_index_round_trips_and_loads_fast() -> None:
     index = DigestIndex.build(manifests.load(snapshot()), source=Source(commit="576d58a"))
-    index.record(next(iter(index.promoted_digests())), [digest("child")])
+    index = index.with_resolutions({next(iter(index.promoted_digests())): [digest("child")]})
     data = index.to_json()
     started = time.perf_counter()
     loaded = DigestIndex.from_json(data)
@@ -158,7 +158,7 @@ def test_two_projects_promoting_one_name_to_a_shared_root(tmp_path: Path) -> Non
     write_project(tmp_path, "one", destinations=[AR], images=[{"name": "x", "dmap": {digest("1"): ["a"]}}])
     write_project(tmp_path, "two", destinations=[AR], images=[{"name": "x", "dmap": {digest("2"): ["b"]}}])
     index = DigestIndex.build(manifests.load(tmp_path), source=Source())
-    index.record(digest("2"), [digest("2-child")])
+    index = index.with_resolutions({digest("2"): [digest("2-child")]})
     location = index.locate(f"{AR}/x")
     assert location is not None and location.image is not None
     assert set(location.image.digests) == {digest("1"), digest("2")}
@@ -168,8 +168,7 @@ def test_two_projects_promoting_one_name_to_a_shared_root(tmp_path: Path) -> Non
 def test_rebuild_adopts_resolutions_of_digests_still_promoted(tmp_path: Path) -> None:
     write_project(tmp_path, "p", destinations=[AR], images=[{"name": "x", "dmap": {digest("1"): [], digest("2"): []}}])
     first = DigestIndex.build(manifests.load(tmp_path), source=Source())
-    first.record(digest("1"), [digest("c1")])
-    first.record(digest("2"), [])
+    first = first.with_resolutions({digest("1"): [digest("c1")], digest("2"): []})
     write_project(tmp_path, "p", destinations=[AR], images=[{"name": "x", "dmap": {digest("1"): [], digest("3"): []}}])
     second = DigestIndex.build(manifests.load(tmp_path), source=Source(), previous=first)
     assert second.manifests == {digest("1"): [digest("c1")]}

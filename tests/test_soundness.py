@@ -17,6 +17,7 @@ import pytest
 from function.auditor import Auditor
 from function.index.digests import Source
 from function.index.publish import rebuild
+from function.index.source import FixedIndex
 from function.index.store import open_store
 from function.registry.content import DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX
 from function.services.audit import AuditService, RetryLater
@@ -158,7 +159,7 @@ def offline_auditor(tmp_path: Path, promotion: scenario.Promotion, image: str, d
     scenario.write_tree(root, promotion.host, {**promotion.commits["commit-1"], image: {digest: ["1.0"]}})
     rebuild(root, open_store(str(tmp_path / "index.json")), source=Source(commit="c"), registry_factory=None)
     index = load(tmp_path / "index.json")
-    return Auditor(index, client(index.registry_hosts()))
+    return Auditor(FixedIndex(index), client(index.registry_hosts()))
 
 
 def test_a_child_pushed_before_its_list_waits_for_it(
@@ -206,9 +207,9 @@ def test_a_list_found_only_in_staging_vouches_for_its_children(
 def test_a_trickling_registry_is_retry_within_the_deadline(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    publish_index = audited(tmp_path, promotion).index
+    publish_index = audited(tmp_path, promotion).source.current()
     stray = reg.push_image(registry_proxy.host, PAUSE, seed="trickled")
-    auditor = Auditor(publish_index, client(publish_index.registry_hosts()), deadline_seconds=1.5)
+    auditor = Auditor(FixedIndex(publish_index), client(publish_index.registry_hosts()), deadline_seconds=1.5)
     registry_proxy.trickle(0.05)
     started = time.monotonic()
     verdict = decide(auditor, f"{registry_proxy.host}/{PAUSE}", stray)
@@ -219,8 +220,8 @@ def test_a_trickling_registry_is_retry_within_the_deadline(
 def test_a_slow_token_service_is_retry_within_the_deadline(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
-    index = audited(tmp_path, promotion).index
-    auditor = Auditor(index, client(index.registry_hosts()), deadline_seconds=1.5)
+    index = audited(tmp_path, promotion).source.current()
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()), deadline_seconds=1.5)
     sbom = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "referrer")
     registry_proxy.require_token = True
     registry_proxy.trickle(0.05, path_contains="/token")
@@ -268,8 +269,8 @@ def test_retries_stop_at_the_deadline(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
     clock = FakeClock()
-    index = audited(tmp_path, promotion).index
-    auditor = Auditor(index, client(index.registry_hosts(), clock), deadline_seconds=3, clock=clock)
+    index = audited(tmp_path, promotion).source.current()
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts(), clock), deadline_seconds=3, clock=clock)
     stray = reg.push_image(registry_proxy.host, PAUSE, seed="throttled")
     registry_proxy.clear()
     registry_proxy.fail_next(10, 429, retry_after="2")

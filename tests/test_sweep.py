@@ -54,7 +54,8 @@ def index_for(tmp_path: Path, regions: rig.Regions, hosts: tuple[RegistryProxy, 
     """The index as sync_index publishes it: every promoted list resolved."""
     root = regions.write_manifests(tmp_path / "manifests", hosts[0].host, hosts[1].host)
     index = DigestIndex.build(manifests.load(root), source=Source(commit="c0ffee"))
-    assert resolve(index, client(index.registry_hosts())).resolved == 5
+    index, summary = resolve(index, client(index.registry_hosts()))
+    assert summary.resolved == 5
     return index
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from function import verdict as v
 from function.table import render_verdicts
-from function.verdict import Verdict
+from function.verdict import Kind, Origin, Verdict
 
 PATH = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images/pause"
 DIGEST = "sha256:" + "ab" * 32
@@ -12,12 +12,16 @@ DIGEST = "sha256:" + "ab" * 32
 
 def test_rows_in_order_then_the_counts_alarms_last() -> None:
     lines = [
-        Verdict(v.VERIFIED, "ok", "INSERT", PATH, DIGEST, "3.9", basis="listed", image="pause").fields(),
-        Verdict(v.RETRY, "open", "INSERT", PATH, None, "3.9", reason="registry unavailable", registry_calls=4).fields(),
-        Verdict(v.MALFORMED, "bad", reason="payload is not JSON: " + "x" * 100).fields(),
-        Verdict(v.MISSING, "gone", None, PATH, DIGEST, None, reason="absent", image="pause", source=v.SWEEP).fields(),
-        Verdict(v.REJECTED, "no", "DELETE", PATH, DIGEST, None, reason="deletion", image="pause").fields(),
-        Verdict(v.VERIFIED, "ok", "INSERT", PATH, DIGEST, None, basis="listed", image="pause").fields(),
+        Verdict(Kind.VERIFIED, "ok", "INSERT", PATH, DIGEST, "3.9", basis=v.Basis.LISTED, image="pause").fields(),
+        Verdict(
+            Kind.RETRY, "open", "INSERT", PATH, None, "3.9", reason="registry unavailable", registry_calls=4
+        ).fields(),
+        Verdict(Kind.MALFORMED, "bad", reason="payload is not JSON: " + "x" * 100).fields(),
+        Verdict(
+            Kind.MISSING, "gone", None, PATH, DIGEST, None, reason="absent", image="pause", source=Origin.SWEEP
+        ).fields(),
+        Verdict(Kind.REJECTED, "no", "DELETE", PATH, DIGEST, None, reason="deletion", image="pause").fields(),
+        Verdict(Kind.VERIFIED, "ok", "INSERT", PATH, DIGEST, None, basis=v.Basis.LISTED, image="pause").fields(),
     ]
     rows = render_verdicts(lines).splitlines()
     assert rows[0].split() == ["verdict", "basis", "/", "reason", "action", "repository@digest:tag", "image", "calls"]

@@ -17,12 +17,14 @@ from function.auditor import Auditor
 from function.events import parse_payload
 from function.index.digests import DigestIndex, Source
 from function.index.publish import read_index, rebuild
+from function.index.source import FixedIndex
 from function.index.store import open_store
 from function.registry.client import RegistryClient
 from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.manifests import write_project
 from tests.support.proxy import RegistryProxy
+from tests.support.sources import Refreshing
 
 pytestmark = pytest.mark.registry
 
@@ -67,7 +69,7 @@ def audited(
     """An auditor over the index published for ``commit`` at ``tmp_path / "index.json"``."""
     publish(tmp_path, promotion, commit, tmp_path / "index.json")
     index = load(tmp_path / "index.json")
-    return Auditor(index, client(index.registry_hosts(), clock))
+    return Auditor(FixedIndex(index), client(index.registry_hosts(), clock))
 
 
 def load(out: Path) -> DigestIndex:
@@ -86,7 +88,7 @@ def test_every_promoted_artifact_is_decided_without_a_registry_call(
     index = load(out)
     assert index.counts()["unresolved"] == 0
     registry_proxy.clear()
-    auditor = Auditor(index, client(index.registry_hosts()))
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()))
     seen: dict[str, int] = {}
     for image in ("pause", "logger", "etcd"):
         for payload in promotion.events(image):
@@ -164,7 +166,7 @@ def test_offline_index_resolves_parents_in_the_events_repository_once(
     publish(tmp_path, promotion, "commit-1", out, offline=True)
     assert registry_proxy.requests == []
     index = load(out)
-    auditor = Auditor(index, client(index.registry_hosts()))
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()))
     children = [a for a in promotion.artifacts["pause"] if a.kind == "child"]
     path = f"{registry_proxy.host}/europe-west1/images/pause"
     first = auditor.audit_payload(json.dumps({"action": "INSERT", "digest": f"{path}@{children[0].digest}"}))
@@ -187,8 +189,8 @@ def test_tag_only_insert_costs_one_head(
     assert [r.method for r in registry_proxy.registry_requests()] == ["HEAD"]
     # A tag moved onto an unpromoted image: still one HEAD, even though a fresher index is consulted.
     stray = reg.push_image(registry_proxy.host, "asia-east1/images/pause", tag="moved", seed="moved-tag")
-    index = auditor.index
-    refreshed = Auditor(index, client(index.registry_hosts()), refresh=lambda: load(tmp_path / "index.json"))
+    index = auditor.source.current()
+    refreshed = Auditor(Refreshing(index, lambda: load(tmp_path / "index.json")), client(index.registry_hosts()))
     registry_proxy.clear()
     moved = refreshed.audit_payload(json.dumps({"action": "INSERT", "tag": f"{path}:moved"}))
     assert (moved.verdict, moved.reason, moved.registry_calls) == ("REJECTED", "unknown_digest", 1)

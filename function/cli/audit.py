@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 import orjson
 
 from function import verdict as v
-from function.auditor import Auditor, without_index
+from function.auditor import Auditor
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
@@ -25,12 +25,13 @@ from function.cli.common import (
     verdict_output,
 )
 from function.index.digests import DigestIndex, InvalidIndex
+from function.index.freshness import DEFAULT_GRACE_SECONDS, HeldIndex, PendingWatch
 from function.index.pending import PendingCommits
+from function.index.source import NoIndex
 from function.index.store import StoreDenied, StoreError, StoreMissing, open_store
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
 from function.services import config
-from function.services.freshness import DEFAULT_GRACE_SECONDS, PendingWatch
 from function.verdict import Verdict
 
 EPILOG = """\
@@ -81,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
     if index is None:
         # Still one verdict line per payload: malformed ones are decided, the rest wait for an index.
         log.error("%s: every well-formed event is left open (RETRY)", problem)
-        code = audit_all(lambda raw: without_index(raw, problem, frozen_prefixes=frozen), payloads, write)
+        auditor = Auditor(NoIndex(problem), frozen_prefixes=frozen)
     else:
-        code = audit_all(_auditor(index, args.index, frozen).audit_payload, payloads, write)
+        auditor = _auditor(index, args.index, frozen)
+    code = audit_all(auditor.audit_payload, payloads, write)
     finish()
     return code
 
@@ -99,9 +101,8 @@ def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
     store = open_store(uri, timeout=deadline / 3, retry_timeout=deadline / 3)
     pending = PendingWatch(PendingCommits.beside(store), grace_seconds=grace)
     return Auditor(
-        index,
+        HeldIndex(index, pending),
         RegistryClient(index.registry_hosts()),
-        behind=lambda: pending.behind(index),
         frozen_prefixes=frozen,
         deadline_seconds=deadline,
     )
@@ -122,9 +123,9 @@ def audit_all(
 
 def exit_code(verdicts: set[str]) -> int:
     """An alarm wins over a retry: a script that retries on 75 must not miss a REJECTED."""
-    if verdicts & {v.REJECTED, v.MALFORMED}:
+    if verdicts & {v.Kind.REJECTED, v.Kind.MALFORMED}:
         return EXIT_ALARM
-    if v.RETRY in verdicts:
+    if v.Kind.RETRY in verdicts:
         return EXIT_TEMPFAIL
     return EXIT_OK
 

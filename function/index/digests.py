@@ -7,6 +7,10 @@ answers whether a digest is listed (with its tags) or a platform child of a list
 ``manifests`` records what resolving a promoted digest from a registry found: its children when it is a
 manifest list / image index, an empty list when it is a single manifest. Digests are immutable, so a
 recorded entry is carried into every later build and never fetched again.
+
+An index is a value: made whole (with the store generation it was read at) and never changed after. A
+rebuild that resolves more makes a new index (``with_resolutions``); what a process learns between
+publications lives in ``function.learned``, not here, so one index can serve every thread of a process.
 """
 
 from __future__ import annotations
@@ -30,24 +34,30 @@ class InvalidIndex(ValueError):
     """A document that is not a digest index this code can read."""
 
 
-@dataclass(slots=True, eq=False)
 class Image:
     """One promoted image name; the same object answers for each of its destination paths."""
 
-    name: str
-    project: str
-    # digest -> tags it is promoted with
-    digests: dict[str, list[str]]
-    # The index's resolved manifests (digest -> children), shared by every image.
-    manifests: dict[str, list[str]]
-    _parents: dict[str, list[str]] | None = None
+    __slots__ = ("_parents", "_unresolved", "digests", "manifests", "name", "project")
+
+    def __init__(
+        self, name: str, project: str, digests: dict[str, list[str]], manifests: Mapping[str, list[str]]
+    ) -> None:
+        self.name = name
+        self.project = project
+        # digest -> tags it is promoted with
+        self.digests = digests
+        # The index's resolved manifests (digest -> children), shared by every image of that index.
+        self.manifests = manifests
+        self._parents: dict[str, list[str]] | None = None
+        self._unresolved: tuple[str, ...] | None = None
 
     @property
     def parents(self) -> dict[str, list[str]]:
         """Platform child -> the listed manifest lists / indexes that contain it.
 
         Derived on first use: most images never see a miss, so loading stays proportional to the
-        listed digests rather than to all their children."""
+        listed digests rather than to all their children. Both inputs are fixed, so a race between two
+        threads computes the same map twice at worst."""
         if self._parents is None:
             parents: dict[str, list[str]] = {}
             for digest in self.digests:
@@ -56,8 +66,12 @@ class Image:
             self._parents = parents
         return self._parents
 
-    def forget_parents(self) -> None:
-        self._parents = None
+    @property
+    def unresolved(self) -> tuple[str, ...]:
+        """The listed digests the index has not resolved (derived on first use, like ``parents``)."""
+        if self._unresolved is None:
+            self._unresolved = tuple(d for d in self.digests if d not in self.manifests)
+        return self._unresolved
 
     def tags_of(self, digest: str) -> list[str] | None:
         return self.digests.get(digest)
@@ -88,11 +102,11 @@ class Source:
         return {"commit": self.commit, "committed_at": self.committed_at, "manifests": self.manifests}
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ProjectEntry:
     staging: str | None
     destinations: tuple[str, ...]
-    images: dict[str, Image]
+    images: Mapping[str, Image]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +126,13 @@ class Promotion:
 class DigestIndex:
     def __init__(
         self,
-        projects: dict[str, ProjectEntry],
-        manifests: dict[str, list[str]],
+        projects: Mapping[str, ProjectEntry],
+        manifests: Mapping[str, list[str]],
         *,
         source: Source,
         built_at: str,
         problems: list[str],
+        generation: int | None = None,
     ) -> None:
         self.projects = projects
         self.manifests = manifests
@@ -125,10 +140,9 @@ class DigestIndex:
         self.built_at = built_at
         self.problems = problems
         # The store generation this index was read at; None for one built here and not yet read back.
-        self.generation: int | None = None
+        self.generation = generation
         self._paths: dict[str, Location] = {}
         self._destinations: set[str] = set()
-        self._listed_in: dict[str, list[Image]] | None = None
         self._link()
 
     # --- construction -------------------------------------------------------------------------
@@ -141,29 +155,45 @@ class DigestIndex:
         source: Source,
         previous: DigestIndex | None = None,
     ) -> DigestIndex:
-        projects: dict[str, ProjectEntry] = {}
-        manifests: dict[str, list[str]] = {}
-        for name, project in manifest_set.projects.items():
-            images = {
-                image: Image(image, name, {d: sorted(tags) for d, tags in dmap.items()}, manifests)
-                for image, dmap in project.images.items()
-            }
-            projects[name] = ProjectEntry(project.staging, project.destinations, images)
-        index = cls(projects, manifests, source=source, built_at=_now(), problems=_problem_lines(manifest_set.problems))
-        if previous is not None:
-            index.adopt(previous)
-        return index
+        """The index of ``manifest_set``, with what ``previous`` resolved for digests still promoted."""
+        promoted = {d for project in manifest_set.projects.values() for dmap in project.images.values() for d in dmap}
+        carried = {d: c for d, c in previous.manifests.items() if d in promoted} if previous is not None else {}
+        projects = {
+            name: ProjectEntry(
+                project.staging,
+                project.destinations,
+                {
+                    image: Image(image, name, {d: sorted(tags) for d, tags in dmap.items()}, carried)
+                    for image, dmap in project.images.items()
+                },
+            )
+            for name, project in manifest_set.projects.items()
+        }
+        return cls(projects, carried, source=source, built_at=_now(), problems=_problem_lines(manifest_set.problems))
 
-    def adopt(self, previous: DigestIndex) -> int:
-        """Carry over what ``previous`` resolved for digests still promoted; returns how many."""
+    def with_resolutions(self, resolved: Mapping[str, Iterable[str]]) -> DigestIndex:
+        """This index with ``resolved`` (digest -> children, empty for a single manifest) recorded too; a
+        new value, not read from any store (no generation)."""
+        manifests = {**self.manifests, **{digest: list(children) for digest, children in resolved.items()}}
+        projects = {
+            name: ProjectEntry(
+                entry.staging,
+                entry.destinations,
+                {n: Image(n, image.project, image.digests, manifests) for n, image in entry.images.items()},
+            )
+            for name, entry in self.projects.items()
+        }
+        return DigestIndex(projects, manifests, source=self.source, built_at=self.built_at, problems=self.problems)
+
+    def carrying(self, previous: DigestIndex) -> tuple[DigestIndex, int]:
+        """This index with what ``previous`` resolved (and this one did not) for digests it promotes, and
+        how many such resolutions there were."""
         promoted = self.promoted_digests()
-        carried = {d: children for d, children in previous.manifests.items() if d in promoted}
-        for digest, children in carried.items():
-            self.record(digest, children)
-        return len(carried)
+        carried = {d: c for d, c in previous.manifests.items() if d in promoted and d not in self.manifests}
+        return (self.with_resolutions(carried) if carried else self), len(carried)
 
     def _link(self) -> None:
-        """Derive the lookup tables from ``projects`` and ``manifests``."""
+        """Derive the lookup tables from ``projects``."""
         ordered: list[tuple[str, ProjectEntry]] = sorted(
             ((d, p) for p in self.projects.values() for d in p.destinations), key=lambda item: len(item[0])
         )
@@ -179,25 +209,6 @@ class DigestIndex:
                     # ".../x" and "b" under ".../x/a"): it promotes both sets, so neither raises a false alarm.
                     image = _merged(known.image, image)
                 self._paths[path] = Location(destination, image)
-
-    def _images_listing(self, digest: str) -> list[Image]:
-        if self._listed_in is None:
-            listed: dict[str, list[Image]] = {}
-            # Through the paths, so that an image merged from two projects is linked like any other.
-            reachable = {id(loc.image): loc.image for loc in self._paths.values() if loc.image is not None}
-            for image in reachable.values():
-                for d in image.digests:
-                    listed.setdefault(d, []).append(image)
-            self._listed_in = listed
-        return self._listed_in.get(digest, [])
-
-    def record(self, digest: str, children: Iterable[str]) -> None:
-        """Record a resolved manifest: its children if it is a list / index, nothing if it is not."""
-        kept = list(children)
-        self.manifests[digest] = kept
-        if kept:
-            for image in self._images_listing(digest):
-                image.forget_parents()
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -225,7 +236,7 @@ class DigestIndex:
         return self.promoted_digests() - self.manifests.keys()
 
     def unresolved_of(self, image: Image) -> list[str]:
-        return [d for d in image.digests if d not in self.manifests]
+        return list(image.unresolved)
 
     def sources_of(self, image: Image) -> list[str]:
         """Every repository that should hold ``image``'s promoted digests: each of its destination paths,
@@ -244,26 +255,12 @@ class DigestIndex:
                     hosts.add(registry.split("/", 1)[0])
         return frozenset(hosts)
 
-    # --- lookups for people (the CLI's ``lookup``): full scans, not for the audit's hot path -----
+    # --- full scans, for people and rebuilds, never on the audit's hot path ----------------------
 
     def promotions(self) -> Iterator[Promotion]:
         for name, project in self.projects.items():
             for image in project.images.values():
                 yield Promotion(name, project.staging, project.destinations, image)
-
-    def promotions_named(self, name: str) -> list[Promotion]:
-        return [p for p in self.promotions() if p.image.name == name]
-
-    def promotions_at(self, path: str) -> list[Promotion]:
-        """Every project promoting to ``path``: more than one where projects share a destination."""
-        return [p for p in self.promotions() if path in p.paths]
-
-    def promotions_listing(self, digest: str) -> list[Promotion]:
-        return [p for p in self.promotions() if digest in p.image.digests]
-
-    def lists_containing(self, digest: str) -> list[str]:
-        """The resolved manifest lists / image indexes that have ``digest`` as a platform child."""
-        return sorted(parent for parent, children in self.manifests.items() if digest in children)
 
     def counts(self) -> dict[str, int]:
         promoted = self.promoted_digests()
@@ -311,7 +308,7 @@ class DigestIndex:
         return orjson.dumps(document)
 
     @classmethod
-    def from_json(cls, data: bytes) -> DigestIndex:
+    def from_json(cls, data: bytes, *, generation: int | None = None) -> DigestIndex:
         try:
             document = orjson.loads(data)
         except orjson.JSONDecodeError as error:
@@ -349,6 +346,7 @@ class DigestIndex:
                 source=source,
                 built_at=str(document["built_at"]),
                 problems=list(document.get("problems") or []),
+                generation=generation,
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise InvalidIndex(f"the digest index is damaged ({type(error).__name__}: {error}); rebuild it") from None

@@ -110,7 +110,7 @@ def _names_a_host(term: str) -> bool:
 
 
 def _image(index: DigestIndex, name: str) -> Findings:
-    promotions = index.promotions_named(name)
+    promotions = _promotions_named(index, name)
     matches = [Match(p, [_listed(index, p.image, d) for d in sorted(p.image.digests)]) for p in promotions]
     note = None
     if not promotions:
@@ -122,10 +122,10 @@ def _image(index: DigestIndex, name: str) -> Findings:
 
 def _digest(index: DigestIndex, digest: str) -> Findings:
     matches: dict[tuple[str, str], Match] = {}
-    for promotion in index.promotions_listing(digest):
+    for promotion in _promotions_listing(index, digest):
         _match(matches, promotion).entries.append(_listed(index, promotion.image, digest))
-    for parent in index.lists_containing(digest):
-        for promotion in index.promotions_listing(parent):
+    for parent in _lists_containing(index, digest):
+        for promotion in _promotions_listing(index, parent):
             _match(matches, promotion).entries.append(_child(promotion.image, digest, parent))
     note = None
     if not matches:
@@ -146,7 +146,7 @@ def _reference(index: DigestIndex, term: str) -> Findings:
             "look up an image by its name (as in `lookup pause`) to see where it is promoted"
         )
         return Findings(term, REFERENCE, [], note)
-    promotions = index.promotions_at(path)
+    promotions = _promotions_at(index, path)
     if not promotions:
         name = path.removeprefix(location.destination + "/")
         note = f"{path} is under destination {location.destination}, but no promoted image is named {name!r}"
@@ -194,3 +194,21 @@ def _listed(index: DigestIndex, image: Image, digest: str) -> Entry:
 
 def _child(image: Image, digest: str, parent: str) -> Entry:
     return Entry(digest, image.digests[parent], None, parent=parent)
+
+
+def _promotions_named(index: DigestIndex, name: str) -> list[Promotion]:
+    return [p for p in index.promotions() if p.image.name == name]
+
+
+def _promotions_at(index: DigestIndex, path: str) -> list[Promotion]:
+    """Every project promoting to ``path``: more than one where projects share a destination."""
+    return [p for p in index.promotions() if path in p.paths]
+
+
+def _promotions_listing(index: DigestIndex, digest: str) -> list[Promotion]:
+    return [p for p in index.promotions() if digest in p.image.digests]
+
+
+def _lists_containing(index: DigestIndex, digest: str) -> list[str]:
+    """The resolved manifest lists / image indexes that have ``digest`` as a platform child."""
+    return sorted(parent for parent, children in index.manifests.items() if digest in children)

@@ -101,9 +101,7 @@ def read_index(store: IndexStore) -> DigestIndex | None:
     stored = store.read()
     if stored is None:
         return None
-    index = DigestIndex.from_json(stored.data)
-    index.generation = stored.generation
-    return index
+    return DigestIndex.from_json(stored.data, generation=stored.generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +176,7 @@ def rebuild(
     if registry_factory is not None and unresolved:
         registry = registry_factory(index.registry_hosts())
         if previous is not None and len(unresolved) <= round_size:
-            published.resolution = resolve(index, registry, workers=workers, progress=_report_progress)
+            published.index, published.resolution = resolve(index, registry, workers=workers, progress=_report_progress)
         else:
             _in_rounds(published, target, registry, unresolved, workers, round_size, budget_seconds, progress)
             return published
@@ -206,7 +204,9 @@ def _in_rounds(
             published.remaining = sum(len(c) for c in chunks[number - 1 :])
             log.warning("resolution stopped after %d rounds: %d digests left", number - 1, published.remaining)
             return
-        summary = resolve(published.index, registry, workers=workers, progress=_report_progress, only=chunk)
+        published.index, summary = resolve(
+            published.index, registry, workers=workers, progress=_report_progress, only=chunk
+        )
         published.resolution.add(summary)
         generation = target.publish(published) if summary.resolved else None
         done = Round(number, summary, sum(len(c) for c in chunks[number:]), generation)
@@ -240,8 +240,8 @@ class _Target:
 
     def publish(self, published: Published) -> int | None:
         """Write ``published.index`` unless the store holds it already; the new generation, or None."""
-        index = published.index
         for _ in range(WRITE_ATTEMPTS):
+            index = published.index
             if self.generation is not None and self._stored is not None and self._stored.holds(index):
                 published.generation = self.generation
                 return None
@@ -252,7 +252,8 @@ class _Target:
                 # Another sync published first: keep what it resolved, and stand down if it is newer.
                 self._reread()
                 if self.previous is not None:
-                    published.carried += index.adopt(self.previous)
+                    published.index, carried = index.carrying(self.previous)
+                    published.carried += carried
                 continue
             # What is stored now is this index as it is now (later rounds add to it): compare with that.
             self.generation, self.previous, self._stored = generation, index, _Stored.of(index)

@@ -109,12 +109,14 @@ def resolve(
     workers: int = DEFAULT_WORKERS,
     progress: Callable[[Summary], None] | None = None,
     only: Collection[str] | None = None,
-) -> Summary:
-    """Resolve every unresolved promoted digest (of ``only``, when given) into ``index``; returns what it did."""
+) -> tuple[DigestIndex, Summary]:
+    """Resolve every unresolved promoted digest of ``index`` (of ``only``, when given); returns the index
+    with what was found, and what it did."""
     started = time.monotonic()
     calls_before = registry.calls
     candidates = candidate_paths(index, only)
     summary = Summary(pending=len(candidates))
+    found: dict[str, tuple[str, ...]] = {}
     last_report = started
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="resolve") as pool:
         futures = {pool.submit(fetch_first, registry, d, paths): d for d, paths in candidates.items()}
@@ -127,11 +129,10 @@ def resolve(
                 if len(summary.errors) < MAX_ERRORS_KEPT:
                     summary.errors.append(f"{digest}: {error}")
                 continue
-            # Recorded here, in the calling thread: the index is not shared with the workers.
             if manifest is None:
                 summary.not_found += 1
                 continue
-            index.record(digest, manifest.children if manifest.is_index else ())
+            found[digest] = manifest.children if manifest.is_index else ()
             summary.resolved += 1
             summary.manifest_lists += manifest.is_index
             now = time.monotonic()
@@ -142,4 +143,4 @@ def resolve(
                 progress(summary)
     summary.calls = registry.calls - calls_before
     summary.seconds = time.monotonic() - started
-    return summary
+    return index.with_resolutions(found), summary

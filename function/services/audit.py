@@ -15,21 +15,23 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from function import verdict as v
-from function.auditor import Auditor, Undecided, malformed, undecided, without_index
+from function.auditor import Auditor
 from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import MalformedEvent, unwrap_pubsub
-from function.index.digests import DigestIndex, InvalidIndex
-from function.index.pending import PendingCommits
-from function.index.store import IndexStore, StoreError, open_store
-from function.reference import normalize_prefix
-from function.registry.client import RegistryClient
-from function.services.config import PENDING_GRACE_VARIABLE, deadline_seconds, frozen_prefixes, seconds, setting
-from function.services.freshness import (
+from function.index.freshness import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_REFRESH_SECONDS,
     IndexWatch,
     PendingWatch,
+    WatchedIndex,
 )
+from function.index.pending import PendingCommits
+from function.index.source import IndexUnavailable
+from function.index.store import IndexStore, open_store
+from function.reference import normalize_prefix
+from function.registry.client import RegistryClient
+from function.rules import malformed
+from function.services.config import PENDING_GRACE_VARIABLE, deadline_seconds, frozen_prefixes, seconds, setting
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -59,18 +61,20 @@ class AuditService:
         self.frozen_prefixes = tuple(normalize_prefix(prefix) for prefix in frozen_prefixes)
         self.deadline_seconds = deadline_seconds
         self.clock = clock
-        self.watch = IndexWatch(store, refresh_seconds=refresh_seconds, clock=clock, logger=self.logger)
-        self.pending = PendingWatch(
-            PendingCommits.beside(store, wall=wall),
-            grace_seconds=grace_seconds,
-            refresh_seconds=refresh_seconds,
-            clock=clock,
-            wall=wall,
-            logger=self.logger,
+        self.index = WatchedIndex(
+            IndexWatch(store, refresh_seconds=refresh_seconds, clock=clock, logger=self.logger),
+            PendingWatch(
+                PendingCommits.beside(store, wall=wall),
+                grace_seconds=grace_seconds,
+                refresh_seconds=refresh_seconds,
+                clock=clock,
+                wall=wall,
+                logger=self.logger,
+            ),
         )
         self._auditor: Auditor | None = None
         self._hosts: frozenset[str] = frozenset()
-        # functions-framework may run requests on several threads; the auditor's caches are not shared-safe.
+        # Decisions are serialized per instance, so that one registry client's call count is one decision's.
         self._lock = threading.Lock()
 
     @classmethod
@@ -100,69 +104,38 @@ class AuditService:
                 finally:
                     self._lock.release()
             else:
-                verdict = undecided(
+                verdict = self._auditor_for(self._hosts).left_open(
                     delivery.data,
                     "deadline exceeded",
                     "The decision's deadline passed while another message was being decided on this instance; "
                     "the message will be redelivered.",
-                    frozen_prefixes=self.frozen_prefixes,
                 )
         except MalformedEvent as error:
             verdict = malformed(error)
         v.emit(self.logger, verdict, labels=dict(labels) if labels else None, message_id=message_id)
-        if verdict.verdict == v.RETRY:
+        if verdict.verdict == v.Kind.RETRY:
             raise RetryLater(verdict.message)
         return verdict
 
     def _decide(self, data: bytes, deadline: Deadline) -> Verdict:
         try:
-            auditor = self._auditor_or_load()
-        except (Undecided, StoreError, InvalidIndex) as error:
-            return without_index(data, str(error), frozen_prefixes=self.frozen_prefixes)
-        return auditor.audit_payload(data, deadline=deadline)
+            index = self.index.current(deadline)
+        except IndexUnavailable as error:
+            message = f"No index to decide with, the message will be redelivered: {error}"
+            return self._auditor_for(self._hosts).left_open(data, error.reason, message)
+        return self._auditor_for(index.registry_hosts()).audit_payload(data, deadline=deadline)
 
-    def _auditor_or_load(self) -> Auditor:
-        if self._auditor is None:
-            index = self.watch.load()
+    def _auditor_for(self, hosts: frozenset[str]) -> Auditor:
+        """The auditor, with a registry client allowed exactly the hosts of the index: a new destination
+        region in a newer index gets a client that may contact it. What was learned is kept."""
+        if self._auditor is None or hosts != self._hosts:
+            self._hosts = hosts
             self._auditor = Auditor(
-                index,
-                self._registry(index),
-                refresh=self._refresh,
-                behind=self._behind,
+                self.index,
+                self.registry_factory(hosts),
+                learned=self._auditor.learned if self._auditor is not None else None,
                 frozen_prefixes=self.frozen_prefixes,
                 deadline_seconds=self.deadline_seconds,
                 clock=self.clock,
             )
-        elif self.watch.due():
-            # The periodic check, whatever the verdict will be: a new destination or a yanked digest is
-            # seen within the refresh interval, and a stuck sync is reported even when nothing is rejected.
-            fresher = self._newer(eager=False)
-            if fresher is not None:
-                self._auditor.index = fresher
-            self.pending.check(self._auditor.index)
         return self._auditor
-
-    def _registry(self, index: DigestIndex) -> Any:
-        hosts = index.registry_hosts()
-        if self._auditor is None or hosts != self._hosts:
-            self._hosts = hosts
-            return self.registry_factory(hosts)
-        return self._auditor.registry
-
-    def _refresh(self) -> DigestIndex | None:
-        """The auditor's look for a newer index before a would-be REJECTED (at most once a second)."""
-        return self._newer(eager=True)
-
-    def _newer(self, *, eager: bool) -> DigestIndex | None:
-        index = self.watch.newer(eager=eager)
-        if index is None:
-            return None
-        assert self._auditor is not None
-        # What this instance resolved on misses is as true in the new index as in the old one.
-        index.adopt(self._auditor.index)
-        self._auditor.registry = self._registry(index)
-        return index
-
-    def _behind(self) -> str | None:
-        assert self._auditor is not None
-        return self.pending.behind(self._auditor.index)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from function import verdict as v
 from function.auditor import Auditor
 from function.events import Event
-from function.index.digests import Image
+from function.index.digests import DigestIndex, Image
 from function.registry.client import ManifestNotFound, RegistryClient, RegistryError
 from function.registry.content import INDEX_MEDIA_TYPES
 from function.registry.listing import Listed, Unlisted, short_reason
@@ -39,9 +39,13 @@ class Outcome:
 
 
 class RepositoryCheck:
-    """Checks one listed repository; ``image`` is the promoted image at its path, None where there is none."""
+    """Checks one listed repository of ``index``; ``image`` is the promoted image at its path, None where
+    there is none."""
 
-    def __init__(self, auditor: Auditor, registry: RegistryClient, listed: Listed, image: Image | None) -> None:
+    def __init__(
+        self, index: DigestIndex, auditor: Auditor, registry: RegistryClient, listed: Listed, image: Image | None
+    ) -> None:
+        self.index = index
         self.auditor = auditor
         self.registry = registry
         self.listed = listed
@@ -82,9 +86,9 @@ class RepositoryCheck:
             each: list[str | None] = [*sorted(tags)] or [None]
             for tag in each:
                 verdict = self.auditor.audit(Event("INSERT", self.listed.path, digest, tag))
-                if verdict.verdict == v.REJECTED:
-                    self.outcome.findings.append(replace(verdict, action=None, source=v.SWEEP))
-                elif verdict.verdict == v.RETRY:
+                if verdict.verdict == v.Kind.REJECTED:
+                    self.outcome.findings.append(replace(verdict, action=None, source=v.Origin.SWEEP))
+                elif verdict.verdict == v.Kind.RETRY:
                     where = f"{self.listed.path}@{digest}" + (f" (tag {tag})" if tag else "")
                     self.outcome.unswept.append(Unlisted(where, verdict.reason or "registry unavailable", nested=False))
 
@@ -93,9 +97,9 @@ class RepositoryCheck:
         promoted = self.image.digests if self.image is not None else {}
         children: dict[str, tuple[str, ...]] = {}
         for digest in list(self.held):
-            known = self.auditor.index.manifests.get(digest) if digest in promoted else None
+            known = self.auditor.learned.children(self.index, digest) if digest in promoted else None
             if known is not None:
-                children[digest] = tuple(known)
+                children[digest] = known
                 continue
             if self.media_types.get(digest) not in INDEX_MEDIA_TYPES:
                 continue
@@ -111,7 +115,7 @@ class RepositoryCheck:
             children[digest] = manifest.children
             if digest in promoted:
                 # True of this digest everywhere, and what the audit's own rules decide children by.
-                self.auditor.index.record(digest, manifest.children)
+                self.auditor.learned.remember_children(digest, manifest.children)
         return children
 
     # --- what it lacks ------------------------------------------------------------------------------
@@ -152,10 +156,10 @@ class RepositoryCheck:
 
     def _missing(self, digest: str, tag: str | None, reason: str, message: str, *, parent: str | None = None) -> None:
         """A MISSING line; the HEAD that confirmed an absence is counted on the digest's line, not its tags'."""
-        index = self.auditor.index
+        index = self.index
         self.outcome.findings.append(
             Verdict(
-                v.MISSING,
+                v.Kind.MISSING,
                 message,
                 path=self.listed.path,
                 digest=digest,
@@ -164,7 +168,7 @@ class RepositoryCheck:
                 image=self._image_name(),
                 parent=parent,
                 registry_calls=1 if tag is None and digest in self._asked else 0,
-                source=v.SWEEP,
+                source=v.Origin.SWEEP,
                 index=v.IndexRef(index.source.commit, index.generation),
             )
         )

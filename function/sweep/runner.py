@@ -1,9 +1,9 @@
 """The sweep: every destination registry host of the index, in parallel, within a time budget.
 
 Each host is swept by one thread with its own registry client (so that the calls of each verdict are its
-own, under the transport's per-host rate limit), its own copy of the index (the audit records what it
-resolves into it) and its own Auditor (which is not thread-safe). A part that a fault or the budget left
-unswept is named in the summary and never reported MISSING.
+own, under the transport's per-host rate limit). The index is one value for every host, and what the
+hosts' decisions learn from the registries is shared in one bounded ``Learned``. A part that a fault or the
+budget left unswept is named in the summary and never reported MISSING.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from function import verdict as v
 from function.auditor import Auditor
 from function.deadline import Clock, Sleep
 from function.index.digests import DigestIndex, Image
+from function.index.source import FixedIndex
+from function.learned import Learned
 from function.reference import normalize_prefix, prefix_over
 from function.registry.client import RegistryClient, RegistryError
 from function.registry.listing import HostWalk, Listed, Unlisted, short_reason
@@ -134,7 +136,7 @@ class Sweep:
         self.sleep = sleep
         self.on_finding = on_finding
         self.on_progress = on_progress
-        self._document = index.to_json()
+        self.learned = Learned()
         self._lock = threading.Lock()
 
     def hosts(self) -> list[str]:
@@ -163,8 +165,8 @@ class Sweep:
             summary.registry_calls += result.calls
             summary.unswept += _named(host, result.unswept)
             findings += result.findings
-        summary.rejected = sum(1 for f in findings if f.verdict == v.REJECTED)
-        summary.missing = sum(1 for f in findings if f.verdict == v.MISSING)
+        summary.rejected = sum(1 for f in findings if f.verdict == v.Kind.REJECTED)
+        summary.missing = sum(1 for f in findings if f.verdict == v.Kind.MISSING)
         summary.seconds = self.clock() - started
         return Result(findings, summary)
 
@@ -172,13 +174,11 @@ class Sweep:
 
     def _host(self, host: str, deadline: float) -> _HostResult:
         result = _HostResult()
-        index = DigestIndex.from_json(self._document)
-        index.generation = self.index.generation
-        registry = self.registry_factory(index.registry_hosts())
+        registry = self.registry_factory(self.index.registry_hosts())
         try:
             roots = [d.split("/", 1)[1] for d in self._destinations() if d.split("/", 1)[0] == host]
             walk = HostWalk(registry, host, roots, skip=self._frozen)
-            _HostSweep(self, walk, self._auditor(index, registry), deadline, result).run(self._expected(host, index))
+            _HostSweep(self, walk, self._auditor(registry), deadline, result).run(self._expected(host))
         finally:
             result.calls = registry.calls
             registry.close()
@@ -193,13 +193,13 @@ class Sweep:
             if self.on_progress is not None:
                 self.on_progress(host, out.repositories, len(out.findings))
 
-    def _auditor(self, index: DigestIndex, registry: RegistryClient) -> Auditor:
+    def _auditor(self, registry: RegistryClient) -> Auditor:
         # No frozen prefixes: frozen paths are not swept at all (every INSERT there would be `frozen`).
-        # No refresh either: one sweep is judged by one index.
-        return Auditor(index, registry)
+        return Auditor(FixedIndex(self.index), registry, learned=self.learned)
 
-    def _expected(self, host: str, index: DigestIndex) -> dict[str, Image]:
+    def _expected(self, host: str) -> dict[str, Image]:
         """Every promoted image path on ``host``, with the image the index answers for it."""
+        index = self.index
         expected: dict[str, Image] = {}
         for project in index.projects.values():
             for destination in project.destinations:
@@ -281,10 +281,11 @@ class _HostSweep:
         return [Unlisted(f.path, f"{first.get(f.path, f.reason)} {lasted}", f.nested) for f in again]
 
     def _check(self, listed: Listed, image: Image | None = None) -> None:
+        index = self.sweep.index
         if image is None:
-            location = self.auditor.index.locate(listed.path)
+            location = index.locate(listed.path)
             image = location.image if location is not None else None
-        outcome = RepositoryCheck(self.auditor, self.registry, listed, image).run()
+        outcome = RepositoryCheck(index, self.auditor, self.registry, listed, image).run()
         self.out.add(outcome)
         self.sweep.notify(self.walk.host, outcome, self.out)
 

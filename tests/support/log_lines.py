@@ -20,8 +20,9 @@ from function import verdict
 from function.auditor import Auditor
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
+from function.index.freshness import report_stale, report_unreadable
 from function.index.pending import Pending
-from function.services.freshness import report_stale, report_unreadable
+from function.index.source import FixedIndex
 from function.services.sync import report_outcome
 from function.sweep.runner import Summary, report_summary
 from function.verdict import Verdict
@@ -49,8 +50,7 @@ def _auditor() -> Auditor:
             Path(root), "p", destinations=[DESTINATION], images=[{"name": "pause", "dmap": {PROMOTED: ["3.10"]}}]
         )
         index = DigestIndex.build(manifests.load(Path(root)), source=Source(commit=COMMIT))
-    index.record(PROMOTED, [])
-    return Auditor(index)
+    return Auditor(FixedIndex(index.with_resolutions({PROMOTED: []})))
 
 
 def _decision(payload: str) -> Verdict:
@@ -80,19 +80,19 @@ def event_line(kind: str) -> str:
 
 def sweep_rejected_line() -> str:
     """A REJECTED finding of the sweep: the line an INSERT of the unexplained content would get."""
-    return verdict_line(replace(event_verdict("rejected"), source=verdict.SWEEP, action=None))
+    return verdict_line(replace(event_verdict("rejected"), source=verdict.Origin.SWEEP, action=None))
 
 
 def sweep_missing_line() -> str:
     """A MISSING finding of the sweep: a promoted digest absent from one destination."""
     missing = Verdict(
-        verdict.MISSING,
+        verdict.Kind.MISSING,
         f"{DESTINATION}/pause@{PROMOTED} is promoted but absent from {REGION}.",
         path=f"{DESTINATION}/pause",
         digest=PROMOTED,
         reason="absent",
         image="pause",
-        source=verdict.SWEEP,
+        source=verdict.Origin.SWEEP,
         index=verdict.IndexRef(COMMIT, 7),
     )
     return verdict_line(missing)

@@ -1,5 +1,7 @@
 """How current an audit instance's index is, and whether it is behind a commit that is being synced.
 
+``WatchedIndex`` is the audit function's index source (``source.IndexSource``), built of two watches:
+
 ``IndexWatch`` checks the published generation (one metadata call) at least every ``refresh_seconds``
 whatever the verdicts are, so a new destination or a yanked digest is seen within that time, and before a
 would-be REJECTED at most once per ``MIN_CHECK_INTERVAL``, so a burst of alarms costs one call a second, not one
@@ -17,14 +19,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import threading
 import time
 
 from function import verdict as v
-from function.auditor import Undecided
-from function.deadline import Clock
+from function.deadline import Clock, Deadline
 from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.pending import Pending, PendingCommits
 from function.index.publish import read_index
+from function.index.source import IndexUnavailable
 from function.index.store import CorruptIndex, IndexStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,15 @@ class IndexWatch:
         self._broken: int | None = None
 
     def load(self) -> DigestIndex:
-        """The published index, read for the first time; Undecided when there is none yet."""
-        index = read_index(self.store)
+        """The published index, read for the first time; IndexUnavailable when there is none to be had."""
+        try:
+            index = read_index(self.store)
+        except (StoreError, InvalidIndex) as error:
+            raise IndexUnavailable("index unavailable", str(error)) from None
         if index is None:
-            raise Undecided("no index", f"no digest index at {self.store.uri} yet: run sync_index or build-index")
+            raise IndexUnavailable(
+                "index unavailable", f"no digest index at {self.store.uri} yet: run sync_index or build-index"
+            )
         self.generation = index.generation
         self._checked_at = self.clock()
         return index
@@ -86,7 +94,7 @@ class IndexWatch:
             self._unreadable(generation, error)
             return None
         except StoreError as error:
-            raise Undecided(
+            raise IndexUnavailable(
                 "index unavailable", f"checking {self.store.uri} for a newer index failed: {error}"
             ) from None
         self.generation = index.generation
@@ -144,7 +152,7 @@ class PendingWatch:
         try:
             waiting = self._waiting(index.source, MIN_CHECK_INTERVAL)
         except StoreError as error:
-            raise Undecided(
+            raise IndexUnavailable(
                 "index unavailable", f"reading the pending commits at {self.pending.records.uri} failed: {error}"
             ) from None
         young = [p for p in waiting if self.wall() - p.recorded_at < self.grace_seconds]
@@ -198,3 +206,60 @@ def report_stale(logger: logging.Logger, pending: Pending, source: Source, grace
         pending_since=since,
         index_commit=source.commit,
     )
+
+
+class WatchedIndex:
+    """The published index as an audit instance sees it: loaded on first use, checked for a newer
+    generation every ``refresh_seconds`` whatever the verdicts (and on demand before a would-be REJECTED,
+    at most once a second), and held back while a newer commit is being synced."""
+
+    def __init__(self, watch: IndexWatch, pending: PendingWatch) -> None:
+        self.watch = watch
+        self.pending = pending
+        self._index: DigestIndex | None = None
+        # Decisions may run side by side; loading and swapping the index is one at a time.
+        self._lock = threading.Lock()
+
+    def current(self, deadline: Deadline | None = None) -> DigestIndex:
+        with self._lock:
+            if self._index is None:
+                self._index = self.watch.load()
+            elif self.watch.due():
+                # The periodic check, whatever the verdict will be: a new destination or a yanked digest is
+                # seen within the refresh interval, and a stuck sync is reported even when nothing is rejected.
+                self._index = self.watch.newer(eager=False) or self._index
+                self.pending.check(self._index)
+            return self._index
+
+    def fresher(self, deadline: Deadline | None = None) -> DigestIndex | None:
+        with self._lock:
+            newer = self.watch.newer(eager=True)
+            if newer is not None:
+                self._index = newer
+            return newer
+
+    def behind(self, deadline: Deadline | None = None) -> str | None:
+        with self._lock:
+            return self.pending.behind(self._loaded())
+
+    def _loaded(self) -> DigestIndex:
+        if self._index is None:
+            raise IndexUnavailable("index unavailable", f"no digest index read from {self.watch.store.uri} yet")
+        return self._index
+
+
+class HeldIndex:
+    """One index read once (the CLI's), held back like the function's while a newer commit is being synced."""
+
+    def __init__(self, index: DigestIndex, pending: PendingWatch) -> None:
+        self.index = index
+        self.pending = pending
+
+    def current(self, deadline: Deadline | None = None) -> DigestIndex:
+        return self.index
+
+    def fresher(self, deadline: Deadline | None = None) -> DigestIndex | None:
+        return None
+
+    def behind(self, deadline: Deadline | None = None) -> str | None:
+        return self.pending.behind(self.index)

@@ -1,0 +1,57 @@
+"""What a process learns from the registries between two publications of the index, in one bounded place.
+
+Content under a digest is the same everywhere and forever, so what a manifest is (its ``Facts``) and what
+a listed manifest list contains (its children) can be remembered by digest for the life of the process,
+and shared by every decision and every thread (the audit instance's, the sweep's hosts). Both memories
+are least-recently-used and bounded, so no stream of events can grow them without limit; each has its
+own lock (``LruCache``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from function.bounded import LruCache
+from function.index.digests import DigestIndex, Image
+from function.registry.content import Facts
+
+# Facts of manifests fetched for events, by digest: about 400 bytes each, so 20 MB at most; enough for
+# every signature, attestation and referrer of a re-signing of all of k8s.io's promoted digests.
+MAX_FACTS = 50_000
+# Children of listed lists resolved on a miss (the next publication carries them too): every promoted
+# digest of k8s.io fits.
+MAX_CHILDREN = 50_000
+
+
+class Learned:
+    def __init__(self, *, max_facts: int = MAX_FACTS, max_children: int = MAX_CHILDREN) -> None:
+        self._facts: LruCache[str, Facts] = LruCache(max_facts)
+        self._children: LruCache[str, tuple[str, ...]] = LruCache(max_children)
+
+    def facts(self, digest: str) -> Facts | None:
+        return self._facts.get(digest)
+
+    def remember_facts(self, digest: str, facts: Facts) -> None:
+        self._facts.put(digest, facts)
+
+    def remember_children(self, digest: str, children: Iterable[str]) -> None:
+        """What resolving the listed ``digest`` found: its children, or none for a single manifest."""
+        self._children.put(digest, tuple(children))
+
+    def children(self, index: DigestIndex, digest: str) -> tuple[str, ...] | None:
+        """The children of ``digest`` as the index resolved them, else as this process did; None when
+        neither has resolved it."""
+        known = index.manifests.get(digest)
+        return tuple(known) if known is not None else self._children.get(digest)
+
+    def unresolved_of(self, image: Image) -> list[str]:
+        """The listed digests of ``image`` that neither the index nor this process has resolved."""
+        return [d for d in image.unresolved if self._children.get(d) is None]
+
+    def parents_of(self, image: Image, digest: str) -> list[str]:
+        """The listed lists of ``image`` that contain ``digest``, as the index or this process resolved them."""
+        parents = list(image.parents_of(digest))
+        for listed in image.unresolved:
+            if digest in (self._children.get(listed) or ()):
+                parents.append(listed)
+        return parents

@@ -1,0 +1,251 @@
+"""The decision rules: an event, where its path falls in the index and what is known of its content, in;
+a verdict, or what must be learned first, out. No I/O and no state: ``auditor.Auditor`` fetches what a
+rule asks for (``NeedTag``, ``NeedFacts``) and asks again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from function.events import Event, MalformedEvent
+from function.index.digests import Image, Location
+from function.learned import Learned
+from function.reference import artifact_subject, prefix_over, referrers_subject
+from function.registry.content import Facts
+from function.verdict import Basis, Kind, Reason, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class NeedTag:
+    """The digest the event's tag points at; for a signature, attestation, SBOM or referrers tag the
+    manifest itself (its content decides anyway, and one GET names the digest too)."""
+
+    with_content: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NeedFacts:
+    """What the manifest ``digest`` at the event's path is."""
+
+    digest: str
+
+
+Need = NeedTag | NeedFacts
+
+
+def judge(event: Event, location: Location | None, learned: Learned, tag_digest: str | None = None) -> Verdict | Need:
+    """The verdict the index (and what the process learned) gives ``event``; ``tag_digest`` is what its
+    tag points at, once known, for an event that names a tag only."""
+    if location is None:
+        return _verdict(
+            event, Kind.IGNORED, f"{event.path} is not under any destination registry.", reason=Reason.NOT_AUDITED
+        )
+    image = location.image
+    name = image.name if image is not None else None
+    if event.action == "DELETE":
+        return _verdict(
+            event,
+            Kind.REJECTED,
+            f"{_what(event)} was deleted from a production registry.",
+            reason=Reason.DELETION,
+            image=name,
+        )
+    if image is None:
+        return _verdict(
+            event,
+            Kind.REJECTED,
+            f"No promoted image is named {event.path} (destination {location.destination}).",
+            reason=Reason.UNKNOWN_IMAGE,
+        )
+    if event.digest is not None:
+        return _digest(event, image, event.digest, learned)
+    orphan = _orphan(event, image, learned)
+    if orphan is not None:
+        return orphan
+    if tag_digest is None:
+        return NeedTag(with_content=artifact_tag(event.tag or "") is not None)
+    outcome = _digest(event, image, tag_digest, learned)
+    if isinstance(outcome, Verdict):
+        return replace(outcome, message=f"{event.tag} is {tag_digest}: {outcome.message}")
+    return outcome
+
+
+def referrer(event: Event, image: Image, digest: str, facts: Facts, learned: Learned) -> Verdict:
+    """An untagged manifest with a `subject`: a referrer when it is an artifact of something promoted."""
+    subject = facts.subject
+    if not _promotes(learned, image, subject or ""):
+        return _verdict(
+            event,
+            Kind.REJECTED,
+            f"{digest} refers to {subject}, which is not promoted as {image.name}.",
+            reason=Reason.ORPHAN_ARTIFACT,
+            image=image.name,
+        )
+    if facts.runnable:
+        return _verdict(
+            event,
+            Kind.REJECTED,
+            f"{digest} names {image.name} {subject} as its subject but is a runnable image, not an artifact.",
+            reason=Reason.BAD_ARTIFACT,
+            image=image.name,
+        )
+    return _verdict(
+        event,
+        Kind.VERIFIED,
+        f"{digest} is an OCI referrer of {image.name} {subject}.",
+        basis=Basis.REFERRER,
+        image=image.name,
+    )
+
+
+def frozen(event: Event, prefixes: Iterable[str], image: str | None = None) -> Verdict | None:
+    """REJECTED for any change under one of the (normalized) frozen ``prefixes``, else None: a frozen
+    registry must never change, whatever the manifests say."""
+    prefix = prefix_over(event.path, prefixes)
+    if prefix is None:
+        return None
+    return _verdict(
+        event,
+        Kind.REJECTED,
+        f"{event.action} of {_what(event)} under {prefix}, a frozen registry that must never change.",
+        reason=Reason.FROZEN,
+        image=image,
+    )
+
+
+def retry(event: Event, reason: str, message: str, *, image: str | None = None) -> Verdict:
+    """The decision is open: the message is redelivered."""
+    return _verdict(event, Kind.RETRY, message, reason=reason, image=image)
+
+
+def malformed(error: MalformedEvent) -> Verdict:
+    return Verdict(
+        Kind.MALFORMED,
+        f"The message is not a registry event: {error.reason}.",
+        reason=error.reason,
+        action=error.action,
+        path=error.path,
+        digest=error.digest,
+        tag=error.tag,
+    )
+
+
+def artifact_tag(tag: str) -> tuple[str, str] | None:
+    """The subject and basis a signature, attestation, SBOM or referrers fallback tag names."""
+    fallback = referrers_subject(tag)
+    return (fallback, Basis.REFERRER) if fallback is not None else artifact_subject(tag)
+
+
+# --- from the index, and the content of artifacts ---------------------------------------------------
+
+
+def _digest(event: Event, image: Image, digest: str, learned: Learned) -> Verdict | Need:
+    tag = event.tag
+    tags = image.tags_of(digest)
+    if tags is not None and (tag is None or tag in tags):
+        return _verdict(
+            event,
+            Kind.VERIFIED,
+            f"{digest} is promoted as {image.name}{_tag_text(tags)}.",
+            basis=Basis.LISTED,
+            image=image.name,
+        )
+    parents = learned.parents_of(image, digest)
+    parent = next((p for p in parents if tag is None or tag in (image.tags_of(p) or ())), None)
+    if parent is not None:
+        return _verdict(
+            event,
+            Kind.VERIFIED,
+            f"{digest} is a platform child of {image.name} {parent}.",
+            basis=Basis.CHILD,
+            image=image.name,
+            parent=parent,
+        )
+    named = artifact_tag(tag) if tag is not None else None
+    if named is not None:
+        return _orphan(event, image, learned) or _tagged_artifact(event, image, digest, *named, learned)
+    if tags is not None or parents:
+        return _verdict(
+            event,
+            Kind.REJECTED,
+            f"{digest} is promoted as {image.name} but not with tag {tag}.",
+            reason=Reason.TAG_MISMATCH,
+            image=image.name,
+        )
+    return _verdict(
+        event,
+        Kind.REJECTED,
+        f"{digest} is not promoted as {image.name}.",
+        reason=Reason.UNKNOWN_DIGEST,
+        image=image.name,
+    )
+
+
+def _orphan(event: Event, image: Image, learned: Learned) -> Verdict | None:
+    """REJECTED for a signature, attestation, SBOM or referrers tag whose subject is not promoted here
+    (decided from the tag alone); None for any other tag, or a promoted subject."""
+    named = artifact_tag(event.tag or "")
+    if named is None or _promotes(learned, image, named[0]):
+        return None
+    subject, basis = named
+    return _verdict(
+        event,
+        Kind.REJECTED,
+        f"{event.tag} is a {basis} for {subject}, which is not promoted as {image.name}.",
+        reason=Reason.ORPHAN_ARTIFACT,
+        image=image.name,
+    )
+
+
+def _tagged_artifact(
+    event: Event, image: Image, digest: str, subject: str, basis: str, learned: Learned
+) -> Verdict | Need:
+    """A `sha256-<hex>.sig|.att|.sbom` or referrers fallback tag of a promoted subject: VERIFIED only
+    when the manifest is the artifact the tag names."""
+    facts = learned.facts(digest)
+    if facts is None:
+        return NeedFacts(digest)
+    if basis == Basis.REFERRER:
+        fits = facts.is_index and facts.artifact
+        claim = "an image index of artifacts, as the referrers fallback tag holds"
+    else:
+        fits = facts.cosign_kind == (event.tag or "").rpartition(".")[2]
+        claim = f"a cosign {basis} (layers of its media type)"
+    if not fits:
+        return _verdict(
+            event,
+            Kind.REJECTED,
+            f"{event.tag} should be {claim} of {image.name} {subject}, but {digest} is not.",
+            reason=Reason.BAD_ARTIFACT,
+            image=image.name,
+        )
+    return _verdict(
+        event,
+        Kind.VERIFIED,
+        f"{event.tag} is the {basis} of {image.name} {subject}.",
+        basis=Basis(basis),
+        image=image.name,
+    )
+
+
+def _promotes(learned: Learned, image: Image, digest: str) -> bool:
+    """Listed for ``image``, or a platform child of something listed for it."""
+    return digest in image.digests or bool(learned.parents_of(image, digest))
+
+
+def _verdict(event: Event, kind: Kind, message: str, **fields: Any) -> Verdict:
+    """A verdict echoing the event's parsed fields."""
+    return Verdict(kind, message, action=event.action, path=event.path, digest=event.digest, tag=event.tag, **fields)
+
+
+def _what(event: Event) -> str:
+    return f"{event.path}@{event.digest}" if event.digest else f"{event.path}:{event.tag}"
+
+
+def _tag_text(tags: list[str]) -> str:
+    if not tags:
+        return " (untagged)"
+    shown = sorted(tags)
+    return " with tag " + ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
