@@ -281,21 +281,25 @@ class Transport:
         headers: Mapping[str, str],
         scope: str,
         deadline: Deadline | None = None,
+        max_body: int = MAX_BODY,
     ) -> Reply:
         """Send with retries; on a bearer challenge, fetch a token for `scope` once and send again.
 
         Returns the final reply whatever its status (retryable statuses only once retries are spent);
-        raises TransportError where no reply came at all, or where ``deadline`` passed first.
+        raises TransportError where no reply came at all, or where ``deadline`` passed first,
+        or where the body is longer than ``max_body``.
         """
         url = f"{scheme_for(host)}://{host}{path}"
-        reply = self._send(method, url, {**headers, **self._authorization(host, scope, deadline)}, deadline)
+        reply = self._send(
+            method, url, {**headers, **self._authorization(host, scope, deadline)}, deadline, max_body=max_body
+        )
         if reply.status != 401:
             return reply
         challenge = parse_bearer_challenge(reply.headers.get("WWW-Authenticate"))
         if challenge is None:
             return reply
         token = self._fetch_token(host, scope, challenge, deadline)
-        retried = self._send(method, url, {**headers, "Authorization": f"Bearer {token}"}, deadline)
+        retried = self._send(method, url, {**headers, "Authorization": f"Bearer {token}"}, deadline, max_body=max_body)
         return dataclasses.replace(retried, attempts=reply.attempts + retried.attempts)
 
     def _authorization(self, host: str, scope: str, deadline: Deadline | None) -> dict[str, str]:
@@ -339,6 +343,8 @@ class Transport:
         headers: Mapping[str, str],
         deadline: Deadline | None,
         params: Mapping[str, str] | None = None,
+        *,
+        max_body: int = MAX_BODY,
     ) -> Reply:
         netloc = urlsplit(url).netloc
         self._check_not_down(netloc, method, url)
@@ -351,7 +357,7 @@ class Transport:
             self._count()
             reply: Reply | None = None
             try:
-                reply = self._once(method, url, headers, params, attempt, deadline)
+                reply = self._once(method, url, headers, params, attempt, deadline, max_body)
                 if reply.status not in RETRYABLE_STATUSES:
                     with self._lock:
                         self._down_until.pop(netloc, None)
@@ -393,6 +399,7 @@ class Transport:
         params: Mapping[str, str] | None,
         attempt: int,
         deadline: Deadline | None,
+        max_body: int,
     ) -> Reply:
         # One answer, body included, never takes longer than request_seconds, decision or not (the
         # sync's resolution has none): a body trickling in cannot hold a worker for ever.
@@ -408,7 +415,7 @@ class Transport:
             allow_redirects=False,
             stream=True,
         ) as response:
-            body = _read_capped(response, f"{method} {url}", self._timeout, limit)
+            body = _read_capped(response, f"{method} {url}", self._timeout, limit, max_body)
             return Reply(response.status_code, response.headers, body, attempt)
 
     def _bucket(self, netloc: str) -> TokenBucket:
@@ -434,8 +441,8 @@ class Transport:
         return session
 
 
-def _read_capped(response: requests.Response, what: str, timeout: float, deadline: Deadline) -> bytes:
-    """The body, at most MAX_BODY bytes. Each read returns what has arrived and waits no longer than the
+def _read_capped(response: requests.Response, what: str, timeout: float, deadline: Deadline, cap: int) -> bytes:
+    """The body, at most ``cap`` bytes. Each read returns what has arrived and waits no longer than the
     deadline allows, so a body trickling in a byte at a time cannot hold the decision past it."""
     body = bytearray()
     raw = response.raw
@@ -453,8 +460,8 @@ def _read_capped(response: requests.Response, what: str, timeout: float, deadlin
         if not chunk:
             return bytes(body)
         body += chunk
-        if len(body) > MAX_BODY:
-            raise TransportError(f"{what}: the response is larger than {MAX_BODY} bytes, too large for a manifest")
+        if len(body) > cap:
+            raise TransportError(f"{what}: the response is larger than {cap} bytes, more than this request may read")
 
 
 def _check_deadline(deadline: Deadline | None, method: str, url: str) -> None:

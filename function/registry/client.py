@@ -32,6 +32,7 @@ from function.registry._transport import (
 )
 
 __all__ = [
+    "BlobTooLarge",
     "DigestMismatch",
     "HostNotAllowed",
     "InvalidReference",
@@ -80,6 +81,10 @@ class UnreadableManifest(RegistryError):
     """
 
 
+class BlobTooLarge(RegistryError):
+    """A blob's descriptor declares more bytes than the caller may read; nothing was sent."""
+
+
 class HostNotAllowed(RegistryError):
     """The host is not one of the registries this client may contact; nothing was sent."""
 
@@ -116,6 +121,10 @@ class ManifestSource(Protocol):
     ) -> content.Manifest: ...
 
     def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str: ...
+
+    def get_blob(
+        self, host: str, repository: str, digest: str, *, size: int, max_bytes: int, deadline: Deadline | None = None
+    ) -> bytes: ...
 
 
 class RegistryClient:
@@ -220,6 +229,50 @@ class RegistryClient:
         media_type = content.bare_media_type(reply.headers.get("Content-Type")) or None
         return ManifestHead(digest if content.is_digest(digest) else None, media_type)
 
+    def get_blob(
+        self, host: str, repository: str, digest: str, *, size: int, max_bytes: int, deadline: Deadline | None = None
+    ) -> bytes:
+        """The blob ``digest`` of ``size`` bytes, read only up to ``max_bytes`` and checked against both.
+
+        A redirect is followed once, and only on the same host: Artifact Registry serves blobs from its own
+        host, and no answer may make the auditor send a request (and its token) anywhere else."""
+        host = self._allowed(host)
+        _check_repository(repository)
+        if not content.is_digest(digest):
+            raise InvalidReference(f"{digest!r:.150} is not a sha256 digest")
+        name = f"{host}/{repository}@{digest} (blob)"
+        if size > max_bytes:
+            raise BlobTooLarge(f"{name}: its descriptor says {size} bytes, more than the {max_bytes} it may take")
+        path = f"/v2/{repository}/blobs/{digest}"
+        reply = self._blob_request(host, path, repository, name, max_bytes, deadline)
+        if reply.status in _REDIRECTS:
+            reply = self._blob_request(host, _same_host(host, name, reply), repository, name, max_bytes, deadline)
+        if reply.status != 200:
+            raise _status_error(name, reply)
+        actual = content.digest_of(reply.body)
+        if actual != digest or len(reply.body) != size:
+            raise DigestMismatch(
+                f"{name}: the registry served {len(reply.body)} bytes hashing to {actual}, not the {size} bytes of "
+                f"{digest}. The response was corrupted or tampered with on the way: retry later"
+            )
+        return reply.body
+
+    def _blob_request(
+        self, host: str, path: str, repository: str, name: str, max_bytes: int, deadline: Deadline | None
+    ) -> Reply:
+        try:
+            return self._transport.request(
+                "GET",
+                host,
+                path,
+                headers={},
+                scope=f"repository:{repository}:pull",
+                deadline=deadline,
+                max_body=max_bytes,
+            )
+        except TransportError as error:
+            raise RegistryUnavailable(f"{name}: {error}. The decision is open: retry later") from error
+
     def get_json(self, host: str, path: str, *, scope: str) -> JsonPage:
         """GET one page of a JSON listing at `path` (with its query); ManifestNotFound for an unknown name.
 
@@ -303,6 +356,21 @@ def _error_summary(body: bytes) -> tuple[frozenset[str], str]:
     codes = frozenset(str(entry.get("code")) for entry in entries if entry.get("code"))
     detail = "; ".join(f"{entry.get('code')}: {entry.get('message')}" for entry in entries)
     return codes, detail[:300]
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _same_host(host: str, name: str, reply: Reply) -> str:
+    """The path and query a redirect names on ``host``; RegistryUnavailable for any other target."""
+    location = reply.headers.get("Location") or ""
+    target = urlsplit(urljoin(f"{scheme_for(host)}://{host}/", location))
+    if target.netloc.lower() != host:
+        raise RegistryUnavailable(
+            f"{name}: the registry redirects the blob to {location!r:.200}, not on {host}; not followed, so the "
+            "signature cannot be read here. Use a registry that serves blobs itself (Artifact Registry does)"
+        )
+    return f"{target.path}?{target.query}" if target.query else target.path
 
 
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)

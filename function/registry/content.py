@@ -44,6 +44,11 @@ COSIGN_LAYERS = {
     ),
 }
 
+# Sigstore bundles, in both spellings Sigstore has used: "...bundle.v0.3+json" and "...bundle+json;version=0.3".
+_BUNDLE_MEDIA_TYPE = re.compile(
+    r"application/vnd\.dev\.sigstore\.bundle(?:\.v(?P<dotted>\d+\.\d+)\+json|\+json;version=(?P<param>\d+\.\d+))"
+)
+
 # Index types come first, and all of them must be present: distribution 2.8 serves the linux/amd64 child
 # in place of a manifest list unless the list type is accepted, and answers 404 for OCI content unless
 # OCI types are accepted. Schema 1 comes last: old images may exist only in that form.
@@ -73,10 +78,22 @@ class Facts:
     subject: str | None
     # "sig", "att" or "sbom" when the manifest has layers and every one is a cosign payload of that kind.
     cosign_kind: str | None
+    # A Sigstore bundle (v0.3 or later) by its artifactType or a layer's media type: verified as a bundle.
+    sigstore_bundle: bool = False
 
     @property
     def artifact(self) -> bool:
         return not self.runnable
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A layer descriptor of a single manifest, as far as signatures need it (the blob is fetched apart)."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +104,9 @@ class Manifest:
     children: tuple[str, ...]
     facts: Facts
     size: int
+    # The layers of a single manifest that are well-formed descriptors (others are left out: a signature
+    # check then fails for want of them); never remembered, only used while the manifest is at hand.
+    layers: tuple[Layer, ...] = ()
 
     @property
     def is_index(self) -> bool:
@@ -99,6 +119,15 @@ class Manifest:
 
 def is_digest(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and DIGEST_PATTERN.fullmatch(value) is not None
+
+
+def is_bundle_media_type(media_type: str) -> bool:
+    """Whether an artifact type or layer media type is a Sigstore bundle of v0.3 or later (CONTRACT.md)."""
+    match = _BUNDLE_MEDIA_TYPE.fullmatch(media_type)
+    if match is None:
+        return False
+    major, minor = (int(part) for part in (match["dotted"] or match["param"]).split("."))
+    return (major, minor) >= (0, 3)
 
 
 def digest_of(body: bytes) -> str:
@@ -143,7 +172,10 @@ def parse_manifest(body: bytes, content_type: str | None, digest: str) -> Manife
         return Manifest(digest, media_type, children, facts, len(body))
     config = _config_media_type(document)
     runnable = artifact_type is None and config in RUNNABLE_CONFIGS
-    return Manifest(digest, media_type, (), Facts(False, runnable, subject, _cosign_kind(document)), len(body))
+    layers = _layers(document)
+    bundle = any(is_bundle_media_type(t) for t in (artifact_type or "", *(layer.media_type for layer in layers)))
+    facts = Facts(False, runnable, subject, _cosign_kind(document), bundle)
+    return Manifest(digest, media_type, (), facts, len(body), layers)
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
@@ -209,6 +241,28 @@ def _cosign_kind(document: dict[str, Any]) -> str | None:
         return None
     types = {layer.get("mediaType") if isinstance(layer, dict) else None for layer in layers}
     return next((kind for kind, allowed in COSIGN_LAYERS.items() if types <= allowed), None)
+
+
+def _layers(document: dict[str, Any]) -> tuple[Layer, ...]:
+    layers = document.get("layers")
+    if not isinstance(layers, list):
+        return ()
+    return tuple(layer for entry in layers if (layer := _layer(entry)) is not None)
+
+
+def _layer(entry: object) -> Layer | None:
+    if not isinstance(entry, dict):
+        return None
+    media_type, digest, size, annotations = (entry.get(k) for k in ("mediaType", "digest", "size", "annotations"))
+    if not isinstance(media_type, str) or not is_digest(digest):
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        return None
+    if annotations is None:
+        annotations = {}
+    if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+        return None
+    return Layer(media_type, digest, size, annotations)
 
 
 def _optional_descriptor_digest(document: dict[str, Any], field: str) -> str | None:

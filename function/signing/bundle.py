@@ -6,7 +6,6 @@ made here first, each in its turn, so that a failure names the check an operator
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError
 from sigstore.models import Bundle
 
+from function.registry.content import is_bundle_media_type
 from function.signing.certificate import check_certificate, claims_of, public_key_of
 from function.signing.cosign import MAX_ENVELOPE_BYTES
 from function.signing.dsse import IN_TOTO_PAYLOAD_TYPE, check_signatures, check_subject, envelope_of
@@ -26,19 +26,8 @@ from function.signing.trust import TrustRoot
 from function.signing.untrusted import json_object, member, subject_hex
 
 MAX_BUNDLE_BYTES = MAX_ENVELOPE_BYTES
-# Both spellings Sigstore has used: "...bundle.v0.3+json" and "...bundle+json;version=0.3".
-_BUNDLE_MEDIA_TYPE = re.compile(
-    r"application/vnd\.dev\.sigstore\.bundle(?:\.v(?P<dotted>\d+\.\d+)\+json|\+json;version=(?P<param>\d+\.\d+))"
-)
 
-
-def is_bundle_media_type(media_type: str) -> bool:
-    """Whether an artifact type or layer media type is a Sigstore bundle of v0.3 or later (CONTRACT.md)."""
-    match = _BUNDLE_MEDIA_TYPE.fullmatch(media_type)
-    if match is None:
-        return False
-    major, minor = (int(part) for part in (match["dotted"] or match["param"]).split("."))
-    return (major, minor) >= (0, 3)
+__all__ = ["MAX_BUNDLE_BYTES", "is_bundle_media_type", "verify_bundle"]
 
 
 class _SignersPolicy:
