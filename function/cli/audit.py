@@ -105,6 +105,7 @@ def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
         RegistryClient(index.registry_hosts()),
         frozen_prefixes=frozen,
         deadline_seconds=deadline,
+        signing=from_environment(config.signing_policy),
     )
 
 

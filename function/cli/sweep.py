@@ -26,7 +26,12 @@ from function.cli.common import (
     require_index,
 )
 from function.index.digests import InvalidIndex
-from function.services.config import FROZEN_PREFIXES_VARIABLE, SWEEP_MAX_SECONDS_VARIABLE, frozen_prefixes
+from function.services.config import (
+    FROZEN_PREFIXES_VARIABLE,
+    SWEEP_MAX_SECONDS_VARIABLE,
+    frozen_prefixes,
+    signing_policy,
+)
 from function.sweep.runner import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_WORKERS,
@@ -101,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         frozen_prefixes=from_environment(frozen_prefixes),
         max_seconds=args.max_seconds,
         workers=args.workers,
+        signing=from_environment(signing_policy),
         on_finding=(lambda finding: v.emit(logger, finding)) if args.format == JSON else None,
         on_progress=_Progress() if sys.stderr.isatty() else None,
     )

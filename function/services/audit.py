@@ -31,7 +31,15 @@ from function.index.store import IndexStore, open_store
 from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
 from function.rules import malformed
-from function.services.config import PENDING_GRACE_VARIABLE, deadline_seconds, frozen_prefixes, seconds, setting
+from function.services.config import (
+    PENDING_GRACE_VARIABLE,
+    deadline_seconds,
+    frozen_prefixes,
+    seconds,
+    setting,
+    signing_policy,
+)
+from function.signatures import SigningPolicy
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -54,8 +62,10 @@ class AuditService:
         wall: Clock = time.time,
         frozen_prefixes: Iterable[str] = (),
         deadline_seconds: float = DEFAULT_SECONDS,
+        signing: SigningPolicy | None = None,
     ) -> None:
         self.store = store
+        self.signing = signing
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
         self.frozen_prefixes = tuple(normalize_prefix(prefix) for prefix in frozen_prefixes)
@@ -88,6 +98,7 @@ class AuditService:
             grace_seconds=seconds(PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS),
             frozen_prefixes=frozen_prefixes(),
             deadline_seconds=deadline,
+            signing=signing_policy(),
         )
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
@@ -137,5 +148,6 @@ class AuditService:
                 frozen_prefixes=self.frozen_prefixes,
                 deadline_seconds=self.deadline_seconds,
                 clock=self.clock,
+                signing=self.signing,
             )
         return self._auditor

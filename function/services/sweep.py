@@ -16,8 +16,9 @@ from function.index.digests import InvalidIndex
 from function.index.publish import read_index
 from function.index.store import IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services.config import frozen_prefixes, setting, sweep_max_seconds
+from function.services.config import frozen_prefixes, setting, signing_policy, sweep_max_seconds
 from function.services.response import Response
+from function.signatures import SigningPolicy
 from function.sweep.runner import DEFAULT_MAX_SECONDS, RegistryFactory, Sweep, report_summary
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,10 @@ class SweepService:
         frozen_prefixes: Sequence[str] = (),
         max_seconds: float = DEFAULT_MAX_SECONDS,
         logger: logging.Logger | None = None,
+        signing: SigningPolicy | None = None,
     ) -> None:
         self.store = store
+        self.signing = signing
         self.registry_factory = registry_factory
         self.frozen_prefixes = tuple(frozen_prefixes)
         self.max_seconds = max_seconds
@@ -49,6 +52,7 @@ class SweepService:
             open_store(setting("AUDITOR_INDEX_URI")),
             frozen_prefixes=frozen_prefixes(),
             max_seconds=sweep_max_seconds(),
+            signing=signing_policy(),
         )
 
     def handle(self, method: str) -> Response:
@@ -73,6 +77,7 @@ class SweepService:
             registry_factory=self.registry_factory,
             frozen_prefixes=self.frozen_prefixes,
             max_seconds=self.max_seconds,
+            signing=self.signing,
             on_finding=lambda finding: v.emit(self.logger, finding, labels=LABELS),
         )
         result = sweep.run()

@@ -25,6 +25,7 @@ from function.learned import Learned
 from function.reference import normalize_prefix, prefix_over
 from function.registry.client import RegistryClient, RegistryError
 from function.registry.listing import HostWalk, Listed, Unlisted, short_reason
+from function.signatures import SigningPolicy
 from function.sweep.reconcile import Outcome, RepositoryCheck
 from function.verdict import Verdict
 
@@ -124,6 +125,7 @@ class Sweep:
         sleep: Sleep = time.sleep,
         on_finding: FindingSink | None = None,
         on_progress: Progress | None = None,
+        signing: SigningPolicy | None = None,
     ) -> None:
         if max_seconds <= 0 or workers < 1:
             raise ValueError("max_seconds must be positive and workers at least 1")
@@ -136,6 +138,7 @@ class Sweep:
         self.sleep = sleep
         self.on_finding = on_finding
         self.on_progress = on_progress
+        self.signing = signing
         self.learned = Learned()
         self._lock = threading.Lock()
 
@@ -195,7 +198,7 @@ class Sweep:
 
     def _auditor(self, registry: RegistryClient) -> Auditor:
         # No frozen prefixes: frozen paths are not swept at all (every INSERT there would be `frozen`).
-        return Auditor(FixedIndex(self.index), registry, learned=self.learned)
+        return Auditor(FixedIndex(self.index), registry, learned=self.learned, signing=self.signing)
 
     def _expected(self, host: str) -> dict[str, Image]:
         """Every promoted image path on ``host``, with the image the index answers for it."""
