@@ -1,8 +1,12 @@
 """Test-wide settings: nothing in the suite may reach a Google metadata server or the internet."""
 
 import os
+import tempfile
+from pathlib import Path
 
 from hypothesis import settings
+
+from tests.support import signing
 
 # google-auth probes the GCE metadata server when it looks for credentials; point every probe at a
 # closed loopback port so a test can never leave this machine.
@@ -17,3 +21,10 @@ settings.register_profile("ci", deadline=None, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 pytest_plugins = ["tests.support.registry", "tests.support.proxy", "tests.support.gcs", "tests.support.pubsub"]
+
+# Signatures pushed by the tests are signed by the tests' own Sigstore instance: the functions and CLI
+# commands the tests start trust it (a test may still override these in a process's environment).
+_ROOT = Path(tempfile.mkdtemp(prefix="auditor-trusted-root-")) / "trusted_root.json"
+_ROOT.write_bytes(signing.INSTANCE.trusted_root_json())
+os.environ["AUDITOR_TRUSTED_ROOT"] = str(_ROOT)
+os.environ["AUDITOR_SIGNERS"] = signing.SIGNERS
