@@ -122,6 +122,18 @@ def push_manifest(host: str, repo: str, manifest: dict[str, Any], reference: str
     return digest
 
 
+def push_raw_manifest(host: str, repo: str, body: bytes, media_type: str, reference: str) -> str:
+    """PUT these exact manifest bytes under `reference`."""
+    put = requests.put(
+        f"http://{host}/v2/{repo}/manifests/{reference}",
+        data=body,
+        headers={"Content-Type": media_type},
+        timeout=HTTP_TIMEOUT,
+    )
+    _expect(put, 201)
+    return digest_of(body)
+
+
 def push_image(
     host: str,
     repo: str,
