@@ -265,13 +265,7 @@ def push_referrer(
 def tag_manifest(host: str, repo: str, digest: str, tag: str) -> None:
     """Put `tag` on a manifest already in `repo`: its exact bytes, PUT again under the tag."""
     media_type, body = fetch_manifest(host, repo, digest)
-    put = requests.put(
-        f"http://{host}/v2/{repo}/manifests/{tag}",
-        data=body,
-        headers={"Content-Type": media_type},
-        timeout=HTTP_TIMEOUT,
-    )
-    _expect(put, 201)
+    push_raw_manifest(host, repo, body, media_type, tag)
 
 
 def _subject(host: str, repo: str, digest: str) -> dict[str, Any]:
