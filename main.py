@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any
 
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
-from google.cloud.logging_v2.handlers import StructuredLogHandler
 
+from function import cloudlog
 from function.services.audit import AuditService
 from function.services.sweep import SweepService
 from function.services.sync import SyncService
 
-
-def _setup_logging() -> None:
-    if os.environ.get("K_SERVICE"):
-        # In the cloud: google-cloud-logging picks the structured stdout handler for Cloud Run.
-        import google.cloud.logging
-
-        google.cloud.logging.Client().setup_logging(log_level=logging.INFO)
-    else:
-        logging.basicConfig(level=logging.INFO, handlers=[StructuredLogHandler()])
-
-
-_setup_logging()
+cloudlog.set_up()
 _audit: AuditService | None = None
 _sync: SyncService | None = None
 _sweep: SweepService | None = None

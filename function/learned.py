@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from function.bounded import LruCache
 from function.index.digests import DigestIndex, Image
 from function.registry.content import Facts
-from function.signing import Outcome, Verified
+from function.signing.results import Outcome, Verified
 
 # Facts of manifests fetched for events, by digest: about 400 bytes each, so 20 MB at most; enough for
 # every signature, attestation and referrer of a re-signing of all of k8s.io's promoted digests.

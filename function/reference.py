@@ -10,12 +10,16 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+# distribution's reference grammar: path components separated by "/", tags of at most 128 characters.
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_COMPONENT_RE = re.compile(_COMPONENT)
+REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
+HOST_RE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
 # Cosign stores signatures, attestations and SBOMs under a tag derived from the subject's digest.
 ARTIFACT_TAG_RE = re.compile(r"sha256-([0-9a-f]{64})\.(sig|att|sbom)")
 ARTIFACT_BASIS = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
@@ -23,10 +27,13 @@ ARTIFACT_BASIS = {"sig": "signature", "att": "attestation", "sbom": "sbom"}
 REFERRERS_TAG_RE = re.compile(r"sha256-([0-9a-f]{64})")
 # Docker's limit on a repository name, host included.
 MAX_NAME_LENGTH = 255
+# A registry's limit on the repository of its API paths, host excluded.
+MAX_REPOSITORY_LENGTH = 255
 
 
 class InvalidReference(ValueError):
-    """A reference that does not follow the distribution grammar."""
+    """A reference (or a host, repository, tag or digest of one) that does not follow the distribution
+    grammar; where the registry client raises it, nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +49,8 @@ class Reference:
         return f"{self.host}/{self.repository}"
 
 
-def is_digest(text: str) -> bool:
-    return DIGEST_RE.fullmatch(text) is not None
+def is_digest(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and DIGEST_RE.fullmatch(value) is not None
 
 
 def is_tag(text: str) -> bool:
@@ -86,7 +93,7 @@ def split_path(path: str) -> tuple[str, str]:
     if not sep or not repository:
         raise InvalidReference(f"{path!r} has no repository after the registry host")
     host = normalize_host(host)
-    if _HOST_RE.fullmatch(host) is None:
+    if HOST_RE.fullmatch(host) is None:
         raise InvalidReference(f"{host!r} is not a valid registry host")
     if not names_a_host(host):
         raise InvalidReference(f"{host!r} is not a registry host (no dot, port or localhost)")
@@ -99,6 +106,27 @@ def split_path(path: str) -> tuple[str, str]:
                 "joined by '.', '_', '__' or '-'"
             )
     return host, repository
+
+
+def checked_host(host: str) -> str:
+    """A registry host to contact (a name or address and an optional port), in lowercase."""
+    normalized = host.lower()
+    if not HOST_RE.fullmatch(normalized):
+        raise InvalidReference(f"{host!r} is not a registry host (expected a name or address, and an optional port)")
+    return normalized
+
+
+def check_repository(repository: str) -> None:
+    """A repository as a registry's API paths name it (host excluded)."""
+    if len(repository) > MAX_REPOSITORY_LENGTH or not REPOSITORY_RE.fullmatch(repository):
+        raise InvalidReference(f"{repository!r:.300} is not a valid repository name")
+
+
+def check_manifest_reference(repository: str, reference: str) -> None:
+    """A repository and a tag or digest a manifest can be asked at."""
+    check_repository(repository)
+    if not (is_digest(reference) or is_tag(reference)):
+        raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
 
 
 def parse_digest_reference(text: str) -> Reference:

@@ -15,7 +15,7 @@ from function.learned import Learned
 from function.reference import artifact_subject, prefix_over, referrers_subject
 from function.registry.content import Facts
 from function.signatures import SignedKind
-from function.signing import Verified
+from function.signing.results import Verified
 from function.verdict import Basis, Kind, Reason, SignerRef, Verdict
 
 

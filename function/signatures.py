@@ -9,37 +9,32 @@ caller under the manifest's digest, so a signature costs its blobs once per proc
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-
-from cryptography.hazmat.primitives import serialization
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from function.deadline import Deadline
 from function.registry.client import BlobTooLarge, ManifestSource
 from function.registry.content import Layer as LayerDescriptor
 from function.registry.content import Manifest, is_bundle_media_type
-from function.signing import (
-    DEFAULT_SIGNERS,
+from function.settings import TRUSTED_ROOT_VARIABLE, SettingError, Settings
+from function.signing.layers import (
     DSSE_MEDIA_TYPE,
     MAX_BUNDLE_BYTES,
     MAX_ENVELOPE_BYTES,
     MAX_PAYLOAD_BYTES,
     SIMPLE_SIGNING_MEDIA_TYPE,
-    Failed,
     Layer,
-    Outcome,
-    SignatureCheck,
-    Signer,
-    TrustRoot,
-    Verified,
-    parse_signers,
-    verify_attestation_layers,
-    verify_bundle,
-    verify_signature_layers,
 )
+from function.signing.results import Failed, Outcome, SignatureCheck, Verified
+from function.signing.signers import DEFAULT_SIGNERS, Signer, parse_signers
+
+if TYPE_CHECKING:
+    from function.signing.trust import TrustRoot
 
 
 class SignedKind(StrEnum):
@@ -50,27 +45,41 @@ class SignedKind(StrEnum):
     BUNDLE = "bundle"
 
 
-_CAPS = {SignedKind.SIGNATURE: MAX_PAYLOAD_BYTES, SignedKind.ATTESTATION: MAX_ENVELOPE_BYTES}
+_CAPS = {
+    SignedKind.SIGNATURE: MAX_PAYLOAD_BYTES,
+    SignedKind.ATTESTATION: MAX_ENVELOPE_BYTES,
+    SignedKind.BUNDLE: MAX_BUNDLE_BYTES,
+}
 _MEDIA_TYPES = {SignedKind.SIGNATURE: SIMPLE_SIGNING_MEDIA_TYPE, SignedKind.ATTESTATION: DSSE_MEDIA_TYPE}
 _ORDER = list(SignatureCheck)
 
 
 @dataclass(frozen=True)
 class SigningPolicy:
-    """Whose signatures count (AUDITOR_SIGNERS) and what they chain to (AUDITOR_TRUSTED_ROOT)."""
+    """Whose signatures count (AUDITOR_SIGNERS) and what they chain to (AUDITOR_TRUSTED_ROOT's bytes; None
+    for the public-good root sigstore-python ships).
 
-    trust: TrustRoot
+    Light to hold: the trusted root is read by sigstore-python (with cryptography, about half a second of
+    imports) at the first signature checked, not when a function or the CLI starts."""
+
     signers: tuple[Signer, ...]
+    root: bytes | None = None
 
     @classmethod
     def default(cls) -> SigningPolicy:
-        """The promoter's signer under the public-good root sigstore-python ships (built once per process:
-        reading a trusted root takes tens of milliseconds)."""
-        with _DEFAULT_LOCK:
-            global _default
-            if _default is None:
-                _default = cls(TrustRoot.default(), parse_signers(DEFAULT_SIGNERS))
-            return _default
+        """The promoter's signer under the public-good root."""
+        return cls(parse_signers(DEFAULT_SIGNERS))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SigningPolicy:
+        """AUDITOR_SIGNERS, and AUDITOR_TRUSTED_ROOT's bytes read now (a local path or gs://bucket/object)."""
+        uri = settings.trusted_root
+        return cls(settings.signers, _read_root(uri) if uri else None)
+
+    @property
+    def trust(self) -> TrustRoot:
+        """The trusted root, read once per process; SettingError naming AUDITOR_TRUSTED_ROOT if unusable."""
+        return _trust(self.root)
 
     @property
     def fingerprint(self) -> str:
@@ -78,24 +87,54 @@ class SigningPolicy:
         hasher = hashlib.sha256()
         for signer in self.signers:
             hasher.update(f"{signer}\n".encode())
-        for certificate in self.trust.fulcio_certificates:
-            hasher.update(certificate.public_bytes(serialization.Encoding.DER))
-        for log_id in sorted(self.trust.rekor_keys):
-            hasher.update(log_id)
-        return f"sha256:{hasher.hexdigest()}"
+        hasher.update(self.root if self.root is not None else _shipped_root())
+        return hasher.hexdigest()
 
     def verify(self, kind: SignedKind, layers: Sequence[Layer], subject: str) -> Outcome:
         """The outcome of ``layers`` (blobs read) as a signature of ``subject``."""
+        from function.signing import bundle, cosign
+
+        trust, signers = self.trust, self.signers
         if kind is SignedKind.SIGNATURE:
-            return verify_signature_layers(layers, subject, trust=self.trust, signers=self.signers)
+            return cosign.verify_signature_layers(layers, subject, trust=trust, signers=signers)
         if kind is SignedKind.ATTESTATION:
-            return verify_attestation_layers(layers, subject, trust=self.trust, signers=self.signers)
-        outcomes = [verify_bundle(layer.blob, subject, trust=self.trust, signers=self.signers) for layer in layers]
+            return cosign.verify_attestation_layers(layers, subject, trust=trust, signers=signers)
+        outcomes = [bundle.verify_bundle(layer.blob, subject, trust=trust, signers=signers) for layer in layers]
         return best(outcomes) or Failed(SignatureCheck.PAYLOAD, "the referrer has no Sigstore bundle layer")
 
 
-_DEFAULT_LOCK = threading.Lock()
-_default: SigningPolicy | None = None
+@functools.lru_cache(maxsize=4)
+def _trust(root: bytes | None) -> TrustRoot:
+    from function.signing.trust import TrustRoot, TrustRootError
+
+    try:
+        return TrustRoot.from_json(root) if root is not None else TrustRoot.default()
+    except TrustRootError as error:
+        raise SettingError(TRUSTED_ROOT_VARIABLE, str(error)) from None
+
+
+def _shipped_root() -> bytes:
+    from function.signing.trust import shipped_root
+
+    return shipped_root()
+
+
+def _read_root(uri: str) -> bytes:
+    try:
+        if uri.startswith("gs://"):
+            from function.storage.gcs import default_client
+            from function.storage.uri import parse_gs_uri
+
+            bucket, name = parse_gs_uri(uri)
+            data: bytes = default_client().bucket(bucket).blob(name).download_as_bytes()
+            return data
+        return Path(uri).read_bytes()
+    except Exception as error:
+        raise SettingError(
+            TRUSTED_ROOT_VARIABLE,
+            f"{TRUSTED_ROOT_VARIABLE}={uri!r} cannot be read ({error}): give a readable trusted_root.json "
+            "(local path or gs://bucket/object), or unset it for the public-good root",
+        ) from None
 
 
 def check(
@@ -112,7 +151,7 @@ def check(
     A layer whose descriptor declares more than its kind's cap is not read: it fails the payload check.
     Registry faults propagate (the decision stays open)."""
     host, _, repository = path.partition("/")
-    cap = _CAPS.get(kind, MAX_BUNDLE_BYTES)
+    cap = _CAPS[kind]
     layers, too_large = [], []
     for descriptor in _signed_layers(manifest, kind):
         try:

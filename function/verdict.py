@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TextIO
-
-from google.cloud.logging_v2.handlers import StructuredLogHandler
 
 
 class Kind(StrEnum):
@@ -148,13 +147,52 @@ class Verdict:
         return payload
 
 
-def verdict_logger(stream: TextIO | None = None, labels: dict[str, str] | None = None) -> logging.Logger:
-    """A logger whose records are verdict lines on ``stream`` (stdout by default), and nowhere else."""
+def json_line(payload: Mapping[str, Any], level: int) -> str:
+    """A line of ``payload`` and its severity, and nothing else: the contract's fields for a person's or a
+    script's stream (the functions write Cloud Logging's lines, see `function.cloudlog`)."""
+    return json.dumps({**payload, "severity": logging.getLevelName(level)}, ensure_ascii=False)
+
+
+def write_line(stream: TextIO, verdict: Verdict) -> None:
+    """The verdict's `json_line` on ``stream``, straight away (a reader may be waiting for each)."""
+    stream.write(json_line(verdict.fields(), verdict.severity) + "\n")
+    stream.flush()
+
+
+class JsonLines(logging.StreamHandler[TextIO]):
+    """Writes each record of a verdict logger as its `json_line`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = record.msg if isinstance(record.msg, dict) else {"message": record.getMessage()}
+        return json_line(payload, record.levelno)
+
+
+# Makes the handler of a verdict logger from its stream and log labels (which only Cloud Logging keeps).
+LineHandler = Callable[[TextIO, Mapping[str, str] | None], logging.Handler]
+
+
+def json_lines(stream: TextIO, labels: Mapping[str, str] | None) -> logging.Handler:
+    return JsonLines(stream)
+
+
+_line_handler: LineHandler = json_lines
+
+
+def write_lines_with(handler: LineHandler) -> None:
+    """Every verdict logger made from now on writes through ``handler``; the functions' entry points choose
+    Cloud Logging's, everything else keeps plain JSON lines."""
+    global _line_handler
+    _line_handler = handler
+
+
+def verdict_logger(
+    stream: TextIO | None = None, labels: dict[str, str] | None = None, *, lines: LineHandler | None = None
+) -> logging.Logger:
+    """A logger whose records are verdict lines on ``stream`` (stdout by default), and nowhere else, written
+    by ``lines`` (by default what `write_lines_with` chose)."""
     logger = logging.getLogger(VERDICT_LOGGER)
     logger.handlers.clear()
-    # With the project known, the handler names the request's trace in full, as Cloud Logging needs it.
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
-    logger.addHandler(StructuredLogHandler(stream=stream or sys.stdout, labels=labels, project_id=project))
+    logger.addHandler((lines or _line_handler)(stream or sys.stdout, labels))
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from function.auditor import Auditor
+from function.cloudlog import structured_lines
 from function.events import parse_payload
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.source import FixedIndex
+from function.settings import SettingError
 from function.verdict import ERROR_EVENT_TYPE, Kind, Verdict, emit, verdict_logger
 from tests.support.manifests import digest, snapshot, write_project
 from tests.support.sources import Refreshing
@@ -242,7 +244,7 @@ def test_verdict_lines_carry_the_requests_trace(auditor: Auditor, monkeypatch: p
 
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "auditor-project")
     stream = io.StringIO()
-    logger = verdict_logger(stream, labels={"function": "audit"})
+    logger = verdict_logger(stream, labels={"function": "audit"}, lines=structured_lines)
     with flask.Flask("t").test_request_context(headers={"X-Cloud-Trace-Context": "0af7651916cd43dd/1;o=1"}):
         emit(logger, auditor.audit_payload(event(d=LIST)))
     line = next(line for line in read_lines(stream) if "verdict" in line)
@@ -295,7 +297,7 @@ def test_bad_settings_say_what_to_fix(
 
     monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
     monkeypatch.setenv(name, value)
-    with pytest.raises(RuntimeError, match=message):
+    with pytest.raises(SettingError, match=message):
         AuditService.from_environment()
 
 

@@ -1,4 +1,7 @@
-"""The CLI as an operator runs it: a real subprocess, real files, exit codes and messages of the contract."""
+"""The CLI as an operator runs it: real files, exit codes and messages of the contract.
+
+``main(argv)`` runs in-process (tests/support/cli.py); a few smoke tests run ``python -m function`` as a
+real process, for what only a process shows."""
 
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from function.cli import main
 from function.cli.common import PROGRESS_LOGGERS, set_log_levels
 from function.index.digests import DigestIndex
 from function.index.pending import PendingCommits
-from function.index.store import open_store
+from function.storage.uri import open_store
 from tests.support import scenario
+from tests.support.cli import Ran, run_cli
 from tests.support.gcs import GcsEmulator
 from tests.support.manifests import digest, snapshot, write_project
 from tests.support.proxy import RegistryProxy
@@ -28,7 +32,12 @@ AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
 SNAPSHOT_COMMIT = "576d58a4e8553ac4ae81f3dcde680ed5ff4ebc3b"
 
 
-def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def cli(*args: str, stdin: str = "") -> Ran:
+    return run_cli(*args, stdin=stdin)
+
+
+def process(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``python -m function`` in a process of its own: for the smoke tests."""
     return subprocess.run(
         [sys.executable, "-m", "function", *args], input=stdin, capture_output=True, text=True, check=False
     )
@@ -162,7 +171,9 @@ def test_audit_references_as_inserts_and_an_alarm_wins_over_a_retry(
     piped = cli("audit", "--index", str(out), pause["digest"], stdin='{"action": "DELETE", "tag": "x"}\n')
     assert len(verdicts(piped.stdout)) == 1 and piped.returncode == 0
 
-    registry_proxy.fail_always(503)
+    # Every request fails from here; Retry-After: 0 keeps the client's retries from sleeping (it still tries
+    # four times each and gives up).
+    registry_proxy.fail_next(1000, 503, retry_after="0")
     by_tag = json.dumps({"action": "INSERT", "tag": pause["tag"]})
     waiting = cli("audit", "--index", str(out), "--format", "table", stdin=by_tag + "\n")
     assert waiting.returncode == 75 and waiting.stdout.splitlines()[-1] == "1 verdict: 1 RETRY"
@@ -244,8 +255,21 @@ def test_a_payload_that_is_not_utf8_is_malformed_not_a_crash(built: tuple[Path, 
     )
     assert run.returncode == 1, run.stderr
     assert [v["verdict"] for v in verdicts(run.stdout.decode())] == ["MALFORMED"]
-    # google-cloud-logging's announcement stays with the JSON lines, off the people's stream.
+    # Nothing but the verdict lines is written, and nothing at all to the people's stream.
     assert run.stderr == b""
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(built: tuple[Path, Path]) -> None:
+    # As `python -m function audit --format table < payloads | head -1` does: the table outgrows the pipe's
+    # buffer after the reader has closed it.
+    payload = json.dumps({"action": "INSERT", "digest": f"{AR}/a@{digest('1')}"}) + "\n"
+    command = [sys.executable, "-m", "function", "audit", "--index", str(built[1]), "--format", "table"]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+        assert run.stdout is not None
+        run.stdout.close()
+        _, stderr = run.communicate((payload * 2000).encode(), timeout=120)
+    assert run.returncode == 1, stderr
+    assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr
 
 
 @pytest.mark.parametrize(
@@ -492,7 +516,7 @@ def test_log_levels(tmp_path: Path) -> None:
 def test_registry_retries_show_only_when_verbose() -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, {name: logging.getLogger(name).level for name in PROGRESS_LOGGERS})
-    transport, progress = logging.getLogger("function.registry._transport"), logging.getLogger("function.index.publish")
+    transport, progress = logging.getLogger("function.registry._send"), logging.getLogger("function.index.publish")
     try:
         set_log_levels(0)
         assert progress.isEnabledFor(logging.INFO) and not transport.isEnabledFor(logging.INFO)
@@ -533,7 +557,7 @@ def test_every_command_explains_its_defaults_exit_codes_and_an_example(
 
 
 def test_the_top_level_help_lists_every_command_its_exit_codes_and_an_example() -> None:
-    run = cli("--help")
+    run = process("--help")
     assert run.returncode == 0
     for expected in ("build-index", "audit", "sweep", "stats", "lookup", "exit codes:", "example:"):
         assert expected in run.stdout, expected

@@ -13,7 +13,7 @@ import requests
 
 from function.index.digests import Source
 from function.index.publish import rebuild
-from function.index.store import open_store
+from function.storage.uri import open_store
 from tests.support.functions import FunctionServer
 from tests.support.manifests import digest, write_project
 

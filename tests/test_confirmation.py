@@ -5,17 +5,19 @@ quiet branch does not page overnight. On a local store and on fake-gcs-server.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from function.index.store import Confirmation, GenerationMismatch, IndexStore, LocalStore, open_store
+from function.storage.base import Confirmation, IndexStore
+from function.storage.errors import GenerationMismatch
+from function.storage.local import LocalStore
+from function.storage.uri import open_store
+from tests.support.cli import run_cli
 from tests.support.functions import CommitsServer, TarballServer
-from tests.test_sync import LATER_SHA, NEW_SHA, Rig
+from tests.support.rigs import LATER_SHA, NEW_SHA, SyncRig
 
 OLD_BUILD = "2020-01-01T00:00:00+00:00"
 
@@ -29,18 +31,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> IndexStore:
 
 
 @pytest.fixture
-def rig(tmp_path: Path, store: IndexStore) -> Iterator[Rig]:
+def rig(tmp_path: Path, store: IndexStore) -> Iterator[SyncRig]:
     with TarballServer() as tarballs, CommitsServer() as commits:
-        yield Rig(tmp_path, tarballs, commits, store)
+        yield SyncRig(tmp_path, tarballs, commits, store)
 
 
 def stats(uri: str, max_age: int) -> tuple[int, dict[str, object]]:
-    run = subprocess.run(
-        [sys.executable, "-m", "function", "stats", "--index", uri, "--max-age", str(max_age), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = run_cli("stats", "--index", uri, "--max-age", str(max_age), "--json")
     return run.returncode, json.loads(run.stdout)
 
 
@@ -53,7 +50,7 @@ def age_the_build(store: IndexStore) -> int:
     return store.write(orjson.dumps(document), if_generation=stored.generation)
 
 
-def test_an_unchanged_resync_confirms_the_index_without_a_new_generation(rig: Rig, store: IndexStore) -> None:
+def test_an_unchanged_resync_confirms_the_index_without_a_new_generation(rig: SyncRig, store: IndexStore) -> None:
     assert rig.resync(NEW_SHA)[1]["status"] == "published"
     assert store.confirmation() is None
     generation = age_the_build(store)
@@ -100,7 +97,7 @@ def test_a_failed_confirmation_is_a_warning_and_the_sync_still_succeeds(
 ) -> None:
     store = LocalStore(tmp_path / "index.json")
     with TarballServer() as tarballs, CommitsServer() as commits:
-        rig = Rig(tmp_path, tarballs, commits, store)
+        rig = SyncRig(tmp_path, tarballs, commits, store)
         assert rig.resync(NEW_SHA)[1]["status"] == "published"
         store.confirmation_path.mkdir()  # a folder where the sidecar file goes: replacing it fails
         status, body = rig.resync(NEW_SHA)

@@ -6,94 +6,25 @@ The audit service runs in-process on a real local index store, with a simulated 
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from function import verdict as v
 from function.index.digests import Source
-from function.index.pending import PendingCommits
-from function.index.publish import rebuild
-from function.services.audit import AuditService, RetryLater
-from tests.support.manifests import digest, write_project
-from tests.support.stores import CountingStore
+from tests.support.manifests import digest
+from tests.support.rigs import AR, GRACE, REFRESH, AuditRig
 
-AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
 EU = AR.replace("us-central1", "europe-west1")
 OLD, NEW = digest("pause-3.9"), digest("pause-3.10")
-REFRESH, GRACE = 60.0, 1800.0
-
-
-class Clock:
-    """Simulated time: ``monotonic`` for intervals, ``wall`` for pending records' ages."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return 1_800_000_000.0 + self.now
-
-
-class Rig:
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.clock = Clock()
-        self.store = CountingStore(tmp_path / "index.json")
-        self.out = io.StringIO()
-        self.service = AuditService(
-            self.store,
-            registry_factory=lambda hosts: None,
-            logger=v.verdict_logger(self.out),
-            refresh_seconds=REFRESH,
-            grace_seconds=GRACE,
-            clock=self.clock.monotonic,
-            wall=self.clock.wall,
-        )
-        self.pending = PendingCommits.beside(self.store, wall=self.clock.wall)
-        self.commits = 0
-
-    def publish(self, dmap: dict[str, list[str]], *, destinations: tuple[str, ...] = (AR,), hour: int = 0) -> Source:
-        """Publish an index of ``pause`` with ``dmap`` at ``destinations``, from a commit of 2026-11-01 ``hour``."""
-        self.commits += 1
-        root = self.tmp_path / f"commit-{self.commits}"
-        write_project(root, "p", destinations=list(destinations), images=[{"name": "pause", "dmap": dmap}])
-        source = Source(f"{self.commits:040x}", f"2026-11-01T{hour:02d}:00:00Z")
-        rebuild(root, self.store, source=source, max_loss=1.0)
-        return source
-
-    def audit(self, d: str, *, path: str = f"{AR}/pause", action: str = "INSERT") -> v.Verdict:
-        body = {"message": {"data": _b64({"action": action, "digest": f"{path}@{d}"}), "messageId": "1"}}
-        try:
-            return self.service.handle(body)
-        except RetryLater:
-            return self.last()
-
-    def last(self) -> v.Verdict:
-        line = [line for line in self.lines() if "verdict" in line][-1]
-        return v.Verdict(line["verdict"], line["message"], reason=line["reason"], basis=line["basis"])
-
-    def lines(self, key: str | None = None) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.out.getvalue().splitlines()]
-        return [line for line in lines if key is None or key in line]
-
-
-def _b64(payload: dict[str, str]) -> str:
-    return base64.b64encode(json.dumps(payload).encode()).decode()
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Rig:
-    return Rig(tmp_path)
+def rig(tmp_path: Path) -> AuditRig:
+    return AuditRig(tmp_path)
 
 
-def test_a_yanked_digest_is_rejected_once_the_refresh_interval_has_passed(rig: Rig) -> None:
+def test_a_yanked_digest_is_rejected_once_the_refresh_interval_has_passed(rig: AuditRig) -> None:
     rig.publish({OLD: ["3.9"], NEW: ["3.10"]})
     assert rig.audit(NEW).verdict == v.Kind.VERIFIED
     rig.publish({OLD: ["3.9"]}, hour=1)  # 3.10 is yanked
@@ -104,7 +35,7 @@ def test_a_yanked_digest_is_rejected_once_the_refresh_interval_has_passed(rig: R
     assert (verdict.verdict, verdict.reason) == (v.Kind.REJECTED, "unknown_digest")
 
 
-def test_a_new_destination_is_audited_within_the_refresh_interval_without_a_reject_first(rig: Rig) -> None:
+def test_a_new_destination_is_audited_within_the_refresh_interval_without_a_reject_first(rig: AuditRig) -> None:
     rig.publish({OLD: ["3.9"]})
     stray = digest("never promoted")
     assert rig.audit(stray, path=f"{EU}/pause").reason == "not_audited"
@@ -116,7 +47,7 @@ def test_a_new_destination_is_audited_within_the_refresh_interval_without_a_reje
     assert rig.audit(stray, path=f"{EU}/pause").reason == "unknown_digest"
 
 
-def test_a_burst_of_would_be_rejects_checks_the_generation_once_a_second(rig: Rig) -> None:
+def test_a_burst_of_would_be_rejects_checks_the_generation_once_a_second(rig: AuditRig) -> None:
     rig.publish({OLD: ["3.9"]})
     rig.audit(OLD)
     lookups = rig.store.lookups
@@ -127,7 +58,7 @@ def test_a_burst_of_would_be_rejects_checks_the_generation_once_a_second(rig: Ri
     assert rig.service.index.pending.reads <= 5
 
 
-def test_steady_verified_traffic_checks_once_per_refresh_interval(rig: Rig) -> None:
+def test_steady_verified_traffic_checks_once_per_refresh_interval(rig: AuditRig) -> None:
     rig.publish({OLD: ["3.9"]})
     lookups, reads = rig.store.lookups, rig.store.reads
     for _ in range(3600):
@@ -139,7 +70,7 @@ def test_steady_verified_traffic_checks_once_per_refresh_interval(rig: Rig) -> N
     assert rig.service.index.pending.reads == 3600 / REFRESH - 1  # the periodic look for a stuck sync
 
 
-def test_an_unreadable_newer_index_is_reported_once_and_not_downloaded_per_event(rig: Rig) -> None:
+def test_an_unreadable_newer_index_is_reported_once_and_not_downloaded_per_event(rig: AuditRig) -> None:
     good = rig.publish({OLD: ["3.9"]})
     rig.audit(OLD)
     generation = rig.store.write(b'{"schema": 99}', if_generation=rig.store.generation())
@@ -160,7 +91,7 @@ def test_an_unreadable_newer_index_is_reported_once_and_not_downloaded_per_event
     assert rig.audit(NEW).verdict == v.Kind.VERIFIED
 
 
-def test_a_would_be_reject_waits_while_a_newer_commit_is_syncing(rig: Rig) -> None:
+def test_a_would_be_reject_waits_while_a_newer_commit_is_syncing(rig: AuditRig) -> None:
     published = rig.publish({OLD: ["3.9"]})
     rig.audit(OLD)
     rig.pending.record("b" * 40, "2026-11-01T05:00:00Z")  # merged; its sync is still rebuilding
@@ -178,7 +109,7 @@ def test_a_would_be_reject_waits_while_a_newer_commit_is_syncing(rig: Rig) -> No
     assert rig.pending.newer_than(published) == []
 
 
-def test_pending_commits_older_than_the_index_hold_nothing_back(rig: Rig) -> None:
+def test_pending_commits_older_than_the_index_hold_nothing_back(rig: AuditRig) -> None:
     rig.pending.record("a" * 40, "2026-10-31T23:00:00Z")  # a redelivered old push
     source = rig.publish({OLD: ["3.9"]}, hour=1)
     rig.pending.record(source.commit or "", source.committed_at)  # the published commit itself
@@ -186,7 +117,7 @@ def test_pending_commits_older_than_the_index_hold_nothing_back(rig: Rig) -> Non
     assert rig.lines("freshness") == []
 
 
-def test_after_the_grace_a_stuck_sync_is_an_alarm_of_its_own(rig: Rig) -> None:
+def test_after_the_grace_a_stuck_sync_is_an_alarm_of_its_own(rig: AuditRig) -> None:
     rig.publish({OLD: ["3.9"]})
     rig.pending.record("c" * 40, "2026-11-01T05:00:00Z")
     assert rig.audit(NEW).reason == "index behind"

@@ -18,11 +18,11 @@ import pytest
 import requests
 import yaml
 
+from function.github.webhook import signature
 from function.index.digests import Source
 from function.index.freshness import MIN_CHECK_INTERVAL
 from function.index.pending import PendingCommits
 from function.index.publish import rebuild
-from function.services.webhook import signature
 from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.gcs import GcsEmulator

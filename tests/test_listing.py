@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from function.registry.client import RegistryUnavailable, _next_page
 from function.registry.listing import HostWalk, Listed, UnreadableListing, _extension_entries, outermost
 from tests.support import registry as reg
+from tests.support.auditing import client
 from tests.support.proxy import RegistryProxy
-from tests.test_true_miss import client
 from tests.test_untrusted_inputs import digests, json_values
 
 HOST = "registry.example:5000"

@@ -18,28 +18,20 @@ import google.auth.exceptions
 import pytest
 
 from function.deadline import Deadline
-from function.reference import is_loopback
+from function.reference import InvalidReference, is_loopback
 from function.registry import content
-from function.registry._transport import (
-    GoogleTokens,
-    RetryPolicy,
-    TokenBucket,
-    Transport,
-    TransportError,
-    is_google_host,
-    parse_bearer_challenge,
-    parse_retry_after,
-    scheme_for,
-)
+from function.registry._http import TransportError, is_google_host, scheme_for
+from function.registry._throttle import TokenBucket, parse_retry_after
+from function.registry._tokens import GoogleTokens, check_realm, parse_bearer_challenge
 from function.registry.client import (
     DigestMismatch,
     HostNotAllowed,
-    InvalidReference,
     ManifestNotFound,
     RegistryClient,
     RegistryUnavailable,
     UnreadableManifest,
 )
+from tests.support.clock import FakeClock
 from tests.support.proxy import RegistryProxy
 from tests.support.registry import (
     RegistryServer,
@@ -356,19 +348,6 @@ def test_shared_client_counts_every_request_across_threads(registry: RegistrySer
 # --- transport units ---
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_rate_limiter_allows_a_burst_then_the_rate():
     clock = FakeClock()
     bucket = TokenBucket(10.0, clock=clock, sleep=clock.sleep)
@@ -536,19 +515,12 @@ def test_no_credentials_factory_means_anonymous():
     ],
 )
 def test_token_realms_only_on_registries_of_the_manifests(host, realm, followed):
-    transport = Transport(
-        timeout=1.0,
-        retry=RetryPolicy(),
-        rate_per_host=1.0,
-        google_tokens=GoogleTokens(None),
-        sleep=Sleeps(),
-        realm_hosts=frozenset({host, "mirror.example"}),
-    )
+    realm_hosts = frozenset({host, "mirror.example"})
     if followed:
-        transport._check_realm(host, realm)
+        check_realm(host, realm, realm_hosts)
     else:
         with pytest.raises(TransportError, match="nothing was sent there"):
-            transport._check_realm(host, realm)
+            check_realm(host, realm, realm_hosts)
 
 
 def test_rate_limiter_refuses_a_wait_past_the_deadline():

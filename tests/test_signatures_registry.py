@@ -17,7 +17,8 @@ from function.index.digests import DigestIndex, Source
 from function.index.source import FixedIndex
 from function.registry.client import RegistryClient
 from function.signatures import SigningPolicy
-from function.signing import Layer, TrustRoot, parse_signers
+from function.signing.layers import Layer
+from function.signing.signers import parse_signers
 from function.verdict import Verdict
 from tests.support import registry as reg
 from tests.support import signing
@@ -65,8 +66,8 @@ def test_the_real_public_good_signature_verifies_with_its_signer(tmp_path: Path,
     reg.push_blob(host, repo, (LEGACY / "config.json").read_bytes())
     body = json.dumps(document, separators=(",", ":")).encode()
     signature = reg.push_raw_manifest(host, repo, body, document["mediaType"], _sig_tag(REAL_SUBJECT))
-    root = TrustRoot.from_json((FIXTURES / "trusted_root.production.json").read_bytes())
-    auditor = _auditor(_index(tmp_path, host), SigningPolicy(root, parse_signers(REAL_SIGNER)))
+    root = (FIXTURES / "trusted_root.production.json").read_bytes()
+    auditor = _auditor(_index(tmp_path, host), SigningPolicy(parse_signers(REAL_SIGNER), root))
     verdict = _decide(auditor, f"{host}/{repo}", signature, _sig_tag(REAL_SUBJECT))
     assert (verdict.verdict, verdict.basis, verdict.registry_calls) == ("VERIFIED", "signature", 2), verdict
     assert verdict.signer is not None and verdict.signer.log_index == 1004096555
@@ -74,7 +75,7 @@ def test_the_real_public_good_signature_verifies_with_its_signer(tmp_path: Path,
     # Remembered by the manifest's digest: no call the second time.
     assert _decide(auditor, f"{host}/{repo}", signature, _sig_tag(REAL_SUBJECT)).registry_calls == 0
     # The same signature under the krel-trust signers is a bad_signature naming the certificate check.
-    krel = _auditor(_index(tmp_path, host), SigningPolicy(root, parse_signers(signing.SIGNERS)))
+    krel = _auditor(_index(tmp_path, host), SigningPolicy(parse_signers(signing.SIGNERS), root))
     rejected = _decide(krel, f"{host}/{repo}", signature, _sig_tag(REAL_SUBJECT))
     assert (rejected.verdict, rejected.reason) == ("REJECTED", "bad_signature")
     assert "certificate check failed" in rejected.message and rejected.signer is not None

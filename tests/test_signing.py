@@ -11,18 +11,12 @@ from typing import Any
 
 import pytest
 
-from function.signing import (
-    DEFAULT_SIGNERS,
-    Failed,
-    Layer,
-    SignatureCheck,
-    TrustRoot,
-    Verified,
-    parse_signers,
-    verify_attestation_layers,
-    verify_bundle,
-    verify_signature_layers,
-)
+from function.signing.bundle import verify_bundle
+from function.signing.cosign import verify_attestation_layers, verify_signature_layers
+from function.signing.layers import Layer
+from function.signing.results import Failed, SignatureCheck, Verified
+from function.signing.signers import DEFAULT_SIGNERS, parse_signers
+from function.signing.trust import TrustRoot
 from tests.support.sigstore_root import KREL_IDENTITY, KeylessSigner, SigstoreInstance
 
 ROOT = Path(__file__).resolve().parent.parent

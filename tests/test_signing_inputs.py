@@ -14,24 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from function.signing import (
-    DEFAULT_SIGNERS,
-    DSSE_MEDIA_TYPE,
-    SIMPLE_SIGNING_MEDIA_TYPE,
-    Failed,
-    Layer,
-    Signer,
-    SignersError,
-    TrustRoot,
-    TrustRootError,
-    is_bundle_media_type,
-    parse_signers,
-    verify_attestation_layers,
-    verify_bundle,
-    verify_signature_layers,
-)
-from function.signing.results import CheckFailedError
+from function.registry.content import is_bundle_media_type
+from function.signing.bundle import verify_bundle
+from function.signing.cosign import verify_attestation_layers, verify_signature_layers
+from function.signing.layers import DSSE_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, Layer
+from function.signing.results import CheckFailedError, Failed
+from function.signing.signers import DEFAULT_SIGNERS, Signer, SignersError, parse_signers
 from function.signing.transparency import parse_log_entry
+from function.signing.trust import TrustRoot, TrustRootError
 from tests.support.sigstore_root import SigstoreInstance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +104,9 @@ def test_loading_the_default_root_writes_nothing_under_home(tmp_path: Path) -> N
         "XDG_CONFIG_HOME": str(home / ".config"),
     }
     script = (
-        "from function.signing import TrustRoot, parse_signers, verify_bundle, DEFAULT_SIGNERS\n"
+        "from function.signing.bundle import verify_bundle\n"
+        "from function.signing.signers import DEFAULT_SIGNERS, parse_signers\n"
+        "from function.signing.trust import TrustRoot\n"
         "root = TrustRoot.default()\n"
         "assert root.rekor_keys\n"
         "print(verify_bundle(b'{}', 'sha256:' + '0' * 64, trust=root, signers=parse_signers(DEFAULT_SIGNERS)))\n"

@@ -18,40 +18,20 @@ from function.auditor import Auditor
 from function.index.digests import Source
 from function.index.publish import rebuild
 from function.index.source import FixedIndex
-from function.index.store import open_store
 from function.registry.content import DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX
 from function.services.audit import AuditService, RetryLater
-from function.verdict import Verdict, verdict_logger
+from function.storage.uri import open_store
+from function.verdict import verdict_logger
 from tests.support import registry as reg
 from tests.support import scenario, signing
+from tests.support.auditing import audited, client, cosign_tag, decide, fallback_tag, load, outcome, promotion
+from tests.support.clock import FakeClock
 from tests.support.proxy import LocalAnswer, RegistryProxy, manifest_answer
-from tests.test_true_miss import FakeClock, audited, client, load, promotion
 
 pytestmark = pytest.mark.registry
-__all__ = ["promotion"]  # the fixture, shared with test_true_miss
+__all__ = ["promotion"]  # the fixture, from tests/support/auditing.py
 
 PAUSE = "us-central1/images/pause"
-
-
-def decide(auditor: Auditor, path: str, digest: str | None = None, tag: str | None = None) -> Verdict:
-    payload = {"action": "INSERT"}
-    if digest is not None:
-        payload["digest"] = f"{path}@{digest}"
-    if tag is not None:
-        payload["tag"] = f"{path}:{tag}"
-    return auditor.audit_payload(json.dumps(payload))
-
-
-def outcome(verdict: Verdict) -> tuple[str, str | None, int]:
-    return verdict.verdict, verdict.basis or verdict.reason, verdict.registry_calls
-
-
-def fallback_tag(digest: str) -> str:
-    return digest.replace(":", "-")
-
-
-def cosign_tag(digest: str, kind: str) -> str:
-    return f"{fallback_tag(digest)}.{kind}"
 
 
 # --- artifacts by content ---------------------------------------------------------------------------

@@ -8,8 +8,6 @@ is checked against what they received.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +19,17 @@ import requests
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.resolve import resolve
-from function.index.store import open_store
+from function.settings import SettingError
+from function.storage.uri import open_store
 from function.sweep.runner import Result, Sweep
 from tests.support import regions as rig
 from tests.support import signing
+from tests.support.auditing import client
+from tests.support.cli import Ran, run_cli
 from tests.support.functions import FunctionServer
 from tests.support.gcr import GcrListing
 from tests.support.proxy import RegistryProxy
 from tests.support.registry import RegistryServer
-from tests.test_true_miss import client
 
 pytestmark = pytest.mark.registry
 
@@ -210,9 +210,8 @@ def test_cli_exit_codes_report_and_table(
     out = tmp_path / "index.json"
     open_store(str(out)).write(index_for(tmp_path, regions, plain).to_json(), if_generation=None)
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "function", "sweep", "--index", str(out), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    def cli(*args: str) -> Ran:
+        return run_cli("sweep", "--index", str(out), *args)
 
     clean = cli("--host", complete.host)
     assert clean.returncode == 0, clean.stderr
@@ -244,12 +243,7 @@ def test_cli_exit_codes_report_and_table(
     assert output(unswept.stdout)[-1]["sweep"]["unswept"][0]["path"] == incomplete.host
 
     assert cli("--host", "registry.example").returncode == 2
-    missing_index = subprocess.run(
-        [sys.executable, "-m", "function", "sweep", "--index", str(tmp_path / "none.json")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    missing_index = run_cli("sweep", "--index", str(tmp_path / "none.json"))
     assert missing_index.returncode == 2 and "no index file at" in missing_index.stderr
 
 
@@ -307,7 +301,7 @@ def test_the_sweep_function_reads_its_budget_as_every_seconds_setting(
     else:
         monkeypatch.setenv("AUDITOR_SWEEP_MAX_SECONDS", value)
     if expected is None:
-        with pytest.raises(RuntimeError, match=r"AUDITOR_SWEEP_MAX_SECONDS=.* is not a positive number of seconds"):
+        with pytest.raises(SettingError, match=r"AUDITOR_SWEEP_MAX_SECONDS=.* is not a positive number of seconds"):
             SweepService.from_environment()
     else:
         assert SweepService.from_environment().max_seconds == expected

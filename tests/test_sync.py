@@ -5,8 +5,8 @@ first online build published before its resolution ends."""
 from __future__ import annotations
 
 import base64
-import io
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,95 +15,29 @@ from typing import Any
 
 import pytest
 
-from function import verdict as v
+from function.errors import RETRYABLE, kind
+from function.github import head
+from function.github.queue import QueueError, RebuildRequest, SyncQueue
+from function.github.webhook import signature
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Refused, Round, read_index, rebuild
-from function.index.store import IndexStore, LocalStore, open_store
 from function.registry.client import RegistryClient
-from function.services import head
-from function.services.queue import SyncQueue
-from function.services.sync import SyncService
-from function.services.webhook import signature
+from function.storage.uri import open_store
 from tests.support import scenario
 from tests.support.functions import CommitsServer, TarballServer
 from tests.support.manifests import digest, write_project
 from tests.support.proxy import RegistryProxy
-
-SECRET = "s3cret"
-AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
-OLD_SHA, NEW_SHA, MID_SHA, LATER_SHA = "1" * 40, "2" * 40, "4" * 40, "3" * 40
-TIMES = {
-    OLD_SHA: "2026-11-01T10:00:00Z",
-    NEW_SHA: "2026-11-02T10:00:00Z",
-    MID_SHA: "2026-11-02T12:00:00Z",
-    LATER_SHA: "2026-11-03T10:00:00Z",
-}
-
-
-class Headers(dict[str, str]):
-    def get(self, key: str, default: Any = None) -> Any:
-        return next((value for name, value in self.items() if name.lower() == key.lower()), default)
-
-
-class Rig:
-    def __init__(
-        self, tmp_path: Path, tarballs: TarballServer, commits: CommitsServer, store: IndexStore | None = None
-    ) -> None:
-        self.store = store or LocalStore(tmp_path / "index.json")
-        self.tarballs = tarballs
-        self.commits = commits
-        self.out = io.StringIO()
-        self.service = SyncService(
-            self.store,
-            secret=SECRET,
-            manifests=f"{tarballs.url}/{{sha}}.tar.gz",
-            head_url=commits.template,
-            registry_factory=None,
-            logger=v.verdict_logger(self.out),
-        )
-        # LATER promotes what NEW does: a k8s.io commit that changes nothing promoted; MID, between them,
-        # promoted a third release that LATER took back.
-        for sha, releases in ((OLD_SHA, 1), (NEW_SHA, 2), (MID_SHA, 3), (LATER_SHA, 2)):
-            images = [{"name": "pause", "dmap": {digest(f"pause-{m}"): [f"3.{m}"] for m in range(releases)}}]
-            root = tmp_path / sha
-            write_project(root, "p", destinations=[AR], images=images)
-            tarballs.files[f"{sha}.tar.gz"] = scenario.tarball(root, sha, "registry.k8s.io")
-
-    def push(self, sha: str, *, after: str | None = None, sig: str | None = None) -> tuple[int, dict[str, Any]]:
-        body = json.dumps(
-            {
-                "ref": "refs/heads/main",
-                "after": after or sha,
-                "head_commit": {"timestamp": TIMES[sha]},
-                "commits": [{"added": [], "removed": [], "modified": ["registry.k8s.io/images/p/images.yaml"]}],
-            }
-        ).encode()
-        headers = Headers({"X-GitHub-Event": "push", "X-Hub-Signature-256": sig or signature(SECRET, body)})
-        response = self.service.handle("POST", headers, body)
-        return response.status, response.body
-
-    def resync(self, head_sha: str) -> tuple[int, dict[str, Any]]:
-        self.commits.heads["main"] = (head_sha, TIMES[head_sha])
-        response = self.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
-        return response.status, response.body
-
-    def index(self) -> tuple[Source, int | None]:
-        loaded = read_index(self.store)
-        assert loaded is not None
-        return loaded.source, loaded.generation
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.getvalue().splitlines()]
+from tests.support.rigs import AR, LATER_SHA, MID_SHA, NEW_SHA, OLD_SHA, SECRET, TIMES, Headers, SyncRig
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path) -> Iterator[SyncRig]:
     with TarballServer() as tarballs, CommitsServer() as commits:
-        yield Rig(tmp_path, tarballs, commits)
+        yield SyncRig(tmp_path, tarballs, commits)
 
 
-def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back(rig: Rig) -> None:
+def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back(rig: SyncRig) -> None:
     status, body = rig.resync(NEW_SHA)
     assert (status, body["status"], body["commit"]) == (200, "published", NEW_SHA)
     # The tarball of exactly the pinned commit, never of the branch name.
@@ -124,7 +58,7 @@ def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back
     assert PendingCommits.beside(rig.store).all() == []
 
 
-def test_a_resync_that_changes_nothing_writes_no_generation(rig: Rig) -> None:
+def test_a_resync_that_changes_nothing_writes_no_generation(rig: SyncRig) -> None:
     assert rig.resync(NEW_SHA)[0] == 200
     _, generation = rig.index()
     status, body = rig.resync(NEW_SHA)
@@ -150,7 +84,7 @@ def test_a_resync_that_changes_nothing_writes_no_generation(rig: Rig) -> None:
     assert rig.index() == (source, later)
 
 
-def test_a_push_is_recorded_as_pending_before_its_rebuild_and_cleared_after(rig: Rig) -> None:
+def test_a_push_is_recorded_as_pending_before_its_rebuild_and_cleared_after(rig: SyncRig) -> None:
     gate = rig.tarballs.gates[f"{NEW_SHA}.tar.gz"] = threading.Event()
     answer: list[tuple[int, dict[str, Any]]] = []
     syncing = threading.Thread(target=lambda: answer.append(rig.push(NEW_SHA)))
@@ -171,7 +105,7 @@ def test_a_push_is_recorded_as_pending_before_its_rebuild_and_cleared_after(rig:
     assert pending.all() == []
 
 
-def test_a_failed_sync_leaves_its_commit_pending_and_says_so(rig: Rig) -> None:
+def test_a_failed_sync_leaves_its_commit_pending_and_says_so(rig: SyncRig) -> None:
     del rig.tarballs.files[f"{NEW_SHA}.tar.gz"]
     status, body = rig.push(NEW_SHA)
     assert (status, body["status"]) == (503, "failed")
@@ -180,7 +114,7 @@ def test_a_failed_sync_leaves_its_commit_pending_and_says_so(rig: Rig) -> None:
     assert [p.commit for p in PendingCommits.beside(rig.store).all()] == [NEW_SHA]
 
 
-def test_a_head_that_cannot_be_pinned_fails_the_resync(rig: Rig) -> None:
+def test_a_head_that_cannot_be_pinned_fails_the_resync(rig: SyncRig) -> None:
     response = rig.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
     assert (response.status, response.body["status"]) == (503, "failed")
     assert "404" in response.body["reason"]
@@ -188,13 +122,13 @@ def test_a_head_that_cannot_be_pinned_fails_the_resync(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("after", ["../../../etc/passwd", "main", "A" * 40, "1" * 39])
-def test_a_push_whose_after_is_not_a_sha_is_a_bad_request(rig: Rig, after: str) -> None:
+def test_a_push_whose_after_is_not_a_sha_is_a_bad_request(rig: SyncRig, after: str) -> None:
     status, body = rig.push(OLD_SHA, after=after)
     assert (status, body["status"]) == (400, "refused")
     assert rig.tarballs.requests == []
 
 
-def test_a_push_sent_as_a_form_is_a_bad_request_that_names_the_content_type(rig: Rig) -> None:
+def test_a_push_sent_as_a_form_is_a_bad_request_that_names_the_content_type(rig: SyncRig) -> None:
     # GitHub's other content type for webhooks: the payload form-encoded.
     body = b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D"
     headers = Headers({"X-GitHub-Event": "push", "X-Hub-Signature-256": signature(SECRET, body)})
@@ -204,7 +138,7 @@ def test_a_push_sent_as_a_form_is_a_bad_request_that_names_the_content_type(rig:
     assert rig.tarballs.requests == []
 
 
-def test_a_signature_that_is_not_ascii_is_refused_with_401(rig: Rig) -> None:
+def test_a_signature_that_is_not_ascii_is_refused_with_401(rig: SyncRig) -> None:
     status, body = rig.push(OLD_SHA, sig="sha256=" + "é" * 64)
     assert (status, body["status"]) == (401, "refused")
 
@@ -269,7 +203,7 @@ def envelope(sha: str, *, secret: str = SECRET) -> bytes:
 
 
 def test_a_queued_rebuild_is_acknowledged_unless_trying_again_can_help(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    rig: SyncRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # never reached: these are deliveries
     rig.service.queue = SyncQueue("projects/test-project/topics/sync", SECRET)
@@ -291,7 +225,7 @@ def test_a_queued_rebuild_is_acknowledged_unless_trying_again_can_help(
     assert len(rig.tarballs.requests) == requests_before
 
 
-def test_a_push_that_cannot_be_queued_fails_but_stays_pending(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_push_that_cannot_be_queued_fails_but_stays_pending(rig: SyncRig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # nothing listens there
     rig.service.queue = SyncQueue("projects/test-project/topics/sync", SECRET)
     status, body = rig.push(NEW_SHA)
@@ -299,6 +233,21 @@ def test_a_push_that_cannot_be_queued_fails_but_stays_pending(rig: Rig, monkeypa
     assert "projects/test-project/topics/sync" in body["reason"]
     assert rig.tarballs.requests == []
     assert [p.commit for p in PendingCommits.beside(rig.store).all()] == [NEW_SHA]
+
+
+def test_a_queue_that_never_answers_fails_within_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as silent:
+        # Connections complete in the kernel's backlog and are never answered.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{silent.getsockname()[1]}")
+        sync_queue = SyncQueue("projects/test-project/topics/sync", SECRET, deadline_seconds=1.0)
+        started = time.monotonic()
+        with pytest.raises(QueueError, match="no answer within 1 s") as raised:
+            sync_queue.publish(RebuildRequest(NEW_SHA, TIMES[NEW_SHA], "push"))
+        assert time.monotonic() - started < 2.0
+    # A fault that may heal: the sync answers 503 and GitHub delivers the push again.
+    assert kind(raised.value) == RETRYABLE
 
 
 @pytest.mark.emulators

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from function.github import head, queue, webhook
 from function.index.pending import Pending
-from function.services import head, queue, webhook
 from tests.test_untrusted_inputs import json_values
 
 SECRET = "s3cret"

@@ -22,7 +22,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from function.services import webhook
+from function.github import webhook
 from tests.support import log_lines, logfilter
 
 ROOT = Path(__file__).resolve().parent.parent

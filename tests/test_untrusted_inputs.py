@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from function.events import MalformedEvent, unwrap_pubsub
+from function.github import webhook
 from function.index import manifests
 from function.index.digests import DigestIndex, InvalidIndex
-from function.services import webhook
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from function.services import checkout, webhook
+from function.github import checkout, webhook
 from tests.support.functions import TarballServer
 
 

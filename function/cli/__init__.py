@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from function.cli import audit, build, lookup, stats, sweep
-from function.cli.common import EXIT_ALARM, EXIT_TEMPFAIL, EXIT_USAGE, CommandError, log, set_log_levels
+from function.cli.common import EXIT_ALARM, log, set_log_levels
+from function.errors import AuditorError, kind
 from function.index.digests import InvalidIndex
-from function.index.store import StoreDenied, StoreError, StoreMissing
 
 EPILOG = """\
 exit codes:
@@ -40,12 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_log_levels(args.verbosity)
     try:
         code: int = args.run(args)
-    except (CommandError, StoreMissing, StoreDenied) as error:
+    except AuditorError as error:
         log.error("%s", error)
-        return EXIT_USAGE
-    except StoreError as error:
-        log.error("%s", error)
-        return EXIT_TEMPFAIL
+        return kind(error).exit_code
     except InvalidIndex as error:
         log.error("%s", error)
         return EXIT_ALARM

@@ -13,25 +13,26 @@ from function.auditor import Auditor
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
-    EXIT_TEMPFAIL,
     CommandError,
     Commands,
     add_format_option,
     add_index_option,
     command_parser,
-    from_environment,
     load_index,
     log,
     verdict_output,
 )
+from function.errors import RETRYABLE
 from function.index.digests import DigestIndex, InvalidIndex
-from function.index.freshness import DEFAULT_GRACE_SECONDS, HeldIndex, PendingWatch
+from function.index.freshness import HeldIndex, PendingWatch
 from function.index.pending import PendingCommits
 from function.index.source import NoIndex
-from function.index.store import StoreDenied, StoreError, StoreMissing, open_store
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
-from function.services import config
+from function.settings import Settings
+from function.signatures import SigningPolicy
+from function.storage.errors import StoreDenied, StoreError, StoreMissing
+from function.storage.uri import open_store
 from function.verdict import Verdict
 
 EPILOG = """\
@@ -71,7 +72,8 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
     write, finish = verdict_output(args.format)
-    frozen = from_environment(config.frozen_prefixes)
+    settings = Settings.from_environment()
+    frozen = settings.frozen_prefixes
     try:
         index = load_index(args.index)
         problem = f"no digest index at {args.index} yet"
@@ -84,28 +86,27 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s: every well-formed event is left open (RETRY)", problem)
         auditor = Auditor(NoIndex(problem), frozen_prefixes=frozen)
     else:
-        auditor = _auditor(index, args.index, frozen)
+        auditor = _auditor(index, args.index, settings)
     code = audit_all(auditor.audit_payload, payloads, write)
     finish()
     return code
 
 
-def _auditor(index: DigestIndex, uri: str, frozen: tuple[str, ...]) -> Auditor:
+def _auditor(index: DigestIndex, uri: str, settings: Settings) -> Auditor:
     # AUDITOR_DEADLINE_SECONDS and AUDITOR_PENDING_GRACE_SECONDS are read as the audit function reads
     # them: each payload's decision is bounded from the moment it was read, and a would-be REJECTED waits
     # (RETRY index behind) while sync_index is publishing a newer commit, so a laptop raises no alarm
     # the function would hold back.
-    deadline = from_environment(config.deadline_seconds)
-    grace = from_environment(lambda: config.seconds(config.PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS))
+    deadline = settings.deadline_seconds
     # Bounded as the function bounds its store, so that reading the records leaves the decision time to finish.
     store = open_store(uri, timeout=deadline / 3, retry_timeout=deadline / 3)
-    pending = PendingWatch(PendingCommits.beside(store), grace_seconds=grace)
+    pending = PendingWatch(PendingCommits.beside(store), grace_seconds=settings.pending_grace_seconds)
     return Auditor(
         HeldIndex(index, pending),
         RegistryClient(index.registry_hosts()),
-        frozen_prefixes=frozen,
+        frozen_prefixes=settings.frozen_prefixes,
         deadline_seconds=deadline,
-        signing=from_environment(config.signing_policy),
+        signing=SigningPolicy.from_settings(settings),
     )
 
 
@@ -127,7 +128,7 @@ def exit_code(verdicts: set[str]) -> int:
     if verdicts & {v.Kind.REJECTED, v.Kind.MALFORMED}:
         return EXIT_ALARM
     if v.Kind.RETRY in verdicts:
-        return EXIT_TEMPFAIL
+        return RETRYABLE.exit_code
     return EXIT_OK
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
-    EXIT_TEMPFAIL,
     URI_HELP,
     CommandError,
     Commands,
@@ -17,14 +16,15 @@ from function.cli.common import (
     log,
     open_index_store,
 )
+from function.errors import RETRYABLE
+from function.github.webhook import is_commit_sha
 from function.index import changes
 from function.index.digests import Source
 from function.index.pending import commit_time
 from function.index.publish import DEFAULT_MAX_LOSS, Refused, check_loss, plan, rebuild
 from function.index.resolve import DEFAULT_WORKERS
-from function.index.store import IndexStore
 from function.registry.client import RegistryClient
-from function.services.webhook import is_commit_sha
+from function.storage.base import IndexStore
 
 EPILOG = """\
 The build reuses what the index at --out already resolved, and refuses to publish (the index there is
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if resolution is not None and resolution.failed:
         for line in resolution.errors:
             log.warning("unresolved: %s", line)
-        return EXIT_TEMPFAIL
+        return RETRYABLE.exit_code
     return EXIT_OK
 
 

@@ -7,21 +7,21 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeAlias, TypeVar
-
-import google.cloud.logging_v2
+from typing import TypeAlias
 
 from function import verdict as v
+from function.errors import Permanent
 from function.index.digests import DigestIndex
 from function.index.publish import read_index
-from function.index.store import IndexStore, LocalStore, open_store
+from function.storage.base import IndexStore
+from function.storage.local import LocalStore
+from function.storage.uri import open_store
 from function.table import render_verdicts
 from function.verdict import Verdict
 
+# The outcomes that are not errors; errors exit by their kind (function.errors).
 EXIT_OK = 0
 EXIT_ALARM = 1
-EXIT_USAGE = 2
-EXIT_TEMPFAIL = 75
 
 URI_HELP = "gs://bucket/object (Cloud Storage; its emulator where STORAGE_EMULATOR_HOST is set) or a local path"
 INDEX_ENV = "AUDITOR_INDEX_URI"
@@ -30,16 +30,15 @@ TABLE = "table"
 
 log = logging.getLogger("function.cli")
 
-T = TypeVar("T")
 
 # Loggers whose INFO lines are progress a person waits for; everything else shows from WARNING up
 # unless -v (the registry transport's retries are INFO and would drown the output).
 PROGRESS_LOGGERS = ("function.cli", "function.index")
 
 
-class CommandError(Exception):
+class CommandError(Permanent):
     """Something the operator must fix before running again (a bad argument, a missing bucket, folder or
-    file): exit 2, the message says what to fix."""
+    file); the message says what to fix."""
 
 
 # What ``add_subparsers`` returns; argparse names the type only privately.
@@ -96,8 +95,10 @@ def add_format_option(parser: argparse.ArgumentParser) -> None:
 def verdict_output(form: str) -> tuple[Callable[[Verdict], None], Callable[[], None]]:
     """How each verdict is written in ``form``, and what is written after the last one."""
     if form == JSON:
-        logger = v.verdict_logger(sys.stdout)
-        return (lambda verdict: v.emit(logger, verdict)), (lambda: None)
+        # Operational lines (a stale sync's) join the verdict lines on stdout, through the verdict logger;
+        # the verdicts go straight there: a log record each would cost more than deciding it from the index.
+        v.verdict_logger(sys.stdout)
+        return (lambda verdict: v.write_line(sys.stdout, verdict)), (lambda: None)
     lines: list[dict[str, object]] = []
     return (lambda verdict: lines.append(verdict.fields())), (lambda: print(render_verdicts(lines), end=""))
 
@@ -111,9 +112,6 @@ def set_log_levels(verbosity: int) -> None:
         handler.addFilter(_structured_as_text)
     for name in PROGRESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbosity == 0 else root)
-    # google-cloud-logging announces itself once with a line meant for Cloud Logging; on a laptop stdout
-    # carries only the results (one verdict line per payload), so it is taken as already announced.
-    google.cloud.logging_v2._instrumentation_emitted = True
 
 
 def _structured_as_text(record: logging.LogRecord) -> bool:
@@ -157,15 +155,6 @@ def require_index(uri: str) -> DigestIndex:
             f"(sync_index, or `python -m function build-index --manifests DIR --out {uri}`)"
         )
     return index
-
-
-def from_environment(read: Callable[[], T]) -> T:
-    """A setting the functions read too (``function.services.config``); a bad value is the operator's to
-    fix: ``CommandError``."""
-    try:
-        return read()
-    except RuntimeError as error:
-        raise CommandError(str(error)) from None
 
 
 def bounded(kind: Callable[[str], float], low: float, high: float | None = None) -> Callable[[str], float]:

@@ -20,7 +20,7 @@ from function.cli.common import (
     require_index,
 )
 from function.index.digests import SCHEMA_VERSION, DigestIndex
-from function.index.store import Confirmation
+from function.storage.base import Confirmation
 
 EPILOG = """\
 Shows the index's URI, store generation, schema, source k8s.io commit and its time, when it was built,

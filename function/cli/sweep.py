@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,6 @@ from function import verdict as v
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
-    EXIT_TEMPFAIL,
     JSON,
     CommandError,
     Commands,
@@ -22,24 +20,27 @@ from function.cli.common import (
     add_index_option,
     bounded,
     command_parser,
-    from_environment,
+    open_index_store,
     require_index,
 )
+from function.errors import RETRYABLE
 from function.index.digests import InvalidIndex
-from function.services.config import (
+from function.settings import (
+    DEFAULT_SWEEP_MAX_SECONDS,
     FROZEN_PREFIXES_VARIABLE,
     SWEEP_MAX_SECONDS_VARIABLE,
-    frozen_prefixes,
-    signing_policy,
+    Settings,
 )
+from function.signatures import SigningPolicy
+from function.sweep import verified
 from function.sweep.runner import (
-    DEFAULT_MAX_SECONDS,
     DEFAULT_WORKERS,
     Result,
     Sweep,
     finding_line,
     report_summary,
 )
+from function.sweep.unsigned import SigningRequirement
 from function.table import render_verdicts
 
 PROGRESS_EVERY = 2.0
@@ -78,10 +79,8 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument(
         "--max-seconds",
         type=bounded(float, 1.0),
-        # A string default goes through type= too, so a bad variable is reported like a bad flag.
-        default=os.environ.get(SWEEP_MAX_SECONDS_VARIABLE) or f"{DEFAULT_MAX_SECONDS:g}",
         help="time budget; what is not reached is named as unswept "
-        f"(default: ${SWEEP_MAX_SECONDS_VARIABLE} or %(default)s)",
+        f"(default: ${SWEEP_MAX_SECONDS_VARIABLE} or {DEFAULT_SWEEP_MAX_SECONDS:g})",
     )
     parser.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="registry hosts swept at once (default: %(default)s)"
@@ -92,6 +91,7 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
+    settings = Settings.from_environment()
     try:
         index = require_index(args.index)
     except InvalidIndex as error:
@@ -103,10 +103,12 @@ def run(args: argparse.Namespace) -> int:
     logger = v.verdict_logger(sys.stdout)
     sweep = Sweep(
         index,
-        frozen_prefixes=from_environment(frozen_prefixes),
-        max_seconds=args.max_seconds,
+        frozen_prefixes=settings.frozen_prefixes,
+        max_seconds=settings.sweep_max_seconds if args.max_seconds is None else args.max_seconds,
         workers=args.workers,
-        signing=from_environment(signing_policy),
+        signing=SigningPolicy.from_settings(settings),
+        requirement=SigningRequirement.from_settings(settings),
+        signed_records=open_index_store(args.index).records(verified.FOLDER),
         on_finding=(lambda finding: v.emit(logger, finding)) if args.format == JSON else None,
         on_progress=_Progress() if sys.stderr.isatty() else None,
     )
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 def exit_code(result: Result) -> int:
     if not result.summary.clean:
         return EXIT_ALARM
-    return EXIT_OK if result.summary.complete else EXIT_TEMPFAIL
+    return EXIT_OK if result.summary.complete else RETRYABLE.exit_code
 
 
 def _table(result: Result) -> str:

@@ -28,12 +28,12 @@ from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.pending import Pending, PendingCommits
 from function.index.publish import read_index
 from function.index.source import IndexUnavailable
-from function.index.store import CorruptIndex, IndexStore, StoreError
+from function.settings import DEFAULT_GRACE_SECONDS, DEFAULT_REFRESH_SECONDS
+from function.storage.base import IndexStore
+from function.storage.errors import CorruptIndex, StoreError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REFRESH_SECONDS = 60.0
-DEFAULT_GRACE_SECONDS = 1800.0
 MIN_CHECK_INTERVAL = 1.0
 
 

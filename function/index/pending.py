@@ -17,7 +17,7 @@ import orjson
 
 from function.deadline import Clock
 from function.index.digests import Source
-from function.index.store import IndexStore, Records
+from function.storage.base import IndexStore, Records
 
 log = logging.getLogger(__name__)
 

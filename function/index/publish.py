@@ -23,8 +23,9 @@ from function.index import changes, manifests
 from function.index.digests import DigestIndex, InvalidIndex, Source
 from function.index.pending import commit_time
 from function.index.resolve import DEFAULT_WORKERS, Summary, resolve
-from function.index.store import GenerationMismatch, IndexStore, Stored
 from function.registry.client import ManifestSource
+from function.storage.base import IndexStore, Stored
+from function.storage.errors import GenerationMismatch
 
 log = logging.getLogger(__name__)
 

@@ -8,34 +8,36 @@ Every answer is verified against its digest. Errors say whether the answer is de
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from function.deadline import Clock, Deadline, Sleep
-from function.registry import content
-from function.registry._transport import (
-    MAX_REQUEST_SECONDS,
-    RETRYABLE_STATUSES,
-    CredentialsFactory,
-    GoogleTokens,
-    Reply,
-    RetryPolicy,
-    Transport,
-    TransportError,
-    google_default_credentials,
-    scheme_for,
+from function.reference import (
+    InvalidReference,
+    check_manifest_reference,
+    check_repository,
+    checked_host,
+    is_digest,
+    is_tag,
 )
+from function.registry import content
+from function.registry._http import MAX_REQUEST_SECONDS, RETRYABLE_STATUSES, Reply, TransportError, scheme_for
+
+if TYPE_CHECKING:
+    import google.auth.credentials
+
+    from function.registry._transport import Transport
+
+    CredentialsFactory = Callable[[], google.auth.credentials.Credentials]
 
 __all__ = [
     "BlobTooLarge",
     "DigestMismatch",
     "HostNotAllowed",
-    "InvalidReference",
     "JsonPage",
     "ManifestHead",
     "ManifestNotFound",
@@ -47,14 +49,16 @@ __all__ = [
     "google_default_credentials",
 ]
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
-HOST_PATTERN = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::[0-9]{{1,5}})?")
-# distribution's reference grammar: path components separated by "/", tags of at most 128 characters.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY_PATTERN = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-TAG_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-MAX_REPOSITORY_LENGTH = 255
 NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN"})
+GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+def google_default_credentials() -> google.auth.credentials.Credentials:
+    """Application Default Credentials: the function's service account in the cloud."""
+    import google.auth  # loaded on the first request to a Google registry, see RegistryClient
+
+    credentials, _project = google.auth.default(scopes=[GOOGLE_SCOPE])
+    return credentials
 
 
 class RegistryError(Exception):
@@ -87,10 +91,6 @@ class BlobTooLarge(RegistryError):
 
 class HostNotAllowed(RegistryError):
     """The host is not one of the registries this client may contact; nothing was sent."""
-
-
-class InvalidReference(RegistryError, ValueError):
-    """A repository, tag or digest that no registry could hold; nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +146,16 @@ class RegistryClient:
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
-        self._allowed_hosts = frozenset(_checked_host(host) for host in allowed_hosts)
+        # requests, urllib3 and google-auth load with the first client, not with every importer of the
+        # errors and protocols here: the CLI's lookup and stats never send a request.
+        from function.registry._throttle import RetryPolicy
+        from function.registry._tokens import GoogleTokens
+        from function.registry._transport import Transport
+
+        self._allowed_hosts = frozenset(checked_host(host) for host in allowed_hosts)
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
-        self._transport = Transport(
+        self._transport: Transport = Transport(
             timeout=timeout,
             retry=RetryPolicy(max_attempts=max_attempts),
             rate_per_host=rate_per_host,
@@ -182,16 +188,16 @@ class RegistryClient:
         """The manifest at a tag or `sha256:` digest, verified against that digest.
 
         Raises ManifestNotFound, RegistryUnavailable (DigestMismatch included), UnreadableManifest,
-        HostNotAllowed or InvalidReference: all RegistryError.
+        or HostNotAllowed (all RegistryError), or reference.InvalidReference.
         """
         host = self._allowed(host)
-        _check_manifest_reference(repository, reference)
+        check_manifest_reference(repository, reference)
         name = _name(host, repository, reference)
         reply = self._request("GET", host, repository, reference, deadline)
-        expected = reference if content.is_digest(reference) else reply.headers.get("Docker-Content-Digest")
+        expected = reference if is_digest(reference) else reply.headers.get("Docker-Content-Digest")
         try:
             # The bytes are checked before anything reads them, whatever the registry calls them.
-            digest = content.verified(reply.body, expected if content.is_digest(expected) else None)
+            digest = content.verified(reply.body, expected if is_digest(expected) else None)
         except content.ContentMismatch as error:
             raise DigestMismatch(
                 f"{name}: the registry served bytes that are not {expected} ({error}). The response was "
@@ -209,12 +215,12 @@ class RegistryClient:
     def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str:
         """The digest a tag points at, from one HEAD (a GET, hashed, if the registry omits the digest)."""
         host = self._allowed(host)
-        _check_repository(repository)
-        if not TAG_PATTERN.fullmatch(tag):
+        check_repository(repository)
+        if not is_tag(tag):
             raise InvalidReference(f"{tag!r:.150} is not a valid tag")
         reply = self._request("HEAD", host, repository, tag, deadline)
         digest = reply.headers.get("Docker-Content-Digest")
-        if content.is_digest(digest):
+        if is_digest(digest):
             return digest
         return self.get_manifest(host, repository, tag, deadline=deadline).digest
 
@@ -223,11 +229,11 @@ class RegistryClient:
     ) -> ManifestHead:
         """Whether a tag or digest exists, with one HEAD; ManifestNotFound where it does not."""
         host = self._allowed(host)
-        _check_manifest_reference(repository, reference)
+        check_manifest_reference(repository, reference)
         reply = self._request("HEAD", host, repository, reference, deadline)
         digest = reply.headers.get("Docker-Content-Digest")
         media_type = content.bare_media_type(reply.headers.get("Content-Type")) or None
-        return ManifestHead(digest if content.is_digest(digest) else None, media_type)
+        return ManifestHead(digest if is_digest(digest) else None, media_type)
 
     def get_blob(
         self, host: str, repository: str, digest: str, *, size: int, max_bytes: int, deadline: Deadline | None = None
@@ -237,8 +243,8 @@ class RegistryClient:
         A redirect is followed once, and only on the same host: Artifact Registry serves blobs from its own
         host, and no answer may make the auditor send a request (and its token) anywhere else."""
         host = self._allowed(host)
-        _check_repository(repository)
-        if not content.is_digest(digest):
+        check_repository(repository)
+        if not is_digest(digest):
             raise InvalidReference(f"{digest!r:.150} is not a sha256 digest")
         name = f"{host}/{repository}@{digest} (blob)"
         if size > max_bytes:
@@ -373,43 +379,29 @@ def _same_host(host: str, name: str, reply: Reply) -> str:
     return f"{target.path}?{target.query}" if target.query else target.path
 
 
-_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
-
-
 def _next_page(host: str, name: str, link: str | None) -> str | None:
     """The path and query of a Link header's next page; a link to another host is refused."""
-    match = _LINK_NEXT.search(link or "")
-    if match is None or not match.group(1):
+    from requests.utils import parse_header_links  # loaded with the transport, see RegistryClient
+
+    url = next((page["url"] for page in parse_header_links(link or "") if _is_next(page)), "")
+    if not url:
         return None
     base = f"{scheme_for(host)}://{host}/"
-    target = urlsplit(urljoin(base, match.group(1)))
+    target = urlsplit(urljoin(base, url))
     if target.netloc.lower() != host or not target.path.startswith("/v2/"):
         raise RegistryUnavailable(
-            f"{name}: the next page is linked at {match.group(1)!r:.200}, not on {host}; not followed. "
+            f"{name}: the next page is linked at {url!r:.200}, not on {host}; not followed. "
             "Report this answer to the registry's operators"
         )
     return f"{target.path}?{target.query}" if target.query else target.path
 
 
-def _checked_host(host: str) -> str:
-    normalized = host.lower()
-    if not HOST_PATTERN.fullmatch(normalized):
-        raise ValueError(f"{host!r} is not a registry host (expected a name or address, and an optional port)")
-    return normalized
-
-
-def _check_repository(repository: str) -> None:
-    if len(repository) > MAX_REPOSITORY_LENGTH or not REPOSITORY_PATTERN.fullmatch(repository):
-        raise InvalidReference(f"{repository!r:.300} is not a valid repository name")
-
-
-def _check_manifest_reference(repository: str, reference: str) -> None:
-    """A repository and a tag or digest a manifest can be asked at; InvalidReference, before anything is sent."""
-    _check_repository(repository)
-    if not (content.is_digest(reference) or TAG_PATTERN.fullmatch(reference)):
-        raise InvalidReference(f"{reference!r:.150} is neither a tag nor a sha256 digest")
+def _is_next(link: dict[str, str]) -> bool:
+    # rel holds space-separated relation types, compared case-insensitively (RFC 8288).
+    rel = next((value for key, value in link.items() if key.lower() == "rel"), "")
+    return "next" in rel.lower().split()
 
 
 def _name(host: str, repository: str, reference: str) -> str:
-    separator = "@" if content.is_digest(reference) else ":"
+    separator = "@" if is_digest(reference) else ":"
     return f"{host}/{repository}{separator}{reference}"

@@ -8,7 +8,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
+
+from function.reference import is_digest
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -53,8 +55,6 @@ _BUNDLE_MEDIA_TYPE = re.compile(
 # in place of a manifest list unless the list type is accepted, and answers 404 for OCI content unless
 # OCI types are accepted. Schema 1 comes last: old images may exist only in that form.
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_MANIFEST_V1_SIGNED))
-
-DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class InvalidManifest(ValueError):
@@ -115,10 +115,6 @@ class Manifest:
     @property
     def subject(self) -> str | None:
         return self.facts.subject
-
-
-def is_digest(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and DIGEST_PATTERN.fullmatch(value) is not None
 
 
 def is_bundle_media_type(media_type: str) -> bool:

@@ -18,16 +18,16 @@ uses the extension when that answer carries it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from function.reference import is_digest, is_tag, prefix_over
-from function.registry._transport import is_google_host
+from function.reference import REPOSITORY_RE, InvalidReference, is_digest, is_tag, prefix_over
+from function.registry._http import is_google_host
 from function.registry.client import (
-    REPOSITORY_PATTERN,
     ManifestNotFound,
     RegistryClient,
     RegistryError,
@@ -53,6 +53,8 @@ class Held:
 
     media_type: str | None
     tags: set[str] = field(default_factory=set)
+    uploaded: dt.datetime | None = None
+    """When it was pushed, where the listing says (the extension's ``timeUploadedMs``)."""
 
 
 @dataclass
@@ -133,7 +135,8 @@ class HostWalk:
             name = self._queue.popleft()
             try:
                 yield self._list_extension(name) if self.extension else self._list_plain(name)
-            except RegistryError as error:
+            # A listed name over the registry's length limit is refused by the client, sending nothing.
+            except (RegistryError, InvalidReference) as error:
                 yield Unlisted(f"{self.host}/{name}", short_reason(error), nested=bool(self.extension))
 
     def unreached(self, repository: str) -> Listed:
@@ -177,7 +180,7 @@ class HostWalk:
             if not isinstance(repositories, list) or not all(isinstance(r, str) for r in repositories):
                 raise UnreadableListing(f"{self.host}/v2/_catalog: the answer has no list of repository names")
             names += repositories
-        malformed = next((n for n in names if not REPOSITORY_PATTERN.fullmatch(n)), None)
+        malformed = next((n for n in names if not REPOSITORY_RE.fullmatch(n)), None)
         if malformed is not None:
             raise UnreadableListing(f"{self.host}/v2/_catalog: {malformed!r:.100} is not a repository name")
         under = (n for n in names if prefix_over(n, self.roots) is not None)
@@ -204,13 +207,13 @@ class HostWalk:
         for each in documents:
             held, nested = _extension_entries(each, f"{self.host}/{name}")
             for digest, entry in held.items():
-                known = manifests.setdefault(digest, Held(entry.media_type))
+                known = manifests.setdefault(digest, Held(entry.media_type, uploaded=entry.uploaded))
                 known.tags |= entry.tags
             children += nested
         if walk:
             for child in children:
                 nested_name = f"{name}/{child}"
-                if not REPOSITORY_PATTERN.fullmatch(nested_name):
+                if not REPOSITORY_RE.fullmatch(nested_name):
                     raise UnreadableListing(f"{self.host}/{name}: child {child!r:.100} is not a repository name")
                 if nested_name not in self._visited and not self.skip(f"{self.host}/{nested_name}"):
                     self._visited.add(nested_name)
@@ -290,16 +293,28 @@ def _extension_entries(document: Any, where: str) -> tuple[dict[str, Held], list
         tags = info.get("tag") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) and is_tag(t) for t in tags):
             raise UnreadableListing(f"{where}: the tags of {digest} are not a list of valid tag names")
-        manifests[digest] = Held(media_type if isinstance(media_type, str) and media_type else None, set(tags))
+        manifests[digest] = Held(
+            media_type if isinstance(media_type, str) and media_type else None,
+            set(tags),
+            _uploaded(info.get("timeUploadedMs")),
+        )
     if not all(isinstance(child, str) and child for child in raw_children):
         raise UnreadableListing(f"{where}: tags/list has a 'child' entry that is not a name")
     return manifests, list(raw_children)
+
+
+def _uploaded(value: Any) -> dt.datetime | None:
+    """``timeUploadedMs`` (milliseconds since the epoch, as a string), or None where it is absent or not
+    such a number: an upload time unknown counts as recent, the side on which nothing goes unchecked."""
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 15:
+        return None
+    return dt.datetime.fromtimestamp(int(value) / 1000, tz=dt.UTC)
 
 
 def _pull(name: str) -> str:
     return f"repository:{name}:pull"
 
 
-def short_reason(error: RegistryError) -> str:
+def short_reason(error: RegistryError | InvalidReference) -> str:
     """The first sentence of a registry error: enough to name why a part was not swept."""
     return str(error).split(". ", 1)[0][:300]

@@ -17,35 +17,24 @@ from typing import Any
 from function import verdict as v
 from function.auditor import Auditor
 from function.deadline import DEFAULT_SECONDS, Clock, Deadline
+from function.errors import Retryable
 from function.events import MalformedEvent, unwrap_pubsub
-from function.index.freshness import (
-    DEFAULT_GRACE_SECONDS,
-    DEFAULT_REFRESH_SECONDS,
-    IndexWatch,
-    PendingWatch,
-    WatchedIndex,
-)
+from function.index.freshness import IndexWatch, PendingWatch, WatchedIndex
 from function.index.pending import PendingCommits
 from function.index.source import IndexUnavailable
-from function.index.store import IndexStore, open_store
 from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
 from function.rules import malformed
-from function.services.config import (
-    PENDING_GRACE_VARIABLE,
-    deadline_seconds,
-    frozen_prefixes,
-    seconds,
-    setting,
-    signing_policy,
-)
+from function.settings import DEFAULT_GRACE_SECONDS, DEFAULT_REFRESH_SECONDS, Settings
 from function.signatures import SigningPolicy
+from function.storage.base import IndexStore
+from function.storage.uri import open_store
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
 
-class RetryLater(Exception):
+class RetryLater(Retryable):
     """Raised out of the function so that Pub/Sub redelivers the message."""
 
 
@@ -89,16 +78,17 @@ class AuditService:
 
     @classmethod
     def from_environment(cls) -> AuditService:
-        deadline = deadline_seconds()
+        settings = Settings.from_environment()
+        deadline = settings.deadline_seconds
         # Cloud Storage's own retries are bounded so that a read leaves the decision time to finish.
-        store = open_store(setting("AUDITOR_INDEX_URI"), timeout=deadline / 3, retry_timeout=deadline / 3)
+        store = open_store(settings.required_index_uri(), timeout=deadline / 3, retry_timeout=deadline / 3)
         return cls(
             store,
-            refresh_seconds=seconds("AUDITOR_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS),
-            grace_seconds=seconds(PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS),
-            frozen_prefixes=frozen_prefixes(),
+            refresh_seconds=settings.refresh_seconds,
+            grace_seconds=settings.pending_grace_seconds,
+            frozen_prefixes=settings.frozen_prefixes,
             deadline_seconds=deadline,
-            signing=signing_policy(),
+            signing=SigningPolicy.from_settings(settings),
         )
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:

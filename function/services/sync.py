@@ -12,9 +12,10 @@ Three kinds of request arrive:
 
 Every accepted commit is recorded as pending before anything is rebuilt (the auditor holds back alarms
 while the index is behind it). Without a queue the rebuild runs inside the request: 200 published or
-unchanged, 409 refused, 503 failed. With one, a webhook or resync is answered 202 once its rebuild
+unchanged, 409 refused, and a failure by its kind (``function.errors``: 503 for a fault, 500 for a set-up
+to fix). With one, a webhook or resync is answered 202 once its rebuild
 request is queued, and the delivery of that request rebuilds: 2xx acknowledges it (a refusal too, as
-asking again cannot change it), 503 makes Pub/Sub deliver it again. Each outcome writes one structured
+asking again cannot change it), a failure makes Pub/Sub deliver it again. Each outcome writes one structured
 line with the key ``sync`` (published, unchanged, refused, failed, queued) and the ``commit``.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -31,27 +31,28 @@ from typing import Any, Protocol
 import orjson
 
 from function import verdict as v
+from function.errors import AuditorError, kind
+from function.github import checkout, head, queue, webhook
+from function.github.queue import RebuildRequest, SyncQueue
 from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Published, Refused, Round, Superseded, rebuild
-from function.index.store import Confirmation, IndexStore, StoreError, open_store
 from function.registry.client import RegistryClient
-from function.services import checkout, head, queue, webhook
-from function.services.config import setting
-from function.services.queue import RebuildRequest, SyncQueue
 from function.services.response import Response
+from function.settings import DEFAULT_BRANCH, DEFAULT_HEAD_URL, DEFAULT_MANIFESTS, DEFAULT_SUBDIR, Settings
+from function.storage.base import Confirmation, IndexStore
+from function.storage.errors import StoreError
+from function.storage.uri import open_store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MANIFESTS = "https://github.com/kubernetes/k8s.io/archive/{sha}.tar.gz"
-DEFAULT_SUBDIR = "registry.k8s.io"
-DEFAULT_BRANCH = "main"
 # Resolution rounds stop after this long, well inside the function's 540 s timeout; what is left is
 # queued as a follow-up rebuild (or waits for the next resync without a queue).
 RESOLUTION_BUDGET_SECONDS = 300.0
 
 PUBLISHED, UNCHANGED, REFUSED, FAILED, QUEUED = "published", "unchanged", "refused", "failed", "queued"
-_STATUS = {PUBLISHED: 200, UNCHANGED: 200, REFUSED: 409, FAILED: 503, QUEUED: 202}
+# A failure answers by the kind of its error instead.
+_STATUS = {PUBLISHED: 200, UNCHANGED: 200, REFUSED: 409, QUEUED: 202}
 
 
 class Headers(Protocol):
@@ -69,7 +70,7 @@ class SyncService:
         manifests: str = DEFAULT_MANIFESTS,
         subdir: str = DEFAULT_SUBDIR,
         branch: str = DEFAULT_BRANCH,
-        head_url: str = head.DEFAULT_HEAD_URL,
+        head_url: str = DEFAULT_HEAD_URL,
         sync_queue: SyncQueue | None = None,
         registry_factory: Callable[[frozenset[str]], Any] | None = RegistryClient,
         budget_seconds: float = RESOLUTION_BUDGET_SECONDS,
@@ -91,19 +92,17 @@ class SyncService:
 
     @classmethod
     def from_environment(cls) -> SyncService:
-        secret = os.environ.get("AUDITOR_WEBHOOK_SECRET")
-        topic = os.environ.get("AUDITOR_SYNC_QUEUE", "").strip()
-        if topic and not secret:
-            raise RuntimeError("AUDITOR_SYNC_QUEUE needs AUDITOR_WEBHOOK_SECRET to sign the rebuild requests")
+        settings = Settings.from_environment()
+        secret, topic = settings.webhook_secret, settings.sync_queue
         return cls(
-            open_store(setting("AUDITOR_INDEX_URI")),
+            open_store(settings.required_index_uri()),
             secret=secret,
-            manifests=setting("AUDITOR_MANIFESTS", DEFAULT_MANIFESTS),
-            # Empty means the tarball holds images/ and manifests/ at its top.
-            subdir=os.environ.get("AUDITOR_MANIFESTS_SUBDIR", DEFAULT_SUBDIR),
-            branch=setting("AUDITOR_BRANCH", DEFAULT_BRANCH),
-            head_url=setting("AUDITOR_HEAD_URL", head.DEFAULT_HEAD_URL),
-            sync_queue=SyncQueue(topic, secret or "") if topic else None,
+            manifests=settings.manifests,
+            subdir=settings.manifests_subdir,
+            branch=settings.branch,
+            head_url=settings.head_url,
+            # Settings refuse a queue without the secret that signs its requests.
+            sync_queue=SyncQueue(topic, secret) if topic and secret else None,
         )
 
     def handle(self, method: str, headers: Headers, body: bytes) -> Response:
@@ -145,7 +144,7 @@ class SyncService:
         try:
             pinned = head.pin(self.head_url, self.branch)
         except head.HeadError as error:
-            return self._outcome(FAILED, self.branch, f"pinning the head of {self.branch} failed: {error}")
+            return self._failed(self.branch, f"pinning the head of {self.branch} failed: {error}", error)
         log.info("resync: %s is at %s (%s)", self.branch, pinned.sha, pinned.committed_at)
         return self._accept(RebuildRequest(pinned.sha, pinned.committed_at, "resync"))
 
@@ -154,7 +153,7 @@ class SyncService:
         try:
             self.pending.record(request.commit, request.committed_at)
         except StoreError as error:
-            return self._outcome(FAILED, request.commit, f"recording the commit as pending failed: {error}")
+            return self._failed(request.commit, f"recording the commit as pending failed: {error}", error)
         if self.queue is None:
             return self._rebuild(request)
         return self._enqueue(request)
@@ -164,7 +163,7 @@ class SyncService:
         try:
             message_id = self.queue.publish(request)
         except queue.QueueError as error:
-            return self._outcome(FAILED, request.commit, str(error))
+            return self._failed(request.commit, str(error), error)
         return self._outcome(
             QUEUED, request.commit, f"rebuild of {request.commit} ({request.reason}) queued", message_id=message_id
         )
@@ -210,7 +209,7 @@ class SyncService:
             except Refused as error:
                 return self._outcome(REFUSED, request.commit, str(error))
             except (checkout.CheckoutError, StoreError) as error:
-                return self._outcome(FAILED, request.commit, str(error))
+                return self._failed(request.commit, str(error), error)
         self._clear(source)
         if not published.changed:
             self._confirm(request.commit, published.generation)
@@ -268,9 +267,16 @@ class SyncService:
 
     def _outcome(self, status: str, commit: str, message: str, **fields: Any) -> Response:
         """The structured ``sync`` line of this outcome, and the answer to the request."""
+        return self._answer(_STATUS[status], status, commit, message, **fields)
+
+    def _failed(self, commit: str, message: str, error: AuditorError) -> Response:
+        """A failure: the ``sync`` line, and the status of the error's kind."""
+        return self._answer(kind(error).http_status, FAILED, commit, message)
+
+    def _answer(self, http_status: int, status: str, commit: str, message: str, **fields: Any) -> Response:
         report_outcome(self.logger, status, commit, message, **fields)
         key = "reason" if status in (REFUSED, FAILED) else "message"
-        return Response(_STATUS[status], {"status": status, "commit": commit, key: message, **fields})
+        return Response(http_status, {"status": status, "commit": commit, key: message, **fields})
 
 
 def report_outcome(logger: logging.Logger, status: str, commit: str, message: str, **fields: Any) -> None:

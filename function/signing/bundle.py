@@ -18,14 +18,12 @@ from sigstore.models import Bundle
 
 from function.registry.content import is_bundle_media_type
 from function.signing.certificate import check_certificate, claims_of, public_key_of
-from function.signing.cosign import MAX_ENVELOPE_BYTES
 from function.signing.dsse import IN_TOTO_PAYLOAD_TYPE, check_signatures, check_subject, envelope_of
+from function.signing.layers import MAX_BUNDLE_BYTES
 from function.signing.results import CheckFailedError, Failed, Outcome, SignatureCheck, Verified
 from function.signing.signers import Signer, matching
 from function.signing.trust import TrustRoot
 from function.signing.untrusted import json_object, member, subject_hex
-
-MAX_BUNDLE_BYTES = MAX_ENVELOPE_BYTES
 
 __all__ = ["MAX_BUNDLE_BYTES", "is_bundle_media_type", "verify_bundle"]
 

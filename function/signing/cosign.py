@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 
@@ -17,6 +16,13 @@ from function.signing.certificate import (
     public_key_of,
 )
 from function.signing.dsse import check_signatures, check_subject, parse_envelope
+from function.signing.layers import (
+    DSSE_MEDIA_TYPE,
+    MAX_ENVELOPE_BYTES,
+    MAX_PAYLOAD_BYTES,
+    SIMPLE_SIGNING_MEDIA_TYPE,
+    Layer,
+)
 from function.signing.results import CheckFailedError, Failed, Outcome, SignatureCheck, Verified
 from function.signing.signers import Signer
 from function.signing.transparency import (
@@ -29,35 +35,15 @@ from function.signing.transparency import (
 from function.signing.trust import TrustRoot
 from function.signing.untrusted import base64_bytes, json_object, member, subject_hex
 
-SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
-DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 
-# Read caps for the caller. A simple-signing payload is ~250 bytes (plus `cosign sign -a` annotations):
-# 64 KiB is generous yet keeps a hostile layer cheap. A DSSE envelope holds a whole predicate: SLSA provenance
-# is a few KiB, but SBOM attestations of large images reach MiBs (base64 adds a third); 16 MiB fits those
-# while bounding a function instance's memory per layer.
-MAX_PAYLOAD_BYTES = 64 * 1024
-MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
-
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 # Rekor v1 records a DSSE attestation as an intoto (cosign attest) or dsse entry.
 ATTESTATION_ENTRY_KINDS = frozenset({"intoto", "dsse"})
 _ORDER = list(SignatureCheck)
-
-
-@dataclass(frozen=True)
-class Layer:
-    """A layer of a `.sig` / `.att` manifest: its descriptor and its blob as the registry served it."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str]
-    blob: bytes
 
 
 def verify_signature_layers(

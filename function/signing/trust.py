@@ -81,7 +81,12 @@ class TrustRoot:
     @classmethod
     def default(cls) -> TrustRoot:
         """The public-good instance's root shipped inside sigstore-python; reads no network and writes nothing."""
-        return cls.from_json(resources.files("sigstore").joinpath(*_SHIPPED_ROOT).read_bytes())
+        return cls.from_json(shipped_root())
+
+
+def shipped_root() -> bytes:
+    """The public-good trusted_root.json as sigstore-python ships it."""
+    return resources.files("sigstore").joinpath(*_SHIPPED_ROOT).read_bytes()
 
 
 def _rekor_key(tlog: trustroot_v1.TransparencyLogInstance) -> RekorKey | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from function import verdict
 from function.auditor import Auditor
+from function.cloudlog import structured_lines
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.freshness import report_stale, report_unreadable
@@ -37,7 +38,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 def _written(write: Any) -> str:
     """The one line ``write(logger)`` puts on the verdict logger's stream."""
     stream = io.StringIO()
-    write(verdict.verdict_logger(stream))
+    write(verdict.verdict_logger(stream, lines=structured_lines))
     lines = [line for line in stream.getvalue().splitlines() if '"message"' in line]
     assert len(lines) == 1, lines
     return lines[0]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 
 from function.signatures import SigningPolicy
-from function.signing import Layer, TrustRoot, parse_signers
+from function.signing.layers import Layer
+from function.signing.signers import parse_signers
 from tests.support.sigstore_root import GOOGLE_ISSUER, KREL_IDENTITY, KeylessSigner, SigstoreInstance
 
 INSTANCE = SigstoreInstance.create()
@@ -24,7 +25,7 @@ def signer() -> KeylessSigner:
 
 @functools.cache
 def policy() -> SigningPolicy:
-    return SigningPolicy(TrustRoot.from_json(INSTANCE.trusted_root_json()), parse_signers(SIGNERS))
+    return SigningPolicy(parse_signers(SIGNERS), INSTANCE.trusted_root_json())
 
 
 @functools.cache

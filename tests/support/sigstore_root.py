@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from function.signing import DSSE_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, Layer
+from function.signing.layers import DSSE_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE, Layer
 
 KREL_IDENTITY = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com"
 GOOGLE_ISSUER = "https://accounts.google.com"

@@ -17,9 +17,10 @@ from typing import Any
 
 import requests
 
+from function.github.webhook import signature
 from function.index.digests import DigestIndex
-from function.index.store import IndexStore, open_store
-from function.services.webhook import signature
+from function.storage.base import IndexStore
+from function.storage.uri import open_store
 from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.functions import CommitsServer, FunctionServer, TarballServer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from function.index.store import LocalStore, Stored
+from function.storage.base import Stored
+from function.storage.local import LocalStore
 
 
 class CountingStore(LocalStore):

@@ -17,15 +17,11 @@ from typing import Any
 import pytest
 from google.cloud import storage
 
-from function.index.store import (
-    GcsStore,
-    GenerationMismatch,
-    IndexStore,
-    LocalStore,
-    StoreError,
-    open_store,
-    parse_gs_uri,
-)
+from function.storage.base import IndexStore
+from function.storage.errors import GenerationMismatch, StoreError
+from function.storage.gcs import GcsStore
+from function.storage.local import LocalStore
+from function.storage.uri import open_store, parse_gs_uri
 from tests.support.gcs import GcsEmulator, find_binary, gcs, gcs_env
 from tests.support.pubsub import PubSubEmulator, pubsub
 

@@ -16,6 +16,7 @@ import base64
 import binascii
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,17 +25,22 @@ import orjson
 import requests
 from google.auth import exceptions as auth_exceptions
 
+from function.deadline import Clock, Deadline
+from function.errors import Retryable
+from function.github import webhook
 from function.index.pending import commit_time
-from function.services import webhook
 
 PUBSUB_API = "https://pubsub.googleapis.com"
 PUBSUB_SCOPE = "https://www.googleapis.com/auth/pubsub"
 TOPIC = re.compile(r"projects/[a-z][a-z0-9.:-]{4,62}/topics/[A-Za-z][A-Za-z0-9._~+%-]{2,254}")
-TIMEOUT_SECONDS = 10.0
 PUBLISH_ATTEMPTS = 3
+# GitHub waits 10 s for the webhook's answer; every attempt, the credentials' refresh included, shares
+# this one deadline, so a Pub/Sub that does not answer turns into a 503 (and GitHub's redelivery or the
+# next resync) rather than a request that outlives the webhook.
+DEADLINE_SECONDS = 8.0
 
 
-class QueueError(Exception):
+class QueueError(Retryable):
     """The rebuild request could not be queued (a fault: GitHub's redelivery or the next resync retries)."""
 
 
@@ -93,11 +99,21 @@ def delivered(document: Mapping[str, Any], secret: str | None) -> tuple[RebuildR
 class SyncQueue:
     """Publishes signed rebuild requests on one topic (the emulator where ``PUBSUB_EMULATOR_HOST`` is set)."""
 
-    def __init__(self, topic: str, secret: str, *, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        secret: str,
+        *,
+        session: requests.Session | None = None,
+        deadline_seconds: float = DEADLINE_SECONDS,
+        clock: Clock = time.monotonic,
+    ) -> None:
         if not TOPIC.fullmatch(topic):
             raise ValueError(f"AUDITOR_SYNC_QUEUE {topic!r} is not a Pub/Sub topic: write projects/<p>/topics/<t>")
         self.topic = topic
         self.secret = secret
+        self.deadline_seconds = deadline_seconds
+        self._clock = clock
         self._session = session
         emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
         self._endpoint = f"http://{emulator}" if emulator else PUBSUB_API
@@ -114,10 +130,14 @@ class SyncQueue:
             ]
         }
         url = f"{self._endpoint}/v1/{self.topic}:publish"
+        deadline = Deadline(self.deadline_seconds, self._clock)
         problem = ""
         for _ in range(PUBLISH_ATTEMPTS):
+            if deadline.expired:
+                problem = f"no answer within {self.deadline_seconds:g} s" + (f", last {problem}" if problem else "")
+                break
             try:
-                response = self._session_or_new().post(url, json=body, timeout=TIMEOUT_SECONDS)
+                response = self._session_or_new(deadline).post(url, json=body, timeout=deadline.remaining())
                 if response.status_code == 200:
                     ids = response.json().get("messageIds") or [""]
                     return str(ids[0])
@@ -132,14 +152,17 @@ class SyncQueue:
             "exists and that the sync's service account may publish to it"
         )
 
-    def _session_or_new(self) -> requests.Session:
+    def _session_or_new(self, deadline: Deadline) -> requests.Session:
         if self._session is None:
             if self._endpoint == PUBSUB_API:
                 import google.auth
                 from google.auth.transport.requests import AuthorizedSession
 
                 credentials, _ = google.auth.default(scopes=[PUBSUB_SCOPE])
-                self._session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+                # The token refresh is a request of its own; it must not outlive the publish either.
+                self._session = AuthorizedSession(  # type: ignore[no-untyped-call]
+                    credentials, refresh_timeout=deadline.remaining()
+                )
             else:
                 self._session = requests.Session()  # the emulator is anonymous
         return self._session

@@ -7,75 +7,27 @@ The manifests name the counting proxy's host, so every request the auditor or th
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from function.auditor import Auditor
 from function.events import parse_payload
-from function.index.digests import DigestIndex, Source
-from function.index.publish import read_index, rebuild
+from function.index.digests import Source
+from function.index.publish import rebuild
 from function.index.source import FixedIndex
-from function.index.store import open_store
-from function.registry.client import RegistryClient
+from function.storage.uri import open_store
 from tests.support import registry as reg
 from tests.support import scenario, signing
+from tests.support.auditing import audited, client, load, promotion, publish
+from tests.support.cli import run_cli
+from tests.support.clock import FakeClock
 from tests.support.manifests import write_project
 from tests.support.proxy import RegistryProxy
 from tests.support.sources import Refreshing
 
 pytestmark = pytest.mark.registry
-
-
-class FakeClock:
-    """Time that moves only when a test (or a client's sleep) moves it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def client(hosts: frozenset[str], clock: FakeClock | None = None) -> RegistryClient:
-    # No real sleeping: retries and Retry-After are asserted on the proxy's records instead.
-    clock = clock or FakeClock()
-    return RegistryClient(hosts, sleep=clock.sleep, clock=clock)
-
-
-@pytest.fixture
-def promotion(registry_proxy: RegistryProxy) -> scenario.Promotion:
-    promotion = scenario.promote(registry_proxy.host, via=registry_proxy.host)
-    registry_proxy.clear()
-    return promotion
-
-
-def publish(tmp_path: Path, promotion: scenario.Promotion, commit: str, out: Path, *, offline: bool = False) -> int:
-    root = promotion.write_manifests(commit, tmp_path / commit)
-    published = rebuild(
-        root, open_store(str(out)), source=Source(commit=commit), registry_factory=None if offline else client
-    )
-    return published.resolution.calls if published.resolution else 0
-
-
-def audited(
-    tmp_path: Path, promotion: scenario.Promotion, commit: str = "commit-1", *, clock: FakeClock | None = None
-) -> Auditor:
-    """An auditor over the index published for ``commit`` at ``tmp_path / "index.json"``."""
-    publish(tmp_path, promotion, commit, tmp_path / "index.json")
-    index = load(tmp_path / "index.json")
-    return Auditor(FixedIndex(index), client(index.registry_hosts(), clock), signing=signing.policy())
-
-
-def load(out: Path) -> DigestIndex:
-    loaded = read_index(open_store(str(out)))
-    assert loaded is not None
-    return loaded
+__all__ = ["promotion"]  # the fixture, from tests/support/auditing.py
 
 
 def test_every_promoted_artifact_is_decided_without_a_registry_call(
@@ -245,23 +197,12 @@ def test_hosts_outside_the_manifests_are_never_contacted(
 def test_cli_exit_codes(tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy) -> None:
     root = promotion.write_manifests("commit-1", tmp_path / "m")
     out = tmp_path / "index.json"
-    build = subprocess.run(
-        [sys.executable, "-m", "function", "build-index", "--manifests", str(root), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    build = run_cli("build-index", "--manifests", str(root), "--out", str(out))
     assert build.returncode == 0, build.stderr
     assert "3 registry calls" in build.stdout
 
     def audit(payloads: list[dict[str, str]]) -> tuple[int, list[dict[str, object]]]:
-        run = subprocess.run(
-            [sys.executable, "-m", "function", "audit", "--index", str(out)],
-            input="\n".join(json.dumps(p) for p in payloads) + "\n",
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        run = run_cli("audit", "--index", str(out), stdin="\n".join(json.dumps(p) for p in payloads) + "\n")
         lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         return run.returncode, [line for line in lines if "verdict" in line]
 

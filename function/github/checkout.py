@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
+from function.errors import Retryable
 from function.index.manifests import folder_prefixes
 from function.reference import is_loopback
 
@@ -21,7 +22,7 @@ MAX_EXTRACTED_BYTES = 256 * 1024 * 1024
 TIMEOUT_SECONDS = 60.0
 
 
-class CheckoutError(Exception):
+class CheckoutError(Retryable):
     """The manifests of the commit could not be fetched (a fault: try the sync again)."""
 
 

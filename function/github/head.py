@@ -15,17 +15,17 @@ from urllib.parse import quote
 import orjson
 import requests
 
+from function.errors import Retryable
+from function.github.checkout import trusted_url
+from function.github.webhook import is_commit_sha
 from function.index.pending import commit_time
-from function.services.checkout import trusted_url
-from function.services.webhook import is_commit_sha
 
-DEFAULT_HEAD_URL = "https://api.github.com/repos/kubernetes/k8s.io/commits/{branch}"
 TIMEOUT_SECONDS = 10.0
 # A commit's answer lists its files; nothing about the head needs more than this.
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
-class HeadError(Exception):
+class HeadError(Retryable):
     """The branch head could not be pinned (a fault: the resync is tried again later)."""
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from function.index.store import LocalStore, StoreError, StoreMissing, open_store
+from function.storage.errors import StoreError, StoreMissing
+from function.storage.local import LocalStore
+from function.storage.uri import open_store
 from tests.support.gcs import GcsEmulator
 
 INDEX = b'{"schema": 1}'

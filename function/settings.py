@@ -1,0 +1,187 @@
+"""The settings of the functions and the CLI, read once from the environment (the contract's configuration
+table): every value is checked at start, and a bad one is a ``SettingError`` naming its variable (the
+CLI exits 2, a function fails to start) rather than a surprise in the middle of a decision.
+
+Light on purpose: the CLI reads it before anything talks to Google Cloud.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from function import deadline
+from function.errors import Permanent
+from function.reference import InvalidReference, normalize_prefix
+from function.signing.signers import DEFAULT_SIGNERS, Signer, SignersError, parse_signers
+
+INDEX_URI_VARIABLE = "AUDITOR_INDEX_URI"
+FROZEN_PREFIXES_VARIABLE = "AUDITOR_FROZEN_PREFIXES"
+DEADLINE_VARIABLE = "AUDITOR_DEADLINE_SECONDS"
+PENDING_GRACE_VARIABLE = "AUDITOR_PENDING_GRACE_SECONDS"
+SWEEP_MAX_SECONDS_VARIABLE = "AUDITOR_SWEEP_MAX_SECONDS"
+SIGNERS_VARIABLE = "AUDITOR_SIGNERS"
+TRUSTED_ROOT_VARIABLE = "AUDITOR_TRUSTED_ROOT"
+SIGNING_REGISTRY_VARIABLE = "AUDITOR_SIGNING_REGISTRY"
+SIGNED_SINCE_VARIABLE = "AUDITOR_SIGNED_SINCE"
+
+DEFAULT_MANIFESTS = "https://github.com/kubernetes/k8s.io/archive/{sha}.tar.gz"
+DEFAULT_SUBDIR = "registry.k8s.io"
+DEFAULT_BRANCH = "main"
+DEFAULT_HEAD_URL = "https://api.github.com/repos/kubernetes/k8s.io/commits/{branch}"
+DEFAULT_COMPARE_URL = "https://api.github.com/repos/kubernetes/k8s.io/compare/{base}...{head}"
+DEFAULT_REFRESH_SECONDS = 60.0
+DEFAULT_GRACE_SECONDS = 1800.0
+DEFAULT_PARENT_WAIT_SECONDS = 600.0
+# Under the sweep function's 3600 s timeout, with room for the summary.
+DEFAULT_SWEEP_MAX_SECONDS = 3000.0
+DEFAULT_SIGNING_REGISTRY = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
+
+
+class SettingError(Permanent):
+    """``variable`` holds a value the auditor cannot run with; the message says what to fix."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    index_uri: str | None = None
+    """Unset is fine for the CLI (``--index``); the functions ask ``required_index_uri``."""
+    manifests: str = DEFAULT_MANIFESTS
+    manifests_subdir: str = DEFAULT_SUBDIR
+    """Empty: the tarball holds ``images/`` and ``manifests/`` at its top."""
+    webhook_secret: str | None = None
+    sync_queue: str | None = None
+    branch: str = DEFAULT_BRANCH
+    head_url: str = DEFAULT_HEAD_URL
+    compare_url: str = DEFAULT_COMPARE_URL
+    github_token: str | None = None
+    refresh_seconds: float = DEFAULT_REFRESH_SECONDS
+    pending_grace_seconds: float = DEFAULT_GRACE_SECONDS
+    frozen_prefixes: tuple[str, ...] = ()
+    """Each spelled as event paths are (``normalize_prefix``)."""
+    deadline_seconds: float = deadline.DEFAULT_SECONDS
+    parent_wait_seconds: float = DEFAULT_PARENT_WAIT_SECONDS
+    signers: tuple[Signer, ...] = parse_signers(DEFAULT_SIGNERS)
+    trusted_root: str | None = None
+    """A local path or gs://bucket/object; None for the public-good root sigstore-python ships."""
+    signing_registry: str = DEFAULT_SIGNING_REGISTRY
+    """Empty: no signature sweep."""
+    signed_since: dt.datetime | None = None
+    sweep_max_seconds: float = DEFAULT_SWEEP_MAX_SECONDS
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Every setting of ``environ``, each checked; ``SettingError`` for the first bad one."""
+        read = _Reader(environ)
+        # Not stripped: the secret is HMAC key bytes, spaces included.
+        secret = read.optional("AUDITOR_WEBHOOK_SECRET", strip=False)
+        queue = read.optional("AUDITOR_SYNC_QUEUE")
+        if queue and not secret:
+            raise SettingError(
+                "AUDITOR_SYNC_QUEUE", "AUDITOR_SYNC_QUEUE needs AUDITOR_WEBHOOK_SECRET to sign the rebuild requests"
+            )
+        return cls(
+            index_uri=read.optional(INDEX_URI_VARIABLE, strip=False),
+            manifests=read.text("AUDITOR_MANIFESTS", DEFAULT_MANIFESTS),
+            manifests_subdir=environ.get("AUDITOR_MANIFESTS_SUBDIR", DEFAULT_SUBDIR),
+            webhook_secret=secret,
+            sync_queue=queue,
+            branch=read.text("AUDITOR_BRANCH", DEFAULT_BRANCH),
+            head_url=read.text("AUDITOR_HEAD_URL", DEFAULT_HEAD_URL),
+            compare_url=read.text("AUDITOR_COMPARE_URL", DEFAULT_COMPARE_URL),
+            github_token=read.optional("AUDITOR_GITHUB_TOKEN"),
+            refresh_seconds=read.seconds("AUDITOR_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS),
+            pending_grace_seconds=read.seconds(PENDING_GRACE_VARIABLE, DEFAULT_GRACE_SECONDS),
+            frozen_prefixes=read.prefixes(FROZEN_PREFIXES_VARIABLE),
+            deadline_seconds=read.seconds(DEADLINE_VARIABLE, deadline.DEFAULT_SECONDS),
+            parent_wait_seconds=read.seconds("AUDITOR_PARENT_WAIT_SECONDS", DEFAULT_PARENT_WAIT_SECONDS),
+            signers=read.signers(SIGNERS_VARIABLE),
+            trusted_root=read.optional(TRUSTED_ROOT_VARIABLE),
+            signing_registry=read.prefix(SIGNING_REGISTRY_VARIABLE, DEFAULT_SIGNING_REGISTRY),
+            signed_since=read.time(SIGNED_SINCE_VARIABLE),
+            sweep_max_seconds=read.seconds(SWEEP_MAX_SECONDS_VARIABLE, DEFAULT_SWEEP_MAX_SECONDS),
+        )
+
+    def required_index_uri(self) -> str:
+        """``AUDITOR_INDEX_URI``, which every function needs."""
+        if not self.index_uri:
+            raise SettingError(INDEX_URI_VARIABLE, _unset(INDEX_URI_VARIABLE))
+        return self.index_uri
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        """A value that may be left unset for ``default``, but not set empty."""
+        value = self.environ.get(name, default)
+        if not value:
+            raise SettingError(name, _unset(name))
+        return value
+
+    def optional(self, name: str, *, strip: bool = True) -> str | None:
+        value = self.environ.get(name, "")
+        return (value.strip() if strip else value) or None
+
+    def seconds(self, name: str, default: float) -> float:
+        """A positive number of seconds, or ``default`` when unset."""
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not value > 0 or value == float("inf"):
+            raise SettingError(
+                name, f"{name}={raw!r} is not a positive number of seconds: see the README's configuration table"
+            )
+        return value
+
+    def prefixes(self, name: str) -> tuple[str, ...]:
+        """Comma-separated registry path prefixes, each spelled as event paths are."""
+        parts = (part.strip() for part in self.environ.get(name, "").split(","))
+        return tuple(_prefix(name, part) for part in parts if part)
+
+    def prefix(self, name: str, default: str) -> str:
+        """One registry path prefix, spelled as event paths are; empty when set empty."""
+        value = self.environ.get(name, default).strip()
+        return _prefix(name, value) if value else ""
+
+    def signers(self, name: str) -> tuple[Signer, ...]:
+        """``IDENTITY=ISSUER`` pairs, comma-separated; the promoter's when unset."""
+        try:
+            return parse_signers(self.environ.get(name, DEFAULT_SIGNERS))
+        except SignersError as error:
+            raise SettingError(name, str(error)) from None
+
+    def time(self, name: str) -> dt.datetime | None:
+        """An RFC 3339 time with its offset, or None when unset."""
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            value = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            value = None
+        if value is None or value.tzinfo is None:
+            raise SettingError(name, f"{name}={raw!r} is not an RFC 3339 time with an offset, as 2022-06-01T00:00:00Z")
+        return value
+
+
+def _prefix(name: str, prefix: str) -> str:
+    try:
+        return normalize_prefix(prefix)
+    except InvalidReference as error:
+        raise SettingError(name, f"{name}: {prefix!r} is not a registry path prefix ({error})") from None
+
+
+def _unset(name: str) -> str:
+    return f"{name} is not set: see the configuration table in the README"
