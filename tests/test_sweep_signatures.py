@@ -50,7 +50,9 @@ class Signed:
         root = tmp_path / "manifests"
         images = [{"name": name, "dmap": dmap} for name, dmap in sorted(self.promoted.items())]
         write_project(root, "k8s-staging-signed", destinations=[self.registry], images=images)
-        index, _ = resolve(DigestIndex.build(manifests.load(root), source=Source(commit="c0ffee")), client({self.host}))
+        index, _ = resolve(
+            DigestIndex.build(manifests.load(root), source=Source(commit="c0ffee")), client(frozenset({self.host}))
+        )
         return index
 
 

@@ -18,7 +18,7 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 os.environ["GCE_METADATA_HOST"] = os.environ["GCE_METADATA_IP"] = "127.0.0.1:1"
 
 import benchmark
-from benchmark import cold_start, freshness, offline, registry_wave, sweep, sweep_k8s, throughput
+from benchmark import cold_start, freshness, offline, registry_wave, signatures, sweep, sweep_k8s, throughput
 from benchmark.common import Row, real_events, table
 from function.index.digests import DigestIndex
 from tests.support import registry as reg
@@ -47,6 +47,7 @@ def main() -> int:
         if not args.skip_registry and registry:
             registry_wave.run(rows, Path(work))
         freshness.run(rows, Path(work))
+        signatures.run(rows, Path(work), registry=registry and not args.skip_registry)
         if not args.skip_sweep and registry:
             sweep.run(rows, Path(work))
         if not args.skip_sweep:
