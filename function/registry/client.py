@@ -8,6 +8,7 @@ Every answer is verified against its digest. Errors say whether the answer is de
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,7 +26,17 @@ from function.reference import (
     is_tag,
 )
 from function.registry import content
-from function.registry._http import MAX_REQUEST_SECONDS, RETRYABLE_STATUSES, Reply, TransportError, scheme_for
+from function.registry._http import MAX_REQUEST_SECONDS, Reply, TransportError, scheme_for
+from function.registry.errors import (
+    BlobTooLarge,
+    DigestMismatch,
+    HostNotAllowed,
+    ManifestNotFound,
+    RegistryError,
+    RegistryUnavailable,
+    UnreadableManifest,
+    status_error,
+)
 
 if TYPE_CHECKING:
     import google.auth.credentials
@@ -49,7 +60,6 @@ __all__ = [
     "google_default_credentials",
 ]
 
-NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN"})
 GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
@@ -59,38 +69,6 @@ def google_default_credentials() -> google.auth.credentials.Credentials:
 
     credentials, _project = google.auth.default(scopes=[GOOGLE_SCOPE])
     return credentials
-
-
-class RegistryError(Exception):
-    """Base of everything this module raises."""
-
-
-class ManifestNotFound(RegistryError):
-    """The registry answered that it has no such manifest (or repository): a definitive answer."""
-
-
-class RegistryUnavailable(RegistryError):
-    """No trustworthy answer (network, timeout, throttling, server or auth failure): retry later."""
-
-
-class DigestMismatch(RegistryUnavailable):
-    """The bytes served do not hash to the digest they were served as: corruption or tampering."""
-
-
-class UnreadableManifest(RegistryError):
-    """Bytes the registry really serves under that digest are no manifest this auditor can read.
-
-    Raised from `content.InvalidManifest` (its `__cause__`). Not a fault of the transport, and not
-    "not found" either: an operator has to look at the manifest.
-    """
-
-
-class BlobTooLarge(RegistryError):
-    """A blob's descriptor declares more bytes than the caller may read; nothing was sent."""
-
-
-class HostNotAllowed(RegistryError):
-    """The host is not one of the registries this client may contact; nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +105,35 @@ class ManifestSource(Protocol):
     ) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class _TransportOptions:
+    """What the client's transport is made with, once the first request needs it."""
+
+    timeout: float
+    request_seconds: float
+    max_attempts: int
+    rate_per_host: float
+    credentials: CredentialsFactory | None
+    sleep: Sleep
+    clock: Clock
+
+    def transport(self, allowed_hosts: frozenset[str]) -> Transport:
+        from function.registry._throttle import RetryPolicy
+        from function.registry._tokens import GoogleTokens
+        from function.registry._transport import Transport
+
+        return Transport(
+            timeout=self.timeout,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            rate_per_host=self.rate_per_host,
+            google_tokens=GoogleTokens(self.credentials),
+            sleep=self.sleep,
+            clock=self.clock,
+            realm_hosts=allowed_hosts,
+            request_seconds=self.request_seconds,
+        )
+
+
 class RegistryClient:
     """Manifest reads with verification, retries, rate limiting and auth; safe to share between threads.
 
@@ -146,33 +153,35 @@ class RegistryClient:
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
-        # requests, urllib3 and google-auth load with the first client, not with every importer of the
-        # errors and protocols here: the CLI's lookup and stats never send a request.
-        from function.registry._throttle import RetryPolicy
-        from function.registry._tokens import GoogleTokens
-        from function.registry._transport import Transport
-
         self._allowed_hosts = frozenset(checked_host(host) for host in allowed_hosts)
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
-        self._transport: Transport = Transport(
-            timeout=timeout,
-            retry=RetryPolicy(max_attempts=max_attempts),
-            rate_per_host=rate_per_host,
-            google_tokens=GoogleTokens(credentials),
-            sleep=sleep,
-            clock=clock,
-            realm_hosts=self._allowed_hosts,
-            request_seconds=request_seconds,
+        self._options = _TransportOptions(
+            timeout, request_seconds, max_attempts, rate_per_host, credentials, sleep, clock
         )
+        self._made: Transport | None = None
+        self._making = threading.Lock()
+
+    @property
+    def _transport(self) -> Transport:
+        # requests, urllib3 and google-auth load with the first request, not with the client or the
+        # importers of the errors and protocols here: an audit the index decides sends none (0.15 s saved).
+        made = self._made
+        if made is None:
+            with self._making:
+                if self._made is None:
+                    self._made = self._options.transport(self._allowed_hosts)
+                made = self._made
+        return made
 
     @property
     def calls(self) -> int:
         """HTTP requests sent so far, retries and token requests included."""
-        return self._transport.calls
+        return 0 if self._made is None else self._made.calls
 
     def close(self) -> None:
-        self._transport.close()
+        if self._made is not None:
+            self._made.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -254,7 +263,7 @@ class RegistryClient:
         if reply.status in _REDIRECTS:
             reply = self._blob_request(host, _same_host(host, name, reply), repository, name, max_bytes, deadline)
         if reply.status != 200:
-            raise _status_error(name, reply)
+            raise status_error(name, reply)
         actual = content.digest_of(reply.body)
         if actual != digest or len(reply.body) != size:
             raise DigestMismatch(
@@ -290,7 +299,7 @@ class RegistryClient:
         except TransportError as error:
             raise RegistryUnavailable(f"{name}: {error}. Retry later") from error
         if reply.status != 200:
-            raise _status_error(name, reply)
+            raise status_error(name, reply)
         try:
             document = json.loads(reply.body)
         except (ValueError, RecursionError):
@@ -324,44 +333,7 @@ class RegistryClient:
             raise RegistryUnavailable(f"{name}: {error}. The decision is open: retry later") from error
         if reply.status == 200:
             return reply
-        raise _status_error(name, reply)
-
-
-def _status_error(name: str, reply: Reply) -> RegistryError:
-    codes, detail = _error_summary(reply.body)
-    said = f"HTTP {reply.status}" + (f" ({detail})" if detail else "")
-    if reply.status in (401, 403):
-        # Registries answer these for missing repositories too, so that private ones stay secret: a
-        # refusal is never taken to mean "not found".
-        return RegistryUnavailable(
-            f"{name}: access refused with {said}, even after the bearer-token exchange. Check that the "
-            "repository is public, or that the service account may read it (roles/artifactregistry.reader)"
-        )
-    if reply.status in RETRYABLE_STATUSES:
-        return RegistryUnavailable(
-            f"{name}: the registry answered {said} to all {reply.attempts} attempts. The decision is open: "
-            "retry later, and check the registry's status and quota if this persists"
-        )
-    if reply.status == 404 or (400 <= reply.status < 500 and codes & NOT_FOUND_CODES):
-        return ManifestNotFound(f"{name}: not found; the registry answered {said}")
-    return RegistryUnavailable(
-        f"{name}: unexpected answer {said}. The decision is open: retry later, and report it if it persists"
-    )
-
-
-def _error_summary(body: bytes) -> tuple[frozenset[str], str]:
-    """The codes and a short text of a distribution error body (`{"errors": [{"code", "message"}]}`)."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        return frozenset(), ""
-    errors = document.get("errors") if isinstance(document, dict) else None
-    if not isinstance(errors, list):
-        return frozenset(), ""
-    entries = [error for error in errors if isinstance(error, dict)]
-    codes = frozenset(str(entry.get("code")) for entry in entries if entry.get("code"))
-    detail = "; ".join(f"{entry.get('code')}: {entry.get('message')}" for entry in entries)
-    return codes, detail[:300]
+        raise status_error(name, reply)
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})

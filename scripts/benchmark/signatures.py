@@ -112,8 +112,8 @@ def _verification(rows: list[Row]) -> None:
         "import time; t = time.perf_counter(); from function.signatures import SigningPolicy; "
         "SigningPolicy.default().trust; print(time.perf_counter() - t)"
     )
-    root = Path(__file__).resolve().parents[2]
-    ran = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
+    project = Path(__file__).resolve().parents[2]
+    ran = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True, check=True)
     first = float(ran.stdout)
     rows.append(
         (
