@@ -1,6 +1,8 @@
 """Test-wide settings: nothing in the suite may reach a Google metadata server or the internet."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,11 +22,18 @@ settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-pytest_plugins = ["tests.support.registry", "tests.support.proxy", "tests.support.gcs", "tests.support.pubsub"]
+pytest_plugins = [
+    "tests.support.registry",
+    "tests.support.proxy",
+    "tests.support.gcs",
+    "tests.support.pubsub",
+    "tests.support.oidc",
+]
 
 # Signatures pushed by the tests are signed by the tests' own Sigstore instance: the functions and CLI
 # commands the tests start trust it (a test may still override these in a process's environment).
 _ROOT = Path(tempfile.mkdtemp(prefix="auditor-trusted-root-")) / "trusted_root.json"
 _ROOT.write_bytes(signing.INSTANCE.trusted_root_json())
+atexit.register(shutil.rmtree, _ROOT.parent, True)
 os.environ["AUDITOR_TRUSTED_ROOT"] = str(_ROOT)
 os.environ["AUDITOR_SIGNERS"] = signing.SIGNERS

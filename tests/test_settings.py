@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from function.cli.common import CommandError
 from function.errors import PERMANENT, RETRYABLE, kind
-from function.settings import SettingError, Settings
+from function.settings import Oidc, SettingError, Settings
+from function.signatures import SigningPolicy
 from function.storage.errors import CorruptIndex, GenerationMismatch, StoreDenied, StoreError, StoreMissing
 
 
@@ -50,6 +52,25 @@ def test_values_are_read_as_the_functions_use_them() -> None:
     assert settings.deadline_seconds == 7.5
 
 
+AUDIENCE = {"AUDITOR_OIDC_AUDIENCE": "https://us-central1-p.cloudfunctions.net/auditor-sync"}
+INVOKER = {"AUDITOR_OIDC_INVOKERS": "auditor-scheduler@p.iam.gserviceaccount.com"}
+
+
+def test_the_oidc_invokers_are_read_as_the_sync_checks_them() -> None:
+    assert Settings.from_environment({}).oidc is None
+    environ = AUDIENCE | {
+        "AUDITOR_OIDC_INVOKERS": " Auditor-Scheduler@p.iam.gserviceaccount.com, q@p.iam.gserviceaccount.com,"
+    }
+    oidc = Settings.from_environment(environ).oidc
+    assert oidc == Oidc(
+        AUDIENCE["AUDITOR_OIDC_AUDIENCE"],
+        frozenset({"auditor-scheduler@p.iam.gserviceaccount.com", "q@p.iam.gserviceaccount.com"}),
+        "https://www.googleapis.com/oauth2/v1/certs",
+    )
+    loopback = Settings.from_environment(environ | {"AUDITOR_OIDC_CERTS_URL": "http://127.0.0.1:8123/oauth2/v1/certs"})
+    assert loopback.oidc is not None and loopback.oidc.certs_url == "http://127.0.0.1:8123/oauth2/v1/certs"
+
+
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [
@@ -59,8 +80,17 @@ def test_values_are_read_as_the_functions_use_them() -> None:
         ({"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES"),
         ({"AUDITOR_SIGNING_REGISTRY": "UPPER//x"}, "AUDITOR_SIGNING_REGISTRY"),
         ({"AUDITOR_SIGNED_SINCE": "2022-06-01"}, "AUDITOR_SIGNED_SINCE"),
+        ({"AUDITOR_SIGNERS": ""}, "AUDITOR_SIGNERS"),
+        ({"AUDITOR_SIGNERS": "krel-trust@k8s-releng-prod.iam.gserviceaccount.com"}, "AUDITOR_SIGNERS"),
         ({"AUDITOR_BRANCH": ""}, "AUDITOR_BRANCH"),
-        ({"AUDITOR_SYNC_QUEUE": "projects/p/topics/t"}, "AUDITOR_SYNC_QUEUE"),
+        ({"AUDITOR_OIDC_AUDIENCE": "sync.example"} | INVOKER, "AUDITOR_OIDC_AUDIENCE"),
+        ({"AUDITOR_OIDC_AUDIENCE": "http://sync.example"} | INVOKER, "AUDITOR_OIDC_AUDIENCE"),
+        (INVOKER, "AUDITOR_OIDC_AUDIENCE"),
+        (AUDIENCE, "AUDITOR_OIDC_INVOKERS"),
+        (AUDIENCE | {"AUDITOR_OIDC_INVOKERS": "scheduler"}, "AUDITOR_OIDC_INVOKERS"),
+        (AUDIENCE | {"AUDITOR_OIDC_INVOKERS": "a@b.iam.gserviceaccount.com;c@d.com"}, "AUDITOR_OIDC_INVOKERS"),
+        # Whoever serves the keys decides who gets in: only a test's loopback server may stand in for Google.
+        (AUDIENCE | INVOKER | {"AUDITOR_OIDC_CERTS_URL": "https://keys.example/certs"}, "AUDITOR_OIDC_CERTS_URL"),
     ],
 )
 def test_a_bad_value_is_a_permanent_error_naming_its_variable(environ: dict[str, str], variable: str) -> None:
@@ -85,5 +115,29 @@ def test_settings_load_without_google_cloud_libraries() -> None:
     # The bare google and google.cloud namespaces come with the interpreter's .pth files, not an import.
     libraries = "('google.cloud.', 'google.api_core', 'google.auth')"
     code = f"import sys, function.settings; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_the_trusted_root_is_read_at_start_and_parsed_at_the_first_signature(tmp_path: Path) -> None:
+    settings = Settings.from_environment({"AUDITOR_SIGNERS": "a@example.com=https://accounts.google.com"})
+    assert [str(signer) for signer in settings.signers] == ["a@example.com=https://accounts.google.com"]
+    missing = Settings.from_environment({"AUDITOR_TRUSTED_ROOT": str(tmp_path / "absent.json")})
+    with pytest.raises(SettingError) as unread:
+        SigningPolicy.from_settings(missing)
+    assert unread.value.variable == "AUDITOR_TRUSTED_ROOT" and kind(unread.value) == PERMANENT
+    (tmp_path / "root.json").write_text("{}")
+    policy = SigningPolicy.from_settings(
+        Settings.from_environment({"AUDITOR_TRUSTED_ROOT": str(tmp_path / "root.json")})
+    )
+    with pytest.raises(SettingError) as unusable:
+        policy.trust  # noqa: B018 - reading it is the test
+    assert unusable.value.variable == "AUDITOR_TRUSTED_ROOT"
+
+
+def test_neither_the_cli_nor_the_functions_load_signature_libraries_at_import() -> None:
+    # About half a second of imports, paid by the first signature an instance checks, not by a cold start.
+    libraries = "('sigstore', 'rfc8785', 'function.signing.trust', 'function.signing.cosign')"
+    code = f"import sys, function.cli, main; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
