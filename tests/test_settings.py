@@ -14,6 +14,8 @@ from function.errors import PERMANENT, RETRYABLE, kind
 from function.settings import Oidc, SettingError, Settings
 from function.signatures import SigningPolicy
 from function.storage.errors import CorruptIndex, GenerationMismatch, StoreDenied, StoreError, StoreMissing
+from function.storage.gcs import default_client
+from tests.support import signing
 
 
 def test_an_empty_environment_gives_the_contracts_defaults() -> None:
@@ -141,3 +143,13 @@ def test_neither_the_cli_nor_the_functions_load_signature_libraries_at_import() 
     code = f"import sys, function.cli, main; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_a_trusted_root_in_cloud_storage_is_read(gcs_env: str) -> None:
+    root = signing.INSTANCE.trusted_root_json()
+    default_client().bucket(gcs_env).blob("trusted_root.json").upload_from_string(root)
+    settings = Settings.from_environment({"AUDITOR_TRUSTED_ROOT": f"gs://{gcs_env}/trusted_root.json"})
+    assert SigningPolicy.from_settings(settings).root == root
+    absent = Settings.from_environment({"AUDITOR_TRUSTED_ROOT": f"gs://{gcs_env}/absent.json"})
+    with pytest.raises(SettingError, match=r"AUDITOR_TRUSTED_ROOT=.*cannot be read"):
+        SigningPolicy.from_settings(absent)
