@@ -35,8 +35,9 @@ from function.registry.client import (
     RegistryError,
     UnreadableManifest,
 )
-from function.registry.content import Facts
+from function.registry.content import Facts, Manifest
 from function.settings import DEFAULT_PARENT_WAIT_SECONDS
+from function.signatures import SigningPolicy, check
 from function.verdict import IndexRef, Kind, Reason, Verdict
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Auditor:
         max_parent_fetches: int = MAX_PARENT_FETCHES,
         parent_wait_seconds: float = DEFAULT_PARENT_WAIT_SECONDS,
         wall: Clock = time.time,
+        signing: SigningPolicy | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
@@ -90,6 +92,12 @@ class Auditor:
         # 0 never waits (the sweep: a complete listing decides).
         self.parent_wait_seconds = parent_wait_seconds
         self.wall = wall
+        self._signing = signing
+
+    @property
+    def signing(self) -> SigningPolicy:
+        """Whose signatures count; the promoter's under the public-good root unless configured."""
+        return self._signing or SigningPolicy.default()
 
     def audit_payload(
         self, raw: bytes | str, *, deadline: Deadline | None = None, published_at: float | None = None
@@ -131,6 +139,8 @@ class _Decision:
         self.tag_digest: str | None = None
         self.index: DigestIndex | None = None
         self.location: Location | None = None
+        # Manifests read for this event, kept while it is decided: a signature's layers come from them.
+        self.manifests: dict[str, Manifest] = {}
 
     def run(self) -> Verdict:
         registry = self.auditor.registry
@@ -200,10 +210,13 @@ class _Decision:
             if isinstance(outcome, rules.NeedTag):
                 self.tag_digest = self._resolve_tag(outcome.with_content)
             else:
-                self._need_facts(outcome)
+                self._need(outcome)
 
-    def _need_facts(self, need: rules.NeedFacts) -> None:
-        if self._facts_of(need.digest) is None:
+    def _need(self, need: rules.NeedFacts | rules.NeedSignature) -> None:
+        """Fetch what a rule asks for: a manifest's facts, or a signature's verification."""
+        if isinstance(need, rules.NeedSignature):
+            self._check_signature(need)
+        elif self._facts_of(need.digest) is None:
             raise Undecided(
                 "manifest not found", f"{self.event.path}@{need.digest} is not (yet) readable from the registry"
             )
@@ -229,6 +242,7 @@ class _Decision:
             return registry.resolve_tag(host, repository, tag, deadline=self.deadline)
         manifest = registry.get_manifest(host, repository, tag, deadline=self.deadline)
         self.learned.remember_facts(manifest.digest, manifest.facts)
+        self.manifests[manifest.digest] = manifest
         return manifest.digest
 
     def _facts_of(self, digest: str) -> Facts | None:
@@ -239,15 +253,39 @@ class _Decision:
         registry = self._registry()
         host, _, repository = self.event.path.partition("/")
         try:
-            facts = registry.get_manifest(host, repository, digest, deadline=self.deadline).facts
+            manifest = registry.get_manifest(host, repository, digest, deadline=self.deadline)
         except ManifestNotFound:
             return None
         except UnreadableManifest as error:
             # Verified bytes that are no manifest: asking again cannot help, and they are no artifact.
             log.warning("%s", error)
-            facts = _UNREADABLE
-        self.learned.remember_facts(digest, facts)
-        return facts
+            self.learned.remember_facts(digest, _UNREADABLE)
+            return _UNREADABLE
+        self.manifests[digest] = manifest
+        self.learned.remember_facts(digest, manifest.facts)
+        return manifest.facts
+
+    def _check_signature(self, need: rules.NeedSignature) -> None:
+        """Verify the signature the rules ask about from its layers (its manifest read again only when this
+        decision has not read it: its facts were remembered, its outcome not), and remember the outcome."""
+        registry = self._registry()
+        manifest = self.manifests.get(need.digest)
+        if manifest is None:
+            host, _, repository = self.event.path.partition("/")
+            try:
+                manifest = registry.get_manifest(host, repository, need.digest, deadline=self.deadline)
+            except ManifestNotFound:
+                raise Undecided(
+                    "manifest not found", f"{self.event.path}@{need.digest} is not (yet) readable from the registry"
+                ) from None
+        try:
+            outcome = check(
+                registry, self.event.path, manifest, need.kind, need.subject, self.auditor.signing, self.deadline
+            )
+        except ManifestNotFound as error:
+            # The registry holds the manifest but not one of its blobs: odd, and not the signer's doing.
+            raise Undecided("signature layer not found", str(error)) from None
+        self.learned.remember_signature(need.digest, need.subject, outcome)
 
     # --- true misses: the event's own image --------------------------------------------------------
 
@@ -264,14 +302,17 @@ class _Decision:
             # Untagged: a referrer, if it names a subject.
             facts = self._facts_of(event.digest)
             if facts is not None and facts.subject is not None:
-                while isinstance(
-                    outcome := rules.referrer(event, image, event.digest, facts, self.learned), rules.NeedFacts
-                ):
-                    self._need_facts(outcome)
-                return outcome
+                return self._referrer(image, event.digest, facts)
         if nowhere:
             return self._without(verdict, image, nowhere)
         return verdict
+
+    def _referrer(self, image: Image, digest: str, facts: Facts) -> Verdict:
+        while True:
+            outcome = rules.referrer(self.event, image, digest, facts, self.learned)
+            if isinstance(outcome, Verdict):
+                return outcome
+            self._need(outcome)
 
     def _without(self, verdict: Verdict, image: Image, nowhere: list[str]) -> Verdict:
         """``verdict`` once the listed digests ``nowhere`` are given up on; until then (an untagged push, or a

@@ -34,6 +34,11 @@ class LruCache(Generic[K, V]):
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
+    def items(self) -> list[tuple[K, V]]:
+        """A snapshot of the entries, least recently used first."""
+        with self._lock:
+            return list(self._entries.items())
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

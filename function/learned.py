@@ -15,6 +15,7 @@ from function.bounded import LruCache
 from function.index.digests import DigestIndex, Image
 from function.index.nesting import descendants
 from function.registry.content import Facts
+from function.signing.results import Outcome, Verified
 
 # Facts of manifests fetched for events, by digest: about 400 bytes each, so 20 MB at most; enough for
 # every signature, attestation and referrer of a re-signing of all of k8s.io's promoted digests.
@@ -22,18 +23,35 @@ MAX_FACTS = 50_000
 # Children of listed lists resolved on a miss (the next publication carries them too): every promoted
 # digest of k8s.io fits.
 MAX_CHILDREN = 50_000
+# Signature outcomes by (manifest digest, subject): a few hundred bytes each; every promoted digest of
+# k8s.io has one signature, and one attestation at most.
+MAX_SIGNATURES = 100_000
 
 
 class Learned:
-    def __init__(self, *, max_facts: int = MAX_FACTS, max_children: int = MAX_CHILDREN) -> None:
+    def __init__(
+        self, *, max_facts: int = MAX_FACTS, max_children: int = MAX_CHILDREN, max_signatures: int = MAX_SIGNATURES
+    ) -> None:
         self._facts: LruCache[str, Facts] = LruCache(max_facts)
         self._children: LruCache[str, tuple[str, ...]] = LruCache(max_children)
+        self._signatures: LruCache[tuple[str, str], Outcome] = LruCache(max_signatures)
 
     def facts(self, digest: str) -> Facts | None:
         return self._facts.get(digest)
 
     def remember_facts(self, digest: str, facts: Facts) -> None:
         self._facts.put(digest, facts)
+
+    def signature(self, digest: str, subject: str) -> Outcome | None:
+        """What checking the signature manifest ``digest`` as a signature of ``subject`` concluded."""
+        return self._signatures.get((digest, subject))
+
+    def remember_signature(self, digest: str, subject: str, outcome: Outcome) -> None:
+        self._signatures.put((digest, subject), outcome)
+
+    def verified_signatures(self) -> list[tuple[str, str, Verified]]:
+        """Every remembered signature that verified, as (manifest digest, subject, outcome)."""
+        return [(d, s, o) for (d, s), o in self._signatures.items() if isinstance(o, Verified)]
 
     def remember_children(self, digest: str, children: Iterable[str]) -> None:
         """What resolving the listed ``digest`` found: its descendants (children, and those of nested

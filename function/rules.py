@@ -1,6 +1,6 @@
 """The decision rules: an event, where its path falls in the index and what is known of its content, in;
 a verdict, or what must be learned first, out. No I/O and no state: ``auditor.Auditor`` fetches what a
-rule asks for (``NeedTag``, ``NeedFacts``) and asks again.
+rule asks for (``NeedTag``, ``NeedFacts``, ``NeedSignature``) and asks again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from function.index.digests import Image, Location
 from function.learned import Learned
 from function.reference import artifact_subject, prefix_over, referrers_subject
 from function.registry.content import Facts
-from function.verdict import Basis, Kind, Reason, Verdict
+from function.signatures import SignedKind
+from function.signing.results import Verified
+from function.verdict import Basis, Kind, Reason, SignerRef, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,17 @@ class NeedFacts:
     digest: str
 
 
-Need = NeedTag | NeedFacts
+@dataclass(frozen=True, slots=True)
+class NeedSignature:
+    """Whether the manifest ``digest`` at the event's path (a `.sig`, `.att` or Sigstore-bundle referrer)
+    holds a valid signature of ``subject``."""
+
+    digest: str
+    kind: SignedKind
+    subject: str
+
+
+Need = NeedTag | NeedFacts | NeedSignature
 
 
 def judge(event: Event, location: Location | None, learned: Learned, tag_digest: str | None = None) -> Verdict | Need:
@@ -72,9 +84,11 @@ def judge(event: Event, location: Location | None, learned: Learned, tag_digest:
     return outcome
 
 
-def referrer(event: Event, image: Image, digest: str, facts: Facts, learned: Learned) -> Verdict | NeedFacts:
-    """An untagged manifest with a `subject`: a referrer when it is an artifact of something promoted
-    (an index only when every entry's own manifest is one too)."""
+def referrer(
+    event: Event, image: Image, digest: str, facts: Facts, learned: Learned
+) -> Verdict | NeedFacts | NeedSignature:
+    """An untagged manifest with a `subject`: a referrer when it is an artifact of something promoted (an
+    index only when every entry's own manifest is one too; a Sigstore bundle only when its signature verifies)."""
     subject = facts.subject
     if not _promotes(learned, image, subject or ""):
         return _verdict(
@@ -95,13 +109,17 @@ def referrer(event: Event, image: Image, digest: str, facts: Facts, learned: Lea
             reason=Reason.BAD_ARTIFACT,
             image=image.name,
         )
-    return _verdict(
+    assert subject is not None  # promoted, so named
+    verdict = _verdict(
         event,
         Kind.VERIFIED,
         f"{digest} is an OCI referrer of {image.name} {subject}.",
         basis=Basis.REFERRER,
         image=image.name,
     )
+    if not facts.sigstore_bundle:
+        return verdict
+    return _signed(event, image, digest, subject, SignedKind.BUNDLE, learned, verdict, "Sigstore bundle")
 
 
 def frozen(event: Event, prefixes: Iterable[str], image: str | None = None) -> Verdict | None:
@@ -228,12 +246,51 @@ def _tagged_artifact(
             reason=Reason.BAD_ARTIFACT,
             image=image.name,
         )
-    return _verdict(
+    verdict = _verdict(
         event,
         Kind.VERIFIED,
         f"{event.tag} is the {basis} of {image.name} {subject}.",
         basis=Basis(basis),
         image=image.name,
+    )
+    if basis not in (Basis.SIGNATURE, Basis.ATTESTATION):
+        return verdict
+    kind = SignedKind.SIGNATURE if basis == Basis.SIGNATURE else SignedKind.ATTESTATION
+    return _signed(event, image, digest, subject, kind, learned, verdict, f"{event.tag} ({digest})")
+
+
+def _signed(
+    event: Event,
+    image: Image,
+    digest: str,
+    subject: str,
+    kind: SignedKind,
+    learned: Learned,
+    verified: Verdict,
+    what: str,
+) -> Verdict | NeedSignature:
+    """``verified`` with its signer when the signature of ``digest`` over ``subject`` verifies; REJECTED
+    ``bad_signature`` naming the first check that failed when it does not."""
+    outcome = learned.signature(digest, subject)
+    if outcome is None:
+        return NeedSignature(digest, kind, subject)
+    signer = SignerRef(outcome.identity, outcome.issuer, outcome.log_index)
+    if isinstance(outcome, Verified):
+        by = f" Signed by {outcome.identity} ({outcome.issuer}), Rekor log index {outcome.log_index}."
+        # A verified bundle referrer keeps basis `referrer`, whose line carries no signer.
+        return replace(
+            verified,
+            message=verified.message + by,
+            signer=signer if kind is not SignedKind.BUNDLE else None,
+        )
+    claimed = f" (the certificate names {outcome.identity}, {outcome.issuer})" if outcome.identity else ""
+    return _verdict(
+        event,
+        Kind.REJECTED,
+        f"{what} of {image.name} {subject} does not verify{claimed}: the {outcome.message}.",
+        reason=Reason.BAD_SIGNATURE,
+        image=image.name,
+        signer=signer,
     )
 
 

@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from function import deadline
 from function.errors import Permanent
 from function.reference import InvalidReference, is_loopback, normalize_prefix
+from function.signing.signers import DEFAULT_SIGNERS, Signer, SignersError, parse_signers
 
 INDEX_URI_VARIABLE = "AUDITOR_INDEX_URI"
 FROZEN_PREFIXES_VARIABLE = "AUDITOR_FROZEN_PREFIXES"
 DEADLINE_VARIABLE = "AUDITOR_DEADLINE_SECONDS"
 PENDING_GRACE_VARIABLE = "AUDITOR_PENDING_GRACE_SECONDS"
 SWEEP_MAX_SECONDS_VARIABLE = "AUDITOR_SWEEP_MAX_SECONDS"
+SIGNERS_VARIABLE = "AUDITOR_SIGNERS"
+TRUSTED_ROOT_VARIABLE = "AUDITOR_TRUSTED_ROOT"
+SIGNING_REGISTRY_VARIABLE = "AUDITOR_SIGNING_REGISTRY"
+SIGNED_SINCE_VARIABLE = "AUDITOR_SIGNED_SINCE"
 OIDC_AUDIENCE_VARIABLE = "AUDITOR_OIDC_AUDIENCE"
 OIDC_INVOKERS_VARIABLE = "AUDITOR_OIDC_INVOKERS"
 OIDC_CERTS_VARIABLE = "AUDITOR_OIDC_CERTS_URL"
@@ -37,7 +42,6 @@ DEFAULT_GRACE_SECONDS = 1800.0
 DEFAULT_PARENT_WAIT_SECONDS = 600.0
 # Under the sweep function's 3600 s timeout, with room for the summary.
 DEFAULT_SWEEP_MAX_SECONDS = 3000.0
-DEFAULT_SIGNERS = "krel-trust@k8s-releng-prod.iam.gserviceaccount.com=https://accounts.google.com"
 DEFAULT_SIGNING_REGISTRY = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
 # Where Google publishes the keys of its ID tokens, in the {key id: PEM certificate} form google-auth reads.
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -71,9 +75,9 @@ class Settings:
     """Each spelled as event paths are (``normalize_prefix``)."""
     deadline_seconds: float = deadline.DEFAULT_SECONDS
     parent_wait_seconds: float = DEFAULT_PARENT_WAIT_SECONDS
-    signers: str = DEFAULT_SIGNERS
-    """``IDENTITY=ISSUER`` pairs, comma-separated, as written."""
+    signers: tuple[Signer, ...] = parse_signers(DEFAULT_SIGNERS)
     trusted_root: str | None = None
+    """A local path or gs://bucket/object; None for the public-good root sigstore-python ships."""
     signing_registry: str = DEFAULT_SIGNING_REGISTRY
     """Empty: no signature sweep."""
     signed_since: dt.datetime | None = None
@@ -101,10 +105,10 @@ class Settings:
             frozen_prefixes=read.prefixes(FROZEN_PREFIXES_VARIABLE),
             deadline_seconds=read.seconds(DEADLINE_VARIABLE, deadline.DEFAULT_SECONDS),
             parent_wait_seconds=read.seconds("AUDITOR_PARENT_WAIT_SECONDS", DEFAULT_PARENT_WAIT_SECONDS),
-            signers=read.text("AUDITOR_SIGNERS", DEFAULT_SIGNERS),
-            trusted_root=read.optional("AUDITOR_TRUSTED_ROOT"),
-            signing_registry=read.prefix("AUDITOR_SIGNING_REGISTRY", DEFAULT_SIGNING_REGISTRY),
-            signed_since=read.time("AUDITOR_SIGNED_SINCE"),
+            signers=read.signers(SIGNERS_VARIABLE),
+            trusted_root=read.optional(TRUSTED_ROOT_VARIABLE),
+            signing_registry=read.prefix(SIGNING_REGISTRY_VARIABLE, DEFAULT_SIGNING_REGISTRY),
+            signed_since=read.time(SIGNED_SINCE_VARIABLE),
             sweep_max_seconds=read.seconds(SWEEP_MAX_SECONDS_VARIABLE, DEFAULT_SWEEP_MAX_SECONDS),
             oidc=read.oidc(),
         )
@@ -178,6 +182,13 @@ class _Reader:
         """One registry path prefix, spelled as event paths are; empty when set empty."""
         value = self.environ.get(name, default).strip()
         return _prefix(name, value) if value else ""
+
+    def signers(self, name: str) -> tuple[Signer, ...]:
+        """``IDENTITY=ISSUER`` pairs, comma-separated; the promoter's when unset."""
+        try:
+            return parse_signers(self.environ.get(name, DEFAULT_SIGNERS))
+        except SignersError as error:
+            raise SettingError(name, str(error)) from None
 
     def oidc(self) -> Oidc | None:
         """Both OIDC settings or neither: one alone is a half-done set-up that would refuse every resync."""

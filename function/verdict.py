@@ -84,6 +84,18 @@ class IndexRef:
 
 
 @dataclass(frozen=True, slots=True)
+class SignerRef:
+    """Whose signature verified (or was tried: what its certificate claims, None where unread)."""
+
+    identity: str | None
+    issuer: str | None
+    log_index: int | None
+
+    def fields(self) -> dict[str, Any]:
+        return {"identity": self.identity, "issuer": self.issuer, "log_index": self.log_index}
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     verdict: Kind
     message: str
@@ -100,6 +112,8 @@ class Verdict:
     source: Origin = Origin.EVENT
     # The index that decided (its k8s.io commit and store generation), so a past verdict can be traced.
     index: IndexRef | None = None
+    # With basis signature / attestation and reason bad_signature: the signer; the line omits it elsewhere.
+    signer: SignerRef | None = None
 
     @property
     def severity(self) -> int:
@@ -126,6 +140,8 @@ class Verdict:
             "registry_calls": self.registry_calls,
             "index": self.index.fields() if self.index is not None else None,
         }
+        if self.signer is not None:
+            payload["signer"] = self.signer.fields()
         if self.alarming:
             payload["@type"] = ERROR_EVENT_TYPE
         return payload

@@ -10,6 +10,7 @@ function finds both. Ends with a table of every verdict line the audit function 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import requests
 from function.index.freshness import MIN_CHECK_INTERVAL
 from tests.support import pubsub as pubsub_rig
 from tests.support import registry as reg
+from tests.support import signing
 from tests.support.functions import FunctionServer
 from tests.support.gcs import GcsEmulator
 from tests.support.stack import Stack, running
@@ -83,12 +85,20 @@ def sweep(stack: Stack, gcs: GcsEmulator, rows: list[list[str]]) -> list[dict[st
     return findings
 
 
+def _sig_tag(digest: str) -> str:
+    return digest.replace(":", "-") + ".sig"
+
+
 def main() -> int:
     reason = pubsub_rig.missing()
     if reason or not Path(reg.REGISTRY_BINARY).exists():
         print(f"cannot run the demo: {reason or 'docker-registry is not installed'}", file=sys.stderr)
         return 2
     WORK.mkdir(exist_ok=True)
+    # The demo's signatures are made by a Sigstore instance of the tests' own: the functions trust it.
+    root = WORK / "trusted_root.json"
+    root.write_bytes(signing.INSTANCE.trusted_root_json())
+    os.environ["AUDITOR_TRUSTED_ROOT"], os.environ["AUDITOR_SIGNERS"] = str(root), signing.SIGNERS
     rows: list[list[str]] = []
     with reg.RegistryServer() as registry, GcsEmulator() as gcs, pubsub_rig.PubSubEmulator() as pubsub:
         say("starting registry, GCS and Pub/Sub emulators, audit and sync_index on loopback")
@@ -110,12 +120,18 @@ def main() -> int:
             pause = stack.promotion.artifacts["pause"][0].digest
             # A runnable image that names pause as its OCI 1.1 subject: it claims to be a referrer, is not one.
             hijack = reg.push_image(registry.host, "us-central1/images/pause", seed="demo-hijack", subject=pause)
+            # A signature of pause replaced by one whose certificate names someone else: REJECTED bad_signature.
+            forger = signing.INSTANCE.signer("mallory@example.com")
+            forged = reg.push_signature(
+                registry.host, "us-central1/images/pause", pause, "sig", layers=[forger.sig_layer(pause)]
+            )
             bad: list[dict[str, str] | str] = [
                 {"action": "INSERT", "digest": f"{path}/pause@{stray}"},
                 {"action": "INSERT", "digest": f"{path}/pause@{hijack}"},
                 {"action": "INSERT", "digest": f"{path}/pause@{pause}", "tag": f"{path}/pause:latest"},
                 {"action": "INSERT", "digest": f"{path}/backdoor@{stray}", "tag": f"{path}/backdoor:v1"},
                 {"action": "INSERT", "tag": f"{path}/pause:sha256-{'0' * 64}.sig"},
+                {"action": "INSERT", "digest": f"{path}/pause@{forged}", "tag": f"{path}/pause:{_sig_tag(pause)}"},
                 {"action": "DELETE", "digest": f"{path}/pause@{pause}"},
                 {"action": "INSERT", "digest": f"127.0.0.1:9/k8s-staging-demo/pause@{stray}"},
                 '{"action": "INSERT", "digest": "not a reference"}',

@@ -1,8 +1,14 @@
 """Test-wide settings: nothing in the suite may reach a Google metadata server or the internet."""
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from hypothesis import settings
+
+from tests.support import signing
 
 # google-auth probes the GCE metadata server when it looks for credentials; point every probe at a
 # closed loopback port so a test can never leave this machine.
@@ -23,3 +29,11 @@ pytest_plugins = [
     "tests.support.pubsub",
     "tests.support.oidc",
 ]
+
+# Signatures pushed by the tests are signed by the tests' own Sigstore instance: the functions and CLI
+# commands the tests start trust it (a test may still override these in a process's environment).
+_ROOT = Path(tempfile.mkdtemp(prefix="auditor-trusted-root-")) / "trusted_root.json"
+_ROOT.write_bytes(signing.INSTANCE.trusted_root_json())
+atexit.register(shutil.rmtree, _ROOT.parent, True)
+os.environ["AUDITOR_TRUSTED_ROOT"] = str(_ROOT)
+os.environ["AUDITOR_SIGNERS"] = signing.SIGNERS

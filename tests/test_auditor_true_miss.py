@@ -18,7 +18,7 @@ from function.index.publish import rebuild
 from function.index.source import FixedIndex
 from function.storage.uri import open_store
 from tests.support import registry as reg
-from tests.support import scenario
+from tests.support import scenario, signing
 from tests.support.auditing import audited, client, load, promotion, publish
 from tests.support.cli import run_cli
 from tests.support.clock import FakeClock
@@ -40,7 +40,7 @@ def test_every_promoted_artifact_is_decided_without_a_registry_call(
     index = load(out)
     assert index.counts()["unresolved"] == 0
     registry_proxy.clear()
-    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()))
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()), signing=signing.policy())
     seen: dict[str, int] = {}
     for image in ("pause", "logger", "etcd"):
         for payload in promotion.events(image):
@@ -51,8 +51,8 @@ def test_every_promoted_artifact_is_decided_without_a_registry_call(
                 assert verdict.registry_calls == 0, verdict
     assert seen == {"listed": 9, "child": 21, "signature": 3, "attestation": 3, "referrer": 3}
     # Artifacts are judged by their content: each distinct manifest fetched once (the same bytes are in
-    # every region), then remembered.
-    assert [r.method for r in registry_proxy.registry_requests()] == ["GET"] * 3
+    # every region), then remembered; the signature and the attestation also cost their one layer blob.
+    assert [r.method for r in registry_proxy.registry_requests()] == ["GET"] * 5
 
 
 def test_the_seed_case_and_children_that_do_not_belong(
@@ -118,7 +118,7 @@ def test_offline_index_resolves_parents_in_the_events_repository_once(
     publish(tmp_path, promotion, "commit-1", out, offline=True)
     assert registry_proxy.requests == []
     index = load(out)
-    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()))
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()), signing=signing.policy())
     children = [a for a in promotion.artifacts["pause"] if a.kind == "child"]
     path = f"{registry_proxy.host}/europe-west1/images/pause"
     first = auditor.audit_payload(json.dumps({"action": "INSERT", "digest": f"{path}@{children[0].digest}"}))
@@ -142,7 +142,11 @@ def test_tag_only_insert_costs_one_head(
     # A tag moved onto an unpromoted image: still one HEAD, even though a fresher index is consulted.
     stray = reg.push_image(registry_proxy.host, "asia-east1/images/pause", tag="moved", seed="moved-tag")
     index = auditor.source.current()
-    refreshed = Auditor(Refreshing(index, lambda: load(tmp_path / "index.json")), client(index.registry_hosts()))
+    refreshed = Auditor(
+        Refreshing(index, lambda: load(tmp_path / "index.json")),
+        client(index.registry_hosts()),
+        signing=signing.policy(),
+    )
     registry_proxy.clear()
     moved = refreshed.audit_payload(json.dumps({"action": "INSERT", "tag": f"{path}:moved"}))
     assert (moved.verdict, moved.reason, moved.registry_calls) == ("REJECTED", "unknown_digest", 1)

@@ -47,8 +47,9 @@ def test_a_promotion_merges_and_its_images_are_verified_without_registry_calls(s
     ids = [stack.publish(p) for p in stack.promotion.events("pause") + stack.promotion.events("logger")]
     verdicts = stack.verdicts_for(ids)
     assert {v["verdict"] for v in verdicts.values()} == {"VERIFIED"}
-    # The signature's, the attestation's and the SBOM referrer's own manifests, each read once.
-    assert sum(v["registry_calls"] for v in verdicts.values()) == 3
+    # The signature's, the attestation's and the SBOM referrer's own manifests, each read once, and the
+    # signature's and the attestation's one layer blob each.
+    assert sum(v["registry_calls"] for v in verdicts.values()) == 5
 
     # commit-2 merges: the audit instance still holds commit-1's index and must reload before deciding etcd.
     stack.proxy.clear()

@@ -17,10 +17,11 @@ MAX_LINES = 400
 # Lowest first. A module may import its own layer or any below it; the longest matching prefix wins.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("function.errors", "function.deadline", "function.bounded", "function.reference", "function.verdict"),
-    ("function.events", "function.settings", "function.registry.content", "function.storage"),
+    ("function.events", "function.registry.content", "function.signing"),
+    ("function.settings", "function.storage"),
     ("function.registry",),
     ("function.index",),
-    ("function.learned", "function.rules", "function.signing", "function.signatures", "function.auditor"),
+    ("function.learned", "function.rules", "function.signatures", "function.auditor"),
     ("function.github", "function.sweep"),
     ("function.services", "function.cli", "function.cloudlog", "function.table"),
     ("main", "function.__main__", "function"),

@@ -17,7 +17,10 @@ from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.source import FixedIndex
 from function.learned import Learned
+from function.signatures import SignedKind
+from function.signing.results import Verified
 from function.verdict import Verdict
+from tests.support import signing
 from tests.support.auditing import cosign_tag, decide, fallback_tag, outcome
 from tests.support.fake_registry import FakeRegistry
 from tests.support.manifests import write_project
@@ -57,7 +60,7 @@ def promoted(
     if resolved:
         index = index.with_resolutions({pause: children})
     registry.requests.clear()
-    return Auditor(FixedIndex(index), registry), pause
+    return Auditor(FixedIndex(index), registry, signing=signing.policy()), pause
 
 
 # --- the rules alone ---------------------------------------------------------------------------------
@@ -84,8 +87,12 @@ def test_the_rules_ask_for_what_they_need_and_decide_once_they_have_it(registry:
     signature = registry.signature(PAUSE, pause, "sig")
     assert judge(signature, cosign_tag(pause, "sig")) == rules.NeedFacts(signature)
     learned.remember_facts(signature, registry.get_manifest(HOST, "us-central1/images/pause", signature).facts)
+    # A signature of the right shape: whether it verifies next.
+    assert judge(signature, cosign_tag(pause, "sig")) == rules.NeedSignature(signature, SignedKind.SIGNATURE, pause)
+    learned.remember_signature(signature, pause, Verified("krel", "https://accounts.google.com", 7))
     known = judge(signature, cosign_tag(pause, "sig"))
     assert isinstance(known, Verdict) and (known.verdict, known.basis) == ("VERIFIED", "signature")
+    assert known.signer is not None and known.signer.log_index == 7
     # An untagged digest the index does not list is the index's to reject; the auditor then reads it.
     stray = registry.referrer(PAUSE, pause)
     unlisted = judge(stray)
@@ -146,9 +153,10 @@ def test_cosign_tags_are_verified_only_for_what_cosign_writes(registry: FakeRegi
     auditor, pause = promoted(registry, tmp_path)
     signature = registry.signature(PAUSE, pause, "sig")
     attestation = registry.signature(PAUSE, pause, "att")
-    assert outcome(decide(auditor, PAUSE, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 1)
+    # Its manifest and its one signed layer's blob, once: the outcome is remembered by the manifest's digest.
+    assert outcome(decide(auditor, PAUSE, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 2)
     assert outcome(decide(auditor, OTHER, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 0)
-    assert outcome(decide(auditor, PAUSE, attestation, cosign_tag(pause, "att"))) == ("VERIFIED", "attestation", 1)
+    assert outcome(decide(auditor, PAUSE, attestation, cosign_tag(pause, "att"))) == ("VERIFIED", "attestation", 2)
     # A DSSE envelope is no signature, and a signature no SBOM.
     assert outcome(decide(auditor, PAUSE, attestation, cosign_tag(pause, "sig"))) == ("REJECTED", "bad_artifact", 0)
     assert outcome(decide(auditor, PAUSE, signature, cosign_tag(pause, "sbom"))) == ("REJECTED", "bad_artifact", 0)

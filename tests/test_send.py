@@ -64,7 +64,7 @@ def serve() -> Iterator[type[Server]]:
 
 def read(url: str, *, timeout: float, seconds: float) -> bytes:
     with requests.get(url, stream=True, timeout=(timeout, timeout)) as response:
-        return read_capped(response, f"GET {url}", timeout, Deadline(seconds))
+        return read_capped(response, f"GET {url}", timeout, Deadline(seconds), MAX_BODY)
 
 
 def test_a_body_in_time_is_read_whole(serve) -> None:

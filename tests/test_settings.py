@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from function.cli.common import CommandError
 from function.errors import PERMANENT, RETRYABLE, kind
 from function.settings import Oidc, SettingError, Settings
+from function.signatures import SigningPolicy
 from function.storage.errors import CorruptIndex, GenerationMismatch, StoreDenied, StoreError, StoreMissing
+from function.storage.gcs import default_client
+from tests.support import signing
 
 
 def test_an_empty_environment_gives_the_contracts_defaults() -> None:
@@ -87,6 +91,8 @@ def test_the_oidc_invokers_are_read_as_the_sync_checks_them() -> None:
         ({"AUDITOR_FROZEN_PREFIXES": "not a prefix!"}, "AUDITOR_FROZEN_PREFIXES"),
         ({"AUDITOR_SIGNING_REGISTRY": "UPPER//x"}, "AUDITOR_SIGNING_REGISTRY"),
         ({"AUDITOR_SIGNED_SINCE": "2022-06-01"}, "AUDITOR_SIGNED_SINCE"),
+        ({"AUDITOR_SIGNERS": ""}, "AUDITOR_SIGNERS"),
+        ({"AUDITOR_SIGNERS": "krel-trust@k8s-releng-prod.iam.gserviceaccount.com"}, "AUDITOR_SIGNERS"),
         ({"AUDITOR_BRANCH": ""}, "AUDITOR_BRANCH"),
         ({"AUDITOR_COMPARE_URL": "https://api.github.com/repos/k/k/compare/{head}"}, "AUDITOR_COMPARE_URL"),
         ({"AUDITOR_COMPARE_URL": "https://h/{owner}/compare/{base}...{head}"}, "AUDITOR_COMPARE_URL"),
@@ -125,3 +131,37 @@ def test_settings_load_without_google_cloud_libraries() -> None:
     code = f"import sys, function.settings; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_trusted_root_is_read_at_start_and_parsed_at_the_first_signature(tmp_path: Path) -> None:
+    settings = Settings.from_environment({"AUDITOR_SIGNERS": "a@example.com=https://accounts.google.com"})
+    assert [str(signer) for signer in settings.signers] == ["a@example.com=https://accounts.google.com"]
+    missing = Settings.from_environment({"AUDITOR_TRUSTED_ROOT": str(tmp_path / "absent.json")})
+    with pytest.raises(SettingError) as unread:
+        SigningPolicy.from_settings(missing)
+    assert unread.value.variable == "AUDITOR_TRUSTED_ROOT" and kind(unread.value) == PERMANENT
+    (tmp_path / "root.json").write_text("{}")
+    policy = SigningPolicy.from_settings(
+        Settings.from_environment({"AUDITOR_TRUSTED_ROOT": str(tmp_path / "root.json")})
+    )
+    with pytest.raises(SettingError) as unusable:
+        policy.trust  # noqa: B018 - reading it is the test
+    assert unusable.value.variable == "AUDITOR_TRUSTED_ROOT"
+
+
+def test_neither_the_cli_nor_the_functions_load_signature_libraries_at_import() -> None:
+    # About half a second of imports, paid by the first signature an instance checks, not by a cold start.
+    libraries = "('sigstore', 'rfc8785', 'function.signing.trust', 'function.signing.cosign')"
+    code = f"import sys, function.cli, main; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_a_trusted_root_in_cloud_storage_is_read(gcs_env: str) -> None:
+    root = signing.INSTANCE.trusted_root_json()
+    default_client().bucket(gcs_env).blob("trusted_root.json").upload_from_string(root)
+    settings = Settings.from_environment({"AUDITOR_TRUSTED_ROOT": f"gs://{gcs_env}/trusted_root.json"})
+    assert SigningPolicy.from_settings(settings).root == root
+    absent = Settings.from_environment({"AUDITOR_TRUSTED_ROOT": f"gs://{gcs_env}/absent.json"})
+    with pytest.raises(SettingError, match=r"AUDITOR_TRUSTED_ROOT=.*cannot be read"):
+        SigningPolicy.from_settings(absent)

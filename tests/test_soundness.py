@@ -23,7 +23,7 @@ from function.services.audit import AuditService, RetryLater
 from function.storage.uri import open_store
 from function.verdict import verdict_logger
 from tests.support import registry as reg
-from tests.support import scenario
+from tests.support import scenario, signing
 from tests.support.auditing import audited, client, cosign_tag, decide, fallback_tag, load, outcome, promotion
 from tests.support.clock import FakeClock
 from tests.support.proxy import LocalAnswer, RegistryProxy, manifest_answer
@@ -93,10 +93,11 @@ def test_cosign_tags_are_verified_only_for_what_cosign_writes(
     pause = promotion.artifacts["pause"][0].digest
     signature = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "signature")
     attestation = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "attestation")
-    assert outcome(decide(auditor, path, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 1)
+    # One manifest GET and one GET of its one layer blob (CONTRACT.md: signatures cost their layers, once).
+    assert outcome(decide(auditor, path, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 2)
     other = f"{host}/asia-east1/images/pause"
     assert outcome(decide(auditor, other, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 0)
-    assert outcome(decide(auditor, path, attestation, cosign_tag(pause, "att"))) == ("VERIFIED", "attestation", 1)
+    assert outcome(decide(auditor, path, attestation, cosign_tag(pause, "att"))) == ("VERIFIED", "attestation", 2)
     # A DSSE envelope is no signature, and a signature no SBOM.
     assert outcome(decide(auditor, path, attestation, cosign_tag(pause, "sig"))) == ("REJECTED", "bad_artifact", 0)
     assert outcome(decide(auditor, path, signature, cosign_tag(pause, "sbom"))) == ("REJECTED", "bad_artifact", 0)
@@ -123,7 +124,7 @@ def test_a_registry_fault_while_reading_an_artifact_is_retry(
     tampered = decide(auditor, path, signature, cosign_tag(pause, "sig"))
     assert (tampered.verdict, tampered.reason) == ("RETRY", "registry unavailable")
     registry_proxy.heal()
-    assert outcome(decide(auditor, path, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 1)
+    assert outcome(decide(auditor, path, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 2)
 
 
 # --- children before their list --------------------------------------------------------------------
@@ -140,7 +141,7 @@ def offline_auditor(tmp_path: Path, promotion: scenario.Promotion, image: str, d
     scenario.write_tree(root, promotion.host, {**promotion.commits["commit-1"], image: {digest: ["1.0"]}})
     rebuild(root, open_store(str(tmp_path / "index.json")), source=Source(commit="c"), registry_factory=None)
     index = load(tmp_path / "index.json")
-    return Auditor(FixedIndex(index), client(index.registry_hosts()))
+    return Auditor(FixedIndex(index), client(index.registry_hosts()), signing=signing.policy())
 
 
 def test_a_child_pushed_before_its_list_waits_for_it(
@@ -190,7 +191,12 @@ def test_a_trickling_registry_is_retry_within_the_deadline(
 ) -> None:
     publish_index = audited(tmp_path, promotion).source.current()
     stray = reg.push_image(registry_proxy.host, PAUSE, seed="trickled")
-    auditor = Auditor(FixedIndex(publish_index), client(publish_index.registry_hosts()), deadline_seconds=1.5)
+    auditor = Auditor(
+        FixedIndex(publish_index),
+        client(publish_index.registry_hosts()),
+        deadline_seconds=1.5,
+        signing=signing.policy(),
+    )
     registry_proxy.trickle(0.05)
     started = time.monotonic()
     verdict = decide(auditor, f"{registry_proxy.host}/{PAUSE}", stray)
@@ -202,7 +208,7 @@ def test_a_slow_token_service_is_retry_within_the_deadline(
     tmp_path: Path, promotion: scenario.Promotion, registry_proxy: RegistryProxy
 ) -> None:
     index = audited(tmp_path, promotion).source.current()
-    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()), deadline_seconds=1.5)
+    auditor = Auditor(FixedIndex(index), client(index.registry_hosts()), deadline_seconds=1.5, signing=signing.policy())
     sbom = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "referrer")
     registry_proxy.require_token = True
     registry_proxy.trickle(0.05, path_contains="/token")
@@ -251,7 +257,13 @@ def test_retries_stop_at_the_deadline(
 ) -> None:
     clock = FakeClock()
     index = audited(tmp_path, promotion).source.current()
-    auditor = Auditor(FixedIndex(index), client(index.registry_hosts(), clock), deadline_seconds=3, clock=clock)
+    auditor = Auditor(
+        FixedIndex(index),
+        client(index.registry_hosts(), clock),
+        deadline_seconds=3,
+        clock=clock,
+        signing=signing.policy(),
+    )
     stray = reg.push_image(registry_proxy.host, PAUSE, seed="throttled")
     registry_proxy.clear()
     registry_proxy.fail_next(10, 429, retry_after="2")
@@ -292,7 +304,7 @@ def test_the_content_type_does_not_decide_how_bytes_are_read(
     registry_proxy.relabel(DOCKER_MANIFEST_V1_SIGNED)
     assert outcome(decide(auditor, path, sbom)) == ("VERIFIED", "referrer", 1)
     signature = next(a.digest for a in promotion.artifacts["pause"] if a.kind == "signature")
-    assert outcome(decide(auditor, path, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 1)
+    assert outcome(decide(auditor, path, signature, cosign_tag(pause, "sig"))) == ("VERIFIED", "signature", 2)
 
 
 # --- bounded memory --------------------------------------------------------------------------------

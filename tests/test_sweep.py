@@ -23,6 +23,7 @@ from function.settings import SettingError
 from function.storage.uri import open_store
 from function.sweep.runner import Result, Sweep
 from tests.support import regions as rig
+from tests.support import signing
 from tests.support.auditing import client
 from tests.support.cli import Ran, run_cli
 from tests.support.functions import FunctionServer
@@ -66,7 +67,7 @@ def swept(tmp_path: Path, regions: rig.Regions, hosts: tuple[RegistryProxy, Regi
         host.clear()
     # No real pause before failed parts are listed again: the clients' clocks are fake, and so is this sleep.
     kwargs.setdefault("sleep", lambda seconds: None)
-    return Sweep(index, registry_factory=client, **kwargs).run()
+    return Sweep(index, registry_factory=client, signing=signing.policy(), **kwargs).run()
 
 
 def findings(result: Result, regions: rig.Regions) -> set[tuple[Any, ...]]:

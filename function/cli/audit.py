@@ -32,6 +32,7 @@ from function.index.source import NoIndex
 from function.reference import InvalidReference, parse_reference
 from function.registry.client import RegistryClient
 from function.settings import Settings
+from function.signatures import SigningPolicy
 from function.storage.errors import StoreDenied, StoreError, StoreMissing
 from function.storage.uri import open_store
 from function.verdict import Verdict
@@ -110,6 +111,7 @@ def _auditor(index: DigestIndex, uri: str, settings: Settings) -> Auditor:
         deadline_seconds=deadline,
         # A list not yet pushed is waited for from when each payload is read (the CLI has no publish time).
         parent_wait_seconds=settings.parent_wait_seconds,
+        signing=SigningPolicy.from_settings(settings),
     )
 
 

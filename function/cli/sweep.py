@@ -20,6 +20,7 @@ from function.cli.common import (
     add_index_option,
     bounded,
     command_parser,
+    open_index_store,
     require_index,
 )
 from function.errors import RETRYABLE
@@ -30,6 +31,8 @@ from function.settings import (
     SWEEP_MAX_SECONDS_VARIABLE,
     Settings,
 )
+from function.signatures import SigningPolicy
+from function.sweep import verified
 from function.sweep.runner import (
     DEFAULT_WORKERS,
     Result,
@@ -37,6 +40,7 @@ from function.sweep.runner import (
     finding_line,
     report_summary,
 )
+from function.sweep.unsigned import SigningRequirement
 from function.table import render_verdicts
 
 PROGRESS_EVERY = 2.0
@@ -102,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         frozen_prefixes=settings.frozen_prefixes,
         max_seconds=settings.sweep_max_seconds if args.max_seconds is None else args.max_seconds,
         workers=args.workers,
+        signing=SigningPolicy.from_settings(settings),
+        requirement=SigningRequirement.from_settings(settings),
+        signed_records=open_index_store(args.index).records(verified.FOLDER),
         on_finding=(lambda finding: v.emit(logger, finding)) if args.format == JSON else None,
         on_progress=_Progress() if sys.stderr.isatty() else None,
     )

@@ -71,9 +71,11 @@ class Sender:
         headers: Mapping[str, str],
         deadline: Deadline | None,
         params: Mapping[str, str] | None = None,
+        *,
+        max_body: int = MAX_BODY,
     ) -> Reply:
         """The reply, retried while its status is retryable and the policy and ``deadline`` allow;
-        TransportError where no reply came at all."""
+        TransportError where no reply came at all, or whose body is longer than ``max_body``."""
         netloc = urlsplit(url).netloc
         self._limits.check_not_down(netloc, f"{method} {url}")
         bucket = self._limits.bucket(netloc)
@@ -87,7 +89,7 @@ class Sender:
                 self._calls += 1
             reply: Reply | None = None
             try:
-                reply = self._once(method, url, headers, params, attempt, deadline)
+                reply = self._once(method, url, headers, params, attempt, deadline, max_body)
                 if reply.status not in RETRYABLE_STATUSES:
                     self._limits.answered(netloc)
                     return reply
@@ -116,6 +118,7 @@ class Sender:
         params: Mapping[str, str] | None,
         attempt: int,
         deadline: Deadline | None,
+        max_body: int,
     ) -> Reply:
         # One answer, body included, never takes longer than request_seconds, decision or not (the
         # sync's resolution has none): a body trickling in cannot hold a worker for ever.
@@ -131,7 +134,7 @@ class Sender:
             allow_redirects=False,
             stream=True,
         ) as response:
-            body = read_capped(response, f"{method} {url}", self._timeout, limit)
+            body = read_capped(response, f"{method} {url}", self._timeout, limit, max_body)
             return Reply(response.status_code, response.headers, body, attempt)
 
     def _session(self) -> requests.Session:
@@ -145,8 +148,8 @@ class Sender:
         return session
 
 
-def read_capped(response: requests.Response, what: str, timeout: float, deadline: Deadline) -> bytes:
-    """The body of a streamed response, at most MAX_BODY bytes. Each read returns what has arrived and
+def read_capped(response: requests.Response, what: str, timeout: float, deadline: Deadline, cap: int) -> bytes:
+    """The body of a streamed response, at most ``cap`` bytes. Each read returns what has arrived and
     waits no longer than the deadline allows, so a body trickling in a byte at a time cannot hold the
     decision past it."""
     body = bytearray()
@@ -163,8 +166,8 @@ def read_capped(response: requests.Response, what: str, timeout: float, deadline
         if not chunk:
             return bytes(body)
         body += chunk
-        if len(body) > MAX_BODY:
-            raise TransportError(f"{what}: the response is larger than {MAX_BODY} bytes, too large for a manifest")
+        if len(body) > cap:
+            raise TransportError(f"{what}: the response is larger than {cap} bytes, more than this request may read")
 
 
 def _set_read_timeout(raw: Any, seconds: float) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from function.deadline import Clock, Deadline, Sleep
 from function.registry._http import MAX_REQUEST_SECONDS, Reply, TransportError, is_google_host, scheme_for
-from function.registry._send import Sender
+from function.registry._send import MAX_BODY, Sender
 from function.registry._throttle import HostLimits, RetryPolicy
 from function.registry._tokens import (
     GoogleTokens,
@@ -67,22 +67,26 @@ class Transport:
         headers: Mapping[str, str],
         scope: str,
         deadline: Deadline | None = None,
+        max_body: int = MAX_BODY,
     ) -> Reply:
         """Send with retries; on a bearer challenge, fetch a token for `scope` once and send again.
 
         Returns the final reply whatever its status (retryable statuses only once retries are spent);
-        raises TransportError where no reply came at all, or where ``deadline`` passed first.
+        raises TransportError where no reply came at all, or where ``deadline`` passed first,
+        or where the body is longer than ``max_body``.
         """
         url = f"{scheme_for(host)}://{host}{path}"
         send = self._sender.send
-        reply = send(method, url, {**headers, **self._authorization(host, scope, deadline)}, deadline)
+        reply = send(
+            method, url, {**headers, **self._authorization(host, scope, deadline)}, deadline, max_body=max_body
+        )
         if reply.status != 401:
             return reply
         challenge = parse_bearer_challenge(reply.headers.get("WWW-Authenticate"))
         if challenge is None:
             return reply
         token = self._fetch_token(host, scope, challenge, deadline)
-        retried = send(method, url, {**headers, "Authorization": f"Bearer {token}"}, deadline)
+        retried = send(method, url, {**headers, "Authorization": f"Bearer {token}"}, deadline, max_body=max_body)
         return dataclasses.replace(retried, attempts=reply.attempts + retried.attempts)
 
     def _authorization(self, host: str, scope: str, deadline: Deadline | None) -> dict[str, str]:

@@ -26,7 +26,17 @@ from function.reference import (
     is_tag,
 )
 from function.registry import content
-from function.registry._http import MAX_REQUEST_SECONDS, RETRYABLE_STATUSES, Reply, TransportError, scheme_for
+from function.registry._http import MAX_REQUEST_SECONDS, Reply, TransportError, scheme_for
+from function.registry.errors import (
+    BlobTooLarge,
+    DigestMismatch,
+    HostNotAllowed,
+    ManifestNotFound,
+    RegistryError,
+    RegistryUnavailable,
+    UnreadableManifest,
+    status_error,
+)
 
 if TYPE_CHECKING:
     import google.auth.credentials
@@ -36,6 +46,7 @@ if TYPE_CHECKING:
     CredentialsFactory = Callable[[], google.auth.credentials.Credentials]
 
 __all__ = [
+    "BlobTooLarge",
     "DigestMismatch",
     "HostNotAllowed",
     "JsonPage",
@@ -49,7 +60,6 @@ __all__ = [
     "google_default_credentials",
 ]
 
-NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "NAME_UNKNOWN"})
 GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
@@ -59,34 +69,6 @@ def google_default_credentials() -> google.auth.credentials.Credentials:
 
     credentials, _project = google.auth.default(scopes=[GOOGLE_SCOPE])
     return credentials
-
-
-class RegistryError(Exception):
-    """Base of everything this module raises."""
-
-
-class ManifestNotFound(RegistryError):
-    """The registry answered that it has no such manifest (or repository): a definitive answer."""
-
-
-class RegistryUnavailable(RegistryError):
-    """No trustworthy answer (network, timeout, throttling, server or auth failure): retry later."""
-
-
-class DigestMismatch(RegistryUnavailable):
-    """The bytes served do not hash to the digest they were served as: corruption or tampering."""
-
-
-class UnreadableManifest(RegistryError):
-    """Bytes the registry really serves under that digest are no manifest this auditor can read.
-
-    Raised from `content.InvalidManifest` (its `__cause__`). Not a fault of the transport, and not
-    "not found" either: an operator has to look at the manifest.
-    """
-
-
-class HostNotAllowed(RegistryError):
-    """The host is not one of the registries this client may contact; nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +101,10 @@ class ManifestSource(Protocol):
     ) -> content.Manifest: ...
 
     def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str: ...
+
+    def get_blob(
+        self, host: str, repository: str, digest: str, *, size: int, max_bytes: int, deadline: Deadline | None = None
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -260,6 +246,50 @@ class RegistryClient:
         media_type = content.bare_media_type(reply.headers.get("Content-Type")) or None
         return ManifestHead(digest if is_digest(digest) else None, media_type)
 
+    def get_blob(
+        self, host: str, repository: str, digest: str, *, size: int, max_bytes: int, deadline: Deadline | None = None
+    ) -> bytes:
+        """The blob ``digest`` of ``size`` bytes, read only up to ``max_bytes`` and checked against both.
+
+        A redirect is followed once, and only on the same host: Artifact Registry serves blobs from its own
+        host, and no answer may make the auditor send a request (and its token) anywhere else."""
+        host = self._allowed(host)
+        check_repository(repository)
+        if not is_digest(digest):
+            raise InvalidReference(f"{digest!r:.150} is not a sha256 digest")
+        name = f"{host}/{repository}@{digest} (blob)"
+        if size > max_bytes:
+            raise BlobTooLarge(f"{name}: its descriptor says {size} bytes, more than the {max_bytes} it may take")
+        path = f"/v2/{repository}/blobs/{digest}"
+        reply = self._blob_request(host, path, repository, name, max_bytes, deadline)
+        if reply.status in _REDIRECTS:
+            reply = self._blob_request(host, _same_host(host, name, reply), repository, name, max_bytes, deadline)
+        if reply.status != 200:
+            raise status_error(name, reply)
+        actual = content.digest_of(reply.body)
+        if actual != digest or len(reply.body) != size:
+            raise DigestMismatch(
+                f"{name}: the registry served {len(reply.body)} bytes hashing to {actual}, not the {size} bytes of "
+                f"{digest}. The response was corrupted or tampered with on the way: retry later"
+            )
+        return reply.body
+
+    def _blob_request(
+        self, host: str, path: str, repository: str, name: str, max_bytes: int, deadline: Deadline | None
+    ) -> Reply:
+        try:
+            return self._transport.request(
+                "GET",
+                host,
+                path,
+                headers={},
+                scope=f"repository:{repository}:pull",
+                deadline=deadline,
+                max_body=max_bytes,
+            )
+        except TransportError as error:
+            raise RegistryUnavailable(f"{name}: {error}. The decision is open: retry later") from error
+
     def get_json(self, host: str, path: str, *, scope: str) -> JsonPage:
         """GET one page of a JSON listing at `path` (with its query); ManifestNotFound for an unknown name.
 
@@ -271,7 +301,7 @@ class RegistryClient:
         except TransportError as error:
             raise RegistryUnavailable(f"{name}: {error}. Retry later") from error
         if reply.status != 200:
-            raise _status_error(name, reply)
+            raise status_error(name, reply)
         try:
             document = json.loads(reply.body)
         except (ValueError, RecursionError):
@@ -305,44 +335,22 @@ class RegistryClient:
             raise RegistryUnavailable(f"{name}: {error}. The decision is open: retry later") from error
         if reply.status == 200:
             return reply
-        raise _status_error(name, reply)
+        raise status_error(name, reply)
 
 
-def _status_error(name: str, reply: Reply) -> RegistryError:
-    codes, detail = _error_summary(reply.body)
-    said = f"HTTP {reply.status}" + (f" ({detail})" if detail else "")
-    if reply.status in (401, 403):
-        # Registries answer these for missing repositories too, so that private ones stay secret: a
-        # refusal is never taken to mean "not found".
-        return RegistryUnavailable(
-            f"{name}: access refused with {said}, even after the bearer-token exchange. Check that the "
-            "repository is public, or that the service account may read it (roles/artifactregistry.reader)"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _same_host(host: str, name: str, reply: Reply) -> str:
+    """The path and query a redirect names on ``host``; RegistryUnavailable for any other target."""
+    location = reply.headers.get("Location") or ""
+    target = urlsplit(urljoin(f"{scheme_for(host)}://{host}/", location))
+    if target.netloc.lower() != host:
+        raise RegistryUnavailable(
+            f"{name}: the registry redirects the blob to {location!r:.200}, not on {host}; not followed, so the "
+            "signature cannot be read here. Use a registry that serves blobs itself (Artifact Registry does)"
         )
-    if reply.status in RETRYABLE_STATUSES:
-        return RegistryUnavailable(
-            f"{name}: the registry answered {said} to all {reply.attempts} attempts. The decision is open: "
-            "retry later, and check the registry's status and quota if this persists"
-        )
-    if reply.status == 404 or (400 <= reply.status < 500 and codes & NOT_FOUND_CODES):
-        return ManifestNotFound(f"{name}: not found; the registry answered {said}")
-    return RegistryUnavailable(
-        f"{name}: unexpected answer {said}. The decision is open: retry later, and report it if it persists"
-    )
-
-
-def _error_summary(body: bytes) -> tuple[frozenset[str], str]:
-    """The codes and a short text of a distribution error body (`{"errors": [{"code", "message"}]}`)."""
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        return frozenset(), ""
-    errors = document.get("errors") if isinstance(document, dict) else None
-    if not isinstance(errors, list):
-        return frozenset(), ""
-    entries = [error for error in errors if isinstance(error, dict)]
-    codes = frozenset(str(entry.get("code")) for entry in entries if entry.get("code"))
-    detail = "; ".join(f"{entry.get('code')}: {entry.get('message')}" for entry in entries)
-    return codes, detail[:300]
+    return f"{target.path}?{target.query}" if target.query else target.path
 
 
 def _next_page(host: str, name: str, link: str | None) -> str | None:

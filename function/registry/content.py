@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,11 @@ COSIGN_LAYERS = {
     ),
 }
 
+# Sigstore bundles, in both spellings Sigstore has used: "...bundle.v0.3+json" and "...bundle+json;version=0.3".
+_BUNDLE_MEDIA_TYPE = re.compile(
+    r"application/vnd\.dev\.sigstore\.bundle(?:\.v(?P<dotted>\d+\.\d+)\+json|\+json;version=(?P<param>\d+\.\d+))"
+)
+
 # Index types come first, and all of them must be present: distribution 2.8 serves the linux/amd64 child
 # in place of a manifest list unless the list type is accepted, and answers 404 for OCI content unless
 # OCI types are accepted. Schema 1 comes last: old images may exist only in that form.
@@ -85,10 +91,22 @@ class Facts:
     # For an index that is not runnable by its descriptors: its entries' digests, each of which must be
     # judged an artifact in turn (descriptors are the index author's word, the manifests are not).
     entries: tuple[str, ...] = ()
+    # A Sigstore bundle (v0.3 or later) by its artifactType or a layer's media type: verified as a bundle.
+    sigstore_bundle: bool = False
 
     @property
     def artifact(self) -> bool:
         return not self.runnable
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A layer descriptor of a single manifest, as far as signatures need it (the blob is fetched apart)."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +120,9 @@ class Manifest:
     # The children whose descriptor types them as an index or manifest list: nested indexes, whose own
     # children are descendants too.
     nested: tuple[str, ...] = ()
+    # The layers of a single manifest that are well-formed descriptors (others are left out: a signature
+    # check then fails for want of them); never remembered, only used while the manifest is at hand.
+    layers: tuple[Layer, ...] = ()
 
     @property
     def is_index(self) -> bool:
@@ -110,6 +131,15 @@ class Manifest:
     @property
     def subject(self) -> str | None:
         return self.facts.subject
+
+
+def is_bundle_media_type(media_type: str) -> bool:
+    """Whether an artifact type or layer media type is a Sigstore bundle of v0.3 or later (CONTRACT.md)."""
+    match = _BUNDLE_MEDIA_TYPE.fullmatch(media_type)
+    if match is None:
+        return False
+    major, minor = (int(part) for part in (match["dotted"] or match["param"]).split("."))
+    return (major, minor) >= (0, 3)
 
 
 def digest_of(body: bytes) -> str:
@@ -159,20 +189,24 @@ def parse_manifest(body: bytes, content_type: str | None, digest: str) -> Manife
     if media_type in SCHEMA1_MEDIA_TYPES:
         return Manifest(digest, media_type, (), Facts(False, True, None, None), len(body))
     subject = _optional_descriptor_digest(document, "subject")
-    _artifact_type(document)  # checked, but it decides nothing: runtimes ignore it
+    # Checked, and it names a Sigstore bundle; it decides no runnability: runtimes ignore it.
+    artifact_type = _artifact_type(document)
     if media_type in INDEX_MEDIA_TYPES:
         entries = _entries(document)
         children = tuple(_descriptor_digest(entry, f"manifests[{i}]") for i, entry in enumerate(entries))
         runnable = len(entries) > MAX_REFERRER_ENTRIES or not all(map(_describes_artifact, entries))
-        facts = Facts(True, runnable, subject, None, () if runnable else children)
+        facts = Facts(True, runnable, subject, None, entries=() if runnable else children)
         nested = tuple(
             child
             for child, entry in zip(children, entries, strict=True)
             if isinstance(entry, dict) and entry.get("mediaType") in INDEX_MEDIA_TYPES
         )
-        return Manifest(digest, media_type, children, facts, len(body), nested)
+        return Manifest(digest, media_type, children, facts, len(body), nested=nested)
     runnable = _runnable(document)
-    return Manifest(digest, media_type, (), Facts(False, runnable, subject, _cosign_kind(document)), len(body))
+    layers = _layers(document)
+    bundle = any(is_bundle_media_type(t) for t in (artifact_type or "", *(layer.media_type for layer in layers)))
+    facts = Facts(False, runnable, subject, _cosign_kind(document), sigstore_bundle=bundle)
+    return Manifest(digest, media_type, (), facts, len(body), layers=layers)
 
 
 def _json_object(body: bytes, what: str) -> dict[str, Any]:
@@ -253,6 +287,28 @@ def _cosign_kind(document: dict[str, Any]) -> str | None:
         return None
     types = {layer.get("mediaType") if isinstance(layer, dict) else None for layer in layers}
     return next((kind for kind, allowed in COSIGN_LAYERS.items() if types <= allowed), None)
+
+
+def _layers(document: dict[str, Any]) -> tuple[Layer, ...]:
+    layers = document.get("layers")
+    if not isinstance(layers, list):
+        return ()
+    return tuple(layer for entry in layers if (layer := _layer(entry)) is not None)
+
+
+def _layer(entry: object) -> Layer | None:
+    if not isinstance(entry, dict):
+        return None
+    media_type, digest, size, annotations = (entry.get(k) for k in ("mediaType", "digest", "size", "annotations"))
+    if not isinstance(media_type, str) or not is_digest(digest):
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        return None
+    if annotations is None:
+        annotations = {}
+    if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+        return None
+    return Layer(media_type, digest, size, annotations)
 
 
 def _optional_descriptor_digest(document: dict[str, Any], field: str) -> str | None:

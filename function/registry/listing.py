@@ -18,6 +18,7 @@ uses the extension when that answer carries it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 from collections import deque
@@ -62,9 +63,11 @@ class Held:
 
     media_type: str | None
     tags: frozenset[str] = frozenset()
+    uploaded: dt.datetime | None = None
+    """When it was pushed, where the listing says (the extension's ``timeUploadedMs``)."""
 
     def tagged(self, tags: frozenset[str]) -> Held:
-        return self if tags <= self.tags else Held(self.media_type, self.tags | tags)
+        return self if tags <= self.tags else Held(self.media_type, self.tags | tags, self.uploaded)
 
 
 @dataclass
@@ -327,10 +330,18 @@ def _extension_entries(document: Any, where: str) -> tuple[dict[str, Held], list
             raise UnreadableListing(f"{where}: the tags of {digest} are not a list of valid tag names")
         # Interned: a listing repeats a handful of media types for every digest.
         kind = sys.intern(media_type) if isinstance(media_type, str) and media_type else None
-        manifests[digest] = Held(kind, frozenset(tags)) if tags else Held(kind)
+        manifests[digest] = Held(kind, frozenset(tags), _uploaded(info.get("timeUploadedMs")))
     if not all(isinstance(child, str) and child for child in raw_children):
         raise UnreadableListing(f"{where}: tags/list has a 'child' entry that is not a name")
     return manifests, list(raw_children)
+
+
+def _uploaded(value: Any) -> dt.datetime | None:
+    """``timeUploadedMs`` (milliseconds since the epoch, as a string), or None where it is absent or not
+    such a number: an upload time unknown counts as recent, the side on which nothing goes unchecked."""
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 15:
+        return None
+    return dt.datetime.fromtimestamp(int(value) / 1000, tz=dt.UTC)
 
 
 def _pull(name: str) -> str:

@@ -26,6 +26,7 @@ from function.reference import normalize_prefix
 from function.registry.client import RegistryClient
 from function.rules import malformed
 from function.settings import DEFAULT_GRACE_SECONDS, DEFAULT_PARENT_WAIT_SECONDS, DEFAULT_REFRESH_SECONDS, Settings
+from function.signatures import SigningPolicy
 from function.storage.base import IndexStore
 from function.storage.uri import open_store
 from function.verdict import Verdict
@@ -51,8 +52,10 @@ class AuditService:
         frozen_prefixes: Iterable[str] = (),
         deadline_seconds: float = DEFAULT_SECONDS,
         parent_wait_seconds: float = DEFAULT_PARENT_WAIT_SECONDS,
+        signing: SigningPolicy | None = None,
     ) -> None:
         self.store = store
+        self.signing = signing
         self.registry_factory = registry_factory
         self.logger = logger or v.verdict_logger()
         self.frozen_prefixes = tuple(normalize_prefix(prefix) for prefix in frozen_prefixes)
@@ -89,6 +92,7 @@ class AuditService:
             frozen_prefixes=settings.frozen_prefixes,
             deadline_seconds=deadline,
             parent_wait_seconds=settings.parent_wait_seconds,
+            signing=SigningPolicy.from_settings(settings),
         )
 
     def handle(self, body: Any, *, labels: Mapping[str, str] | None = None) -> Verdict:
@@ -144,5 +148,6 @@ class AuditService:
                 clock=self.clock,
                 parent_wait_seconds=self.parent_wait_seconds,
                 wall=self.wall,
+                signing=self.signing,
             )
         return self._auditor

@@ -19,10 +19,13 @@ from function.index.publish import read_index
 from function.registry.client import RegistryClient
 from function.services.response import Response
 from function.settings import DEFAULT_SWEEP_MAX_SECONDS, Settings
+from function.signatures import SigningPolicy
 from function.storage.base import IndexStore
 from function.storage.errors import StoreError
 from function.storage.uri import open_store
+from function.sweep import verified
 from function.sweep.runner import RegistryFactory, Sweep, report_summary
+from function.sweep.unsigned import SigningRequirement
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,12 @@ class SweepService:
         frozen_prefixes: Sequence[str] = (),
         max_seconds: float = DEFAULT_SWEEP_MAX_SECONDS,
         logger: logging.Logger | None = None,
+        signing: SigningPolicy | None = None,
+        requirement: SigningRequirement | None = None,
     ) -> None:
         self.store = store
+        self.signing = signing
+        self.requirement = requirement
         self.registry_factory = registry_factory
         self.frozen_prefixes = tuple(frozen_prefixes)
         self.max_seconds = max_seconds
@@ -54,6 +61,8 @@ class SweepService:
             open_store(settings.required_index_uri()),
             frozen_prefixes=settings.frozen_prefixes,
             max_seconds=settings.sweep_max_seconds,
+            signing=SigningPolicy.from_settings(settings),
+            requirement=SigningRequirement.from_settings(settings),
         )
 
     def handle(self, method: str) -> Response:
@@ -80,6 +89,9 @@ class SweepService:
             registry_factory=self.registry_factory,
             frozen_prefixes=self.frozen_prefixes,
             max_seconds=self.max_seconds,
+            signing=self.signing,
+            requirement=self.requirement,
+            signed_records=self.store.records(verified.FOLDER),
             on_finding=lambda finding: v.emit(self.logger, finding, labels=LABELS),
         )
         result = sweep.run()

@@ -6,7 +6,8 @@ for an untagged digest; REJECTED becomes a finding, RETRY leaves that manifest u
 checked for promoted digests, their tags, and the platform children of promoted lists it holds; never
 for signatures, attestations, SBOMs or referrers, which are not promoted digests. Where the listing is
 incomplete (plain registries list tagged manifests only), an expected digest not seen is asked for with
-one HEAD before it is reported MISSING, and a fault on that HEAD leaves it unswept.
+one HEAD before it is reported MISSING, and a fault on that HEAD leaves it unswept. Where the repository
+lies in the signing registry, each promoted digest it holds must also hold its `.sig` (``unsigned``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from function.reference import InvalidReference
 from function.registry.client import ManifestNotFound, RegistryClient, RegistryError
 from function.registry.content import INDEX_MEDIA_TYPES
 from function.registry.listing import Listed, Unlisted, short_reason
+from function.sweep.unsigned import SigningRequirement
 from function.verdict import Verdict
 
 
@@ -46,7 +48,13 @@ class RepositoryCheck:
     there is none."""
 
     def __init__(
-        self, index: DigestIndex, auditor: Auditor, registry: RegistryClient, listed: Listed, image: Image | None
+        self,
+        index: DigestIndex,
+        auditor: Auditor,
+        registry: RegistryClient,
+        listed: Listed,
+        image: Image | None,
+        signing: SigningRequirement | None = None,
     ) -> None:
         self.index = index
         self.auditor = auditor
@@ -56,6 +64,8 @@ class RepositoryCheck:
         self.host, _, self.repository = listed.path.partition("/")
         self.held: dict[str, set[str]] = {d: set(entry.tags) for d, entry in listed.manifests.items()}
         self.media_types: dict[str, str | None] = {d: entry.media_type for d, entry in listed.manifests.items()}
+        self.uploaded = {d: entry.uploaded for d, entry in listed.manifests.items()}
+        self.signing = signing or SigningRequirement()
         self.outcome = Outcome()
         self._asked: dict[str, Presence] = {}
 
@@ -79,6 +89,8 @@ class RepositoryCheck:
             # A tag of an absent digest is absent too: the contract reports every promoted tag not in place.
             for tag in sorted(set(tags) - self.held.get(digest, set())):
                 self._missing(digest, tag, "tag_absent", self._tag_text(digest, tag))
+        if self.signing.applies_to(self.listed.path):
+            self._expect_signatures(promoted, children)
         return self.outcome
 
     # --- what it holds ------------------------------------------------------------------------------
@@ -132,6 +144,22 @@ class RepositoryCheck:
                     "which holds that list."
                 )
                 self._missing(kid, None, "absent", text, parent=parent)
+
+    def _expect_signatures(self, promoted: Iterable[str], children: dict[str, tuple[str, ...]]) -> None:
+        """MISSING ``unsigned`` for a promoted digest held without its `.sig`; a `.sig` that is held was
+        decided with the rest of the repository (REJECTED ``bad_signature`` when it does not verify)."""
+        kids = {kid for parent, each in children.items() if parent in promoted for kid in each}
+        tags = {tag for held in self.held.values() for tag in held}
+        for digest in sorted(promoted):
+            if digest not in self.held or digest in kids or not self.signing.requires(self.uploaded.get(digest)):
+                continue
+            tag = digest.replace(":", "-") + ".sig"
+            if tag not in tags:
+                text = (
+                    f"{digest}, promoted as {self._image_name()}, has no signature in {self.listed.path}: no {tag}. "
+                    "The promoter signs every image it promotes here; see the runbook's `unsigned` section."
+                )
+                self._missing(digest, None, v.Reason.UNSIGNED, text)
 
     def _presence(self, digest: str) -> Presence:
         """Whether the repository holds ``digest``: from the listing, else from one HEAD."""

@@ -26,7 +26,11 @@ from function.reference import normalize_prefix, prefix_over
 from function.registry.client import RegistryClient, RegistryError
 from function.registry.listing import HostWalk, Listed, Unlisted, short_reason
 from function.settings import DEFAULT_SWEEP_MAX_SECONDS
+from function.signatures import SigningPolicy
+from function.storage.base import Records
+from function.sweep import verified
 from function.sweep.reconcile import Outcome, RepositoryCheck
+from function.sweep.unsigned import SigningRequirement
 from function.verdict import Verdict
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,8 @@ class Summary:
     manifests: int = 0
     rejected: int = 0
     missing: int = 0
+    unsigned: int = 0
+    """Of the MISSING, those ``unsigned``."""
     unswept: list[dict[str, str]] = field(default_factory=list)
     registry_calls: int = 0
     seconds: float = 0.0
@@ -74,6 +80,7 @@ class Summary:
             "manifests": self.manifests,
             "rejected": self.rejected,
             "missing": self.missing,
+            "unsigned": self.unsigned,
             "unswept": self.unswept,
             "registry_calls": self.registry_calls,
             "seconds": round(self.seconds, 3),
@@ -84,7 +91,7 @@ class Summary:
         state = "complete" if self.complete else f"incomplete ({len(self.unswept)} parts unswept)"
         return (
             f"Sweep of {self.hosts} registry hosts, {self.repositories} repositories, {self.manifests} manifests: "
-            f"{self.rejected} REJECTED, {self.missing} MISSING, {state}."
+            f"{self.rejected} REJECTED, {self.missing} MISSING ({self.unsigned} unsigned), {state}."
         )
 
 
@@ -122,7 +129,12 @@ class Sweep:
         sleep: Sleep = time.sleep,
         on_finding: FindingSink | None = None,
         on_progress: Progress | None = None,
+        signing: SigningPolicy | None = None,
+        requirement: SigningRequirement | None = None,
+        signed_records: Records | None = None,
     ) -> None:
+        """``signing``: whose signatures count; ``requirement``: where every promoted digest must be signed
+        (none by default); ``signed_records``: where verified signatures are remembered between sweeps."""
         if max_seconds <= 0 or workers < 1:
             raise ValueError("max_seconds must be positive and workers at least 1")
         self.index = index
@@ -134,6 +146,9 @@ class Sweep:
         self.sleep = sleep
         self.on_finding = on_finding
         self.on_progress = on_progress
+        self.signing = signing
+        self.requirement = requirement or SigningRequirement()
+        self.signed_records = signed_records
         self.learned = Learned()
         self._lock = threading.Lock()
 
@@ -153,8 +168,14 @@ class Sweep:
             )
         started = self.clock()
         deadline = started + self.max_seconds
+        policy = self.signing or SigningPolicy.default()
+        recalled = verified.recall(self.signed_records, policy) if self.signed_records is not None else None
+        for digest, subject, outcome in recalled.verified if recalled is not None else ():
+            self.learned.remember_signature(digest, subject, outcome)
         with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(chosen)))) as pool:
             results = list(pool.map(lambda host: self._host(host, deadline), chosen))
+        if self.signed_records is not None and recalled is not None:
+            verified.record(self.signed_records, policy, self.learned.verified_signatures(), recalled)
         summary = Summary(hosts=len(chosen))
         findings: list[Verdict] = []
         for host, result in zip(chosen, results, strict=True):
@@ -165,6 +186,7 @@ class Sweep:
             findings += result.findings
         summary.rejected = sum(1 for f in findings if f.verdict == v.Kind.REJECTED)
         summary.missing = sum(1 for f in findings if f.verdict == v.Kind.MISSING)
+        summary.unsigned = sum(1 for f in findings if f.reason == v.Reason.UNSIGNED)
         summary.seconds = self.clock() - started
         return Result(findings, summary)
 
@@ -194,7 +216,9 @@ class Sweep:
     def _auditor(self, registry: RegistryClient) -> Auditor:
         # No frozen prefixes: frozen paths are not swept at all (every INSERT there would be `frozen`).
         # Never waits for a list not yet pushed: what the registries hold now decides (parent_wait_seconds=0).
-        return Auditor(FixedIndex(self.index), registry, learned=self.learned, parent_wait_seconds=0)
+        return Auditor(
+            FixedIndex(self.index), registry, learned=self.learned, parent_wait_seconds=0, signing=self.signing
+        )
 
     def _expected(self, host: str) -> dict[str, Image]:
         """Every promoted image path on ``host``, with the image the index answers for it."""
@@ -284,7 +308,7 @@ class _HostSweep:
         if image is None:
             location = index.locate(listed.path)
             image = location.image if location is not None else None
-        outcome = RepositoryCheck(index, self.auditor, self.registry, listed, image).run()
+        outcome = RepositoryCheck(index, self.auditor, self.registry, listed, image, self.sweep.requirement).run()
         self.out.add(outcome)
         self.sweep.notify(self.walk.host, outcome, self.out)
 

@@ -25,6 +25,7 @@ from benchmark import (
     listing_memory,
     offline,
     registry_wave,
+    signatures,
     sweep,
     sweep_k8s,
     throughput,
@@ -59,6 +60,7 @@ def main() -> int:
         if not args.skip_registry and registry:
             registry_wave.run(rows, Path(work))
         freshness.run(rows, Path(work))
+        signatures.run(rows, Path(work), registry=registry and not args.skip_registry)
         if not args.skip_sweep and registry:
             sweep.run(rows, Path(work))
         if not args.skip_sweep:

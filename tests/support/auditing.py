@@ -15,7 +15,7 @@ from function.index.source import FixedIndex
 from function.registry.client import RegistryClient
 from function.storage.uri import open_store
 from function.verdict import Verdict
-from tests.support import scenario
+from tests.support import scenario, signing
 from tests.support.clock import FakeClock
 from tests.support.proxy import RegistryProxy
 
@@ -47,7 +47,7 @@ def audited(
     """An auditor over the index published for ``commit`` at ``tmp_path / "index.json"``."""
     publish(tmp_path, promotion, commit, tmp_path / "index.json")
     index = load(tmp_path / "index.json")
-    return Auditor(FixedIndex(index), client(index.registry_hosts(), clock))
+    return Auditor(FixedIndex(index), client(index.registry_hosts(), clock), signing=signing.policy())
 
 
 def load(out: Path) -> DigestIndex:

@@ -4,7 +4,8 @@
 Answers are parsed as the client parses them (``content.parse_manifest``, named by the hash of their
 bytes) and counted; what it does not hold is ``ManifestNotFound``. No HTTP, no retries, no faults: the
 integration tests run on Debian's registry (tests/support/registry.py) for those. The builders write
-what tests/support/registry.py pushes (images, indexes, cosign signatures, referrers), without blobs.
+what tests/support/registry.py pushes (images, indexes, cosign signatures, referrers), without blobs but
+for the layers of signatures (signed by the tests' Sigstore instance, tests/support/signing.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from function.deadline import Deadline
 from function.registry import content
 from function.registry.client import ManifestNotFound
+from tests.support import signing
 from tests.support.registry import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -42,8 +44,10 @@ class FakeRegistry:
 
     def __init__(self) -> None:
         self.manifests: dict[tuple[str, str], bytes] = {}
+        self.blobs: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, str]] = []
-        """``(method, path, reference)`` of every call: GET for ``get_manifest``, HEAD for ``resolve_tag``."""
+        """``(method, path, reference)`` of every call: GET for ``get_manifest``, HEAD for ``resolve_tag``,
+        BLOB for ``get_blob``."""
 
     # --- ManifestSource ---------------------------------------------------------------------------------
 
@@ -59,6 +63,15 @@ class FakeRegistry:
 
     def resolve_tag(self, host: str, repository: str, tag: str, *, deadline: Deadline | None = None) -> str:
         return digest_of(self._find("HEAD", host, repository, tag))
+
+    def get_blob(
+        self, host: str, repository: str, digest: str, *, size: int, max_bytes: int, deadline: Deadline | None = None
+    ) -> bytes:
+        self.requests.append(("BLOB", f"{host}/{repository}", digest))
+        try:
+            return self.blobs[digest]
+        except KeyError:
+            raise ManifestNotFound(f"{host}/{repository}: no blob {digest}") from None
 
     def _find(self, method: str, host: str, repository: str, reference: str) -> bytes:
         path = f"{host}/{repository}"
@@ -116,14 +129,21 @@ class FakeRegistry:
         return self.put(path, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}, tag)
 
     def signature(self, path: str, subject: str, kind: str = "sig") -> str:
-        """What cosign writes, tagged ``sha256-<hex>.<kind>``: an empty image config and payload layers."""
-        payload = json.dumps({"critical": {"image": {"docker-manifest-digest": subject}}, "kind": kind}).encode()
+        """What cosign writes, tagged ``sha256-<hex>.<kind>``: an empty image config and payload layers
+        (`.sig` and `.att` signed by the tests' Sigstore instance)."""
         config = json.dumps({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers"}}).encode()
+        if kind in ("sig", "att"):
+            layer = signing.layer(kind, subject)
+            self.blobs[layer.digest] = layer.blob
+            signed = descriptor(layer.media_type, layer.blob) | {"annotations": dict(layer.annotations)}
+        else:
+            payload = json.dumps({"critical": {"image": {"docker-manifest-digest": subject}}, "kind": kind}).encode()
+            signed = descriptor(SIGNATURE_LAYERS[kind], payload)
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(SIGNATURE_LAYERS[kind], payload)],
+            "layers": [signed],
         }
         return self.put(path, manifest, subject.replace(":", "-") + f".{kind}")
 

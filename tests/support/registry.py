@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import requests
 
+from function.signing.layers import Layer
+from tests.support import signing
 from tests.support.process import LoopbackProcess
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
@@ -123,6 +125,18 @@ def push_manifest(host: str, repo: str, manifest: dict[str, Any], reference: str
     return digest
 
 
+def push_raw_manifest(host: str, repo: str, body: bytes, media_type: str, reference: str) -> str:
+    """PUT these exact manifest bytes under `reference`."""
+    put = requests.put(
+        f"http://{host}/v2/{repo}/manifests/{reference}",
+        data=body,
+        headers={"Content-Type": media_type},
+        timeout=HTTP_TIMEOUT,
+    )
+    _expect(put, 201)
+    return digest_of(body)
+
+
 def push_image(
     host: str,
     repo: str,
@@ -173,23 +187,52 @@ def push_index(host: str, repo: str, children: list[str], *, tag: str | None = N
     return push_manifest(host, repo, manifest, tag)
 
 
-def push_signature(host: str, repo: str, subject_digest: str, kind: str = "sig") -> str:
+def push_signature(
+    host: str, repo: str, subject_digest: str, kind: str = "sig", layers: list[Layer] | None = None
+) -> str:
     """Push what cosign pushes: an OCI manifest tagged `sha256-<hex>.<kind>` next to its subject, whose
-    config is an (empty) image config and whose layers are the payloads, annotated as cosign does."""
-    payload = json.dumps({"critical": {"image": {"docker-manifest-digest": subject_digest}}, "kind": kind}).encode()
+    config is an (empty) image config and whose layers are the payloads, annotated as cosign does. `.sig`
+    and `.att` layers are signed by the tests' Sigstore instance (tests.support.signing) unless `layers`
+    (function.signing.Layer) are given."""
+    if layers is None and kind in ("sig", "att"):
+        layers = [signing.layer(kind, subject_digest)]
     config = json.dumps({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers"}}).encode()
-    layer = _descriptor(SIGNATURE_LAYERS[kind], payload, push_blob(host, repo, payload))
-    if kind == "sig":
-        layer["annotations"] = {"dev.cosignproject.cosign/signature": "MEUCIQDexample"}
-    elif kind == "att":
-        layer["annotations"] = {"predicateType": "https://slsa.dev/provenance/v1"}
+    if layers is None:
+        payload = json.dumps({"critical": {"image": {"docker-manifest-digest": subject_digest}}, "kind": kind}).encode()
+        descriptors = [_descriptor(SIGNATURE_LAYERS[kind], payload, push_blob(host, repo, payload))]
+    else:
+        descriptors = [
+            {
+                "mediaType": x.media_type,
+                "digest": push_blob(host, repo, x.blob),
+                "size": x.size,
+                "annotations": dict(x.annotations),
+            }
+            for x in layers
+        ]
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": _descriptor(OCI_CONFIG, config, push_blob(host, repo, config)),
-        "layers": [layer],
+        "layers": descriptors,
     }
     return push_manifest(host, repo, manifest, subject_digest.replace(":", "-") + f".{kind}")
+
+
+def push_bundle_referrer(host: str, repo: str, subject_digest: str, bundle: bytes) -> str:
+    """Push a Sigstore bundle as cosign v3 attaches one: an OCI 1.1 artifact with the bundle's artifactType,
+    the bundle as its one layer, and `subject_digest` as its subject; by digest and untagged."""
+    empty = b"{}"
+    media_type = "application/vnd.dev.sigstore.bundle.v0.3+json"
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": media_type,
+        "config": _descriptor(OCI_EMPTY, empty, push_blob(host, repo, empty)),
+        "layers": [_descriptor(media_type, bundle, push_blob(host, repo, bundle))],
+        "subject": _subject(host, repo, subject_digest),
+    }
+    return push_manifest(host, repo, manifest)
 
 
 def push_referrers_index(host: str, repo: str, subject_digest: str, referrers: list[str]) -> str:
@@ -225,13 +268,7 @@ def push_referrer(
 def tag_manifest(host: str, repo: str, digest: str, tag: str) -> None:
     """Put `tag` on a manifest already in `repo`: its exact bytes, PUT again under the tag."""
     media_type, body = fetch_manifest(host, repo, digest)
-    put = requests.put(
-        f"http://{host}/v2/{repo}/manifests/{tag}",
-        data=body,
-        headers={"Content-Type": media_type},
-        timeout=HTTP_TIMEOUT,
-    )
-    _expect(put, 201)
+    push_raw_manifest(host, repo, body, media_type, tag)
 
 
 def _subject(host: str, repo: str, digest: str) -> dict[str, Any]:
