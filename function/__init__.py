@@ -1,1 +1,3 @@
 """Audits every change to the Kubernetes production registries against the k8s.io promotion manifests."""
+
+__version__ = "0.1.0"
