@@ -92,7 +92,10 @@ def test_offline_build_stats_lookup_and_audit_on_the_real_snapshot(tmp_path: Pat
 
     found = cli("lookup", "--index", str(out), "pause")
     assert found.returncode == 0, found.stderr
-    assert f"    {AR}/pause\n" in found.stdout and f"    {AR}/kubernetes/pause\n" in found.stdout
+    assert "promoted to 44 paths, 2 repositories at each of 22 registry hosts:" in found.stdout
+    assert "    HOST/k8s-artifacts-prod/images/pause\n" in found.stdout
+    assert "    HOST/k8s-artifacts-prod/images/kubernetes/pause\n" in found.stdout
+    assert "HOST: REGION-docker.pkg.dev, REGION one of: asia-east1, asia-south1," in found.stdout
     assert f"{pause_39}  3.9 " in found.stdout
     where = json.loads(cli("lookup", "--index", str(out), "--json", pause_39).stdout)
     assert where["found"] and where["kind"] == "digest"

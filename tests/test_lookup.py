@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from function.cli.lookup import text
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
-from function.index.lookup import AmbiguousDigest, lookup
+from function.index.lookup import AmbiguousDigest, by_version, lookup
 from function.reference import InvalidReference, parse_reference
 from tests.support.manifests import digest, write_project
 
@@ -114,7 +114,7 @@ def test_a_reference_says_whether_it_is_promoted_there(index: DigestIndex) -> No
     signature = lookup(index, f"{AR}/pause:sha256-{SINGLE[7:]}.sig")
     assert signature.found and signature.about == f"tag 'sha256-{SINGLE[7:]}.sig' is the signature tag of {SINGLE}"
     assert flowing(text(signature)).startswith(
-        flowing(f"PROMOTED: {SINGLE} at 2 paths {signature.about} pause (project")
+        flowing(f"PROMOTED: {SINGLE} as pause:3.8,latest at 2 paths {signature.about} pause (project")
     )
     orphan = lookup(index, f"{AR}/busybox:sha256-{LIST[7:]}.att")
     assert orphan.note == f"{LIST} is not promoted at {AR}/busybox" and "attestation" in (orphan.about or "")
@@ -157,3 +157,16 @@ def test_any_text_is_a_reference_or_says_why_not(garbage: str) -> None:
         spelled = reference.path + (f":{reference.tag}" if reference.tag else "")
         spelled += f"@{reference.digest}" if reference.digest else ""
         assert parse_reference(spelled) == reference
+
+
+def test_digests_are_shown_in_tag_version_order_prereleases_first() -> None:
+    tags = {
+        "a": ["v1.30.0"],
+        "b": ["v1.30.0-alpha.0"],
+        "c": ["v1.30.0-rc.1"],
+        "d": ["v1.9.9"],
+        "e": [],
+        "f": ["v1.10.0"],
+    }
+    assert by_version(tags) == ["d", "f", "b", "c", "a", "e"]
+    assert by_version({"x": ["3.10"], "y": ["3.9"]}) == ["y", "x"]

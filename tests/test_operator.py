@@ -95,7 +95,7 @@ def test_lookup_takes_the_public_name_and_answers_for_every_destination(index: P
     [image] = answer["images"]
     assert image["paths"] == [f"{AR}/pause", f"{EU}/pause"]
     assert [d["digest"] for d in image["digests"]] == [LISTED]
-    assert cli(index, "lookup", term).stdout.startswith(f"PROMOTED: {LISTED} at 2 paths\n")
+    assert cli(index, "lookup", term).stdout.startswith(f"PROMOTED: {LISTED} as pause:3.9 at 2 paths\n")
     absent = cli(index, "lookup", "registry.k8s.io/pause:3.11")
     assert absent.returncode == 1 and absent.stdout.startswith("NOT PROMOTED: tag '3.11' is not promoted")
 

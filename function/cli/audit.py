@@ -25,6 +25,7 @@ from function.cli.common import (
     show,
     silence_stdout,
     verdict_output,
+    waiting,
 )
 from function.cli.replay import Replay
 from function.cli.replay import read as read_replay
@@ -128,9 +129,21 @@ def run(args: argparse.Namespace) -> int:
         auditor = _auditor(index, args.index, settings)
     if args.replay:
         return _replay(auditor.audit_payload, replay, args.format, every=args.replay_all)
-    code = audit_all(auditor.audit_payload, payloads, write)
+    decide = _saying(auditor.audit_payload) if args.references else auditor.audit_payload
+    code = audit_all(decide, payloads, write)
     finish()
     return code
+
+
+def _saying(decide: Callable[[bytes | str], Verdict]) -> Callable[[bytes | str], Verdict]:
+    """A person waiting on a REFERENCE is told when its decision waits on the registries (a true miss)."""
+
+    def deciding(raw: bytes | str) -> Verdict:
+        event = orjson.loads(raw)  # written by _payload
+        with waiting(f"asking the registries about {event.get('digest') or event.get('tag')}"):
+            return decide(raw)
+
+    return deciding
 
 
 def _replay(decide: Callable[[bytes | str], Verdict], replay: Replay, form: str, *, every: bool) -> int:

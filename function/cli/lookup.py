@@ -100,14 +100,19 @@ def answer(findings: Findings) -> str:
         return f"UNDECIDED: {findings.note}"
     if not findings.found:
         return f"NOT PROMOTED: {findings.note}"
-    entries = [entry for match in findings.matches for entry in match.entries]
-    paths = sorted({path for match in findings.matches for path in match.promotion.paths})
-    if findings.kind == IMAGE or not entries:
+    paths = {path for match in findings.matches for path in match.promotion.paths}
+    if findings.kind == IMAGE:
         images = ", ".join(sorted({m.promotion.image.name for m in findings.matches}))
         return f"PROMOTED: {images} at {len(paths)} paths"
-    digests = sorted({entry.digest for entry in entries})
+    digests = sorted({entry.digest for match in findings.matches for entry in match.entries})
     shown = ", ".join(digests[:2]) + (f" and {len(digests) - 2} more" if len(digests) > 2 else "")
-    return f"PROMOTED: {shown} at {len(paths)} paths"
+    what = sorted({_as(match.promotion.image.name, entry) for match in findings.matches for entry in match.entries})
+    return f"PROMOTED: {shown} as {', '.join(what[:4])}{' ...' if len(what) > 4 else ''} at {len(paths)} paths"
+
+
+def _as(image: str, entry: Entry) -> str:
+    named = f"{image}:{','.join(entry.tags)}" if entry.tags else f"{image} (untagged)"
+    return named if entry.parent is None else f"a platform child of {named}"
 
 
 def _match_lines(match: Match) -> list[str]:
@@ -115,8 +120,7 @@ def _match_lines(match: Match) -> list[str]:
     paths = promotion.paths
     lines = [
         f"{promotion.image.name} (project {promotion.project}, staged at {promotion.staging or 'unknown'})",
-        f"  promoted to {len(paths)} paths:",
-        *(f"    {path}" for path in paths),
+        *_paths(paths),
         f"  {len(match.entries)} of its {len(promotion.image.digests)} digests, in tag-version order:",
     ]
     width = max((len(_tags(entry)) for entry in match.entries), default=0)
@@ -126,6 +130,31 @@ def _match_lines(match: Match) -> list[str]:
         if len(match.entries) == 1 and entry.children:
             lines += [f"      {child}" for child in entry.children]
     return lines
+
+
+def _paths(paths: list[str]) -> list[str]:
+    """Every path, or, where each repository is at the same registry hosts (the regions of k8s-artifacts-prod),
+    the repositories once and the hosts once."""
+    hosts: dict[str, list[str]] = {}
+    for path in paths:
+        host, _, repository = path.partition("/")
+        hosts.setdefault(repository, []).append(host)
+    spread = {tuple(each) for each in hosts.values()}
+    if len(paths) <= 4 or len(spread) != 1:
+        return [f"  promoted to {len(paths)} paths:", *(f"    {path}" for path in paths)]
+    [common] = spread
+    suffix = "-docker.pkg.dev"
+    if all(host.endswith(suffix) for host in common):
+        where = f"REGION{suffix}, REGION one of: " + ", ".join(host.removesuffix(suffix) for host in common)
+    else:
+        where = ", ".join(common)
+    return [
+        f"  promoted to {len(paths)} paths, {len(hosts)} repositories at each of {len(common)} registry hosts:",
+        *(f"    HOST/{repository}" for repository in hosts),
+        *textwrap.wrap(
+            f"HOST: {where}", WIDTH, initial_indent="    ", subsequent_indent="      ", break_on_hyphens=False
+        ),
+    ]
 
 
 def _tags(entry: Entry) -> str:

@@ -160,8 +160,15 @@ def by_version(digests: dict[str, list[str]]) -> list[str]:
     return sorted(digests, key=lambda d: (not digests[d], max((_version(t) for t in digests[d]), default=()), d))
 
 
-def _version(tag: str) -> tuple[tuple[int, int | str], ...]:
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|[^\d.]+", tag))
+def _version(tag: str) -> tuple[object, ...]:
+    """A tag's place in version order: numbers as numbers, and a pre-release (``v1.30.0-rc.1``) before
+    its release, as semantic versioning orders them."""
+    core, dash, pre = tag.partition("-")
+    return (_parts(core), not dash, _parts(pre))
+
+
+def _parts(text: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|[^\d.]+", text))
 
 
 def _image(index: DigestIndex, name: str) -> Findings:
