@@ -51,13 +51,20 @@ def _row(line: Mapping[str, Any]) -> tuple[str, ...]:
     if line.get("parent") and line.get("verdict") != v.Kind.VERIFIED:
         # A missing platform child: which list it belongs to is what an operator re-pushes.
         why += f" child of {str(line['parent'])[:SHORT_PARENT]}…"
+    previous = line.get("previous")
+    if isinstance(previous, Mapping):
+        # A replayed event: what it was decided then, so the change reads in one row.
+        was = " ".join(str(previous.get(key)) for key in ("verdict", "reason") if previous.get(key))
+        return (str(line.get("verdict") or ""), _cut(f"{why} (was {was})", MAX_CELL + 12), *_rest(line))
     return (
         str(line.get("verdict") or ""),
         _cut(why),
-        str(line.get("action") or "-"),
-        _reference(line),
-        str(line.get("registry_calls", "")),
+        *_rest(line),
     )
+
+
+def _rest(line: Mapping[str, Any]) -> tuple[str, ...]:
+    return (str(line.get("action") or "-"), _reference(line), str(line.get("registry_calls", "")))
 
 
 def _reference(line: Mapping[str, Any]) -> str:
@@ -79,7 +86,8 @@ def _fitted(row: tuple[str, ...], room: int) -> tuple[str, ...]:
     if len(cell) > room:
         host, _, rest = cell.partition("/")
         parts = rest.split("/")
-        shorter = (f"{host}/…/{'/'.join(parts[i:])}" for i in range(1, len(parts)))
+        tails = ["/".join(parts[i:]) for i in range(1, len(parts))]
+        shorter = [*(f"{host}/…/{tail}" for tail in tails), *(f"…/{tail}" for tail in tails)]
         cell = next((c for c in shorter if len(c) <= room), "…" + cell[len(cell) - room + 1 :])
     return (*row[:REFERENCE_COLUMN], cell, *row[REFERENCE_COLUMN + 1 :])
 

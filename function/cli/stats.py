@@ -197,14 +197,18 @@ def _text(report: dict[str, Any]) -> str:
         *(("problem", problem) for problem in report["problems"]),
     ]
     if "stale" in report:
-        rows.append(("max age", f"{report['max_age_seconds']:g}s: {'STALE' if report['stale'] else 'fresh'}"))
+        stuck = any(p["past_grace"] for p in report["pending"])
+        verdict = "STALE" if report["stale"] else "fresh"
+        if stuck:
+            verdict += " (a pending commit waited past the grace)"
+        rows.append(("max age", f"{report['max_age_seconds']:g}s: {verdict}"))
     return "\n".join(f"{key:<14} {value}" for key, value in rows)
 
 
 def _head_text(head: dict[str, Any], source: dict[str, Any]) -> str:
     if not head["known"]:
         return f"unknown ({head['problem']})"
-    where = f"{head['commit']} of {head['committed_at']} on {head['branch']}"
+    where = f"{head['commit']} ({head['branch']}, {head['committed_at']})"
     if head["index_at_head"]:
         return f"{where}: the index is at the head"
     if head["behind_seconds"] is None:
@@ -213,9 +217,9 @@ def _head_text(head: dict[str, Any], source: dict[str, Any]) -> str:
 
 
 def _pending_text(pending: dict[str, Any], grace: float) -> str:
-    waited = f"waiting {_duration(pending['waiting_seconds'])} since {pending['accepted_at']}"
     late = f": PAST the {grace:g}s grace, a stuck sync" if pending["past_grace"] else ""
-    return f"{pending['commit']} (committed {pending['committed_at'] or 'at an unknown time'}), {waited}{late}"
+    waited = _duration(pending["waiting_seconds"])
+    return f"{pending['commit']} ({pending['committed_at'] or 'time unknown'}) waiting {waited}{late}"
 
 
 def _confirmed(confirmed: dict[str, Any] | None) -> str:
