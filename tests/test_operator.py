@@ -72,7 +72,10 @@ def test_a_reference_on_a_host_that_is_no_registry_exits_2_naming_the_nearest(in
     assert "did you mean us-central1-docker.pkg.dev?" in typo.stderr
     pasted = cli(index, "audit", "registry.k8s.io/pause:3.10")
     assert pasted.returncode == 2 and "IGNORED" not in pasted.stdout
-    assert "registry.k8s.io is the public name" in pasted.stderr and "lookup registry.k8s.io/NAME:TAG" in pasted.stderr
+    assert (
+        "registry.k8s.io is the public name" in pasted.stderr and "`lookup registry.k8s.io/pause:3.10`" in pasted.stderr
+    )
+    assert f"such as {AR}/pause:3.10" in pasted.stderr
     looked = cli(index, "lookup", f"eu-west1-docker.pkg.dev/k8s-artifacts-prod/images/pause@{LISTED}")
     assert looked.returncode == 2 and "did you mean europe-west1-docker.pkg.dev?" in looked.stderr
     # The registry's own payloads keep the function's IGNORED: they name what was really pushed.
@@ -113,6 +116,18 @@ def test_lookup_of_a_digest_that_may_be_a_child_of_an_unresolved_list_exits_75(i
     assert "not promoted" not in found.stdout.lower()
     assert found.stdout.startswith("UNDECIDED: ") and f"may be a child of {UNRESOLVED}" in flowing(found.stdout)
     assert json.loads(cli(index, "lookup", "--json", term).stdout)["maybe_child_of"] == [UNRESOLVED]
+
+
+def test_a_digest_promoted_elsewhere_says_so(tmp_path: Path, index: Path) -> None:
+    found = cli(index, "lookup", f"{AR}/pause:3.9@{OTHER}")
+    assert "Elsewhere" not in found.stdout
+    root = tmp_path / "m"
+    write_project(root, "other", destinations=[AR], images=[{"name": "busybox", "dmap": {OTHER: ["1.0"]}}])
+    both = tmp_path / "both.json"
+    both.write_bytes(DigestIndex.build(manifests.load(root), source=Source()).with_resolutions({LISTED: []}).to_json())
+    elsewhere = cli(both, "lookup", f"{AR}/pause:3.9@{OTHER}")
+    assert elsewhere.returncode == 1
+    assert "Elsewhere it is promoted as busybox:1.0" in flowing(elsewhere.stdout)
 
 
 def test_a_digest_under_a_tag_no_unresolved_list_carries_is_not_promoted(index: Path) -> None:

@@ -222,7 +222,7 @@ def _payload(text: str, index: DigestIndex | None, settings: Settings) -> str:
     except InvalidReference as error:
         raise CommandError(f"REFERENCE {text!r}: {error}") from None
     if index is not None:
-        check_host(index, reference.path.split("/", 1)[0], settings.frozen_prefixes, f"REFERENCE {text!r}")
+        check_host(index, text.strip(), settings.frozen_prefixes, f"REFERENCE {text!r}")
     if reference.digest is None and reference.tag is None:
         raise CommandError(f"REFERENCE {text!r} names neither a tag nor a digest: add :TAG or @sha256:...")
     event: dict[str, str] = {"action": "INSERT"}

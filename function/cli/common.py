@@ -262,16 +262,25 @@ def require_index(uri: str, origin: str = INDEX_FLAG) -> DigestIndex:
     return index
 
 
-def check_host(index: DigestIndex, host: str, frozen_prefixes: tuple[str, ...], what: str) -> None:
-    """A host typed by a person must be one the index audits: a typo must never read as a clean IGNORED."""
+def check_host(index: DigestIndex, reference: str, frozen_prefixes: tuple[str, ...], what: str) -> None:
+    """A host typed by a person must be one the index audits: a typo must never read as a clean IGNORED.
+
+    ``reference`` is what was typed, host first."""
+    host, _, rest = reference.partition("/")
+    host = host.lower()
     hosts = index.registry_hosts()
     if host in hosts or any(prefix.split("/", 1)[0] == host for prefix in frozen_prefixes):
         return
     if host == PUBLIC_HOST:
+        name = re.split(r"[:@]", rest, maxsplit=1)[0]
+        destinations = sorted({d for p in index.promotions() if p.image.name == name for d in p.destinations})
+        # The canonical region (where the promoter signs) first, as the example to give.
+        canonical = [d for d in destinations if d.startswith("us-central1-")] or destinations
+        example = f"{canonical[0]}/{rest}" if canonical else f"{nearest(host, hosts)}/..."
         raise CommandError(
             f"{what}: {PUBLIC_HOST} is the public name, which redirects to every destination; "
-            f"`lookup {PUBLIC_HOST}/NAME:TAG` answers for all of them, and `audit` takes a destination "
-            f"registry's reference, such as {nearest(host, hosts)}/..."
+            f"`lookup {reference}` answers for all of them, and `audit` takes one destination's "
+            f"reference, such as {example}"
         )
     raise CommandError(
         f"{what}: {host} is no registry of the index (nor under {FROZEN_PREFIXES_VARIABLE}); "

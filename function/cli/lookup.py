@@ -71,9 +71,8 @@ def add_parser(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     index = require_index(args.index, args.index_origin)
-    host = host_of(args.term)
-    if host is not None:
-        check_host(index, host, Settings.from_environment().frozen_prefixes, f"TERM {args.term!r}")
+    if host_of(args.term) is not None:
+        check_host(index, args.term.strip(), Settings.from_environment().frozen_prefixes, f"TERM {args.term!r}")
     try:
         findings = lookup(index, args.term)
     except InvalidReference as error:

@@ -214,14 +214,20 @@ def _public(index: DigestIndex, term: str, name: str) -> Findings:
     if not promotions:
         return replace(_image(index, image), term=term, kind=REFERENCE)
     matches = [Match(p, _entries_at(index, p.image, reference)) for p in promotions]
-    return _answer(term, reference, [p.image for p in promotions], matches)
+    return _answer(index, term, reference, [p.image for p in promotions], matches)
 
 
 def _answer(
-    term: str, reference: Reference, images: list[Image], matches: list[Match], about: str | None = None
+    index: DigestIndex,
+    term: str,
+    reference: Reference,
+    images: list[Image],
+    matches: list[Match],
+    about: str | None = None,
 ) -> Findings:
     entries = [entry for match in matches for entry in match.entries]
     if reference.digest is not None and not entries:
+        elsewhere = _elsewhere(index, reference.digest)
         # Only an unresolved list that carries the tag asked for can hold this digest as its child.
         lists = tuple(
             sorted(
@@ -234,9 +240,23 @@ def _answer(
             )
         )
         if lists:
-            note = _maybe_child(reference.digest, lists)
+            note = _maybe_child(reference.digest, lists) + elsewhere
             return Findings(term, REFERENCE, matches, note, about, maybe_child_of=lists)
+        return Findings(term, REFERENCE, matches, f"{_unpromoted(reference, entries)}{elsewhere}", about)
     return Findings(term, REFERENCE, matches, _unpromoted(reference, entries), about)
+
+
+def _elsewhere(index: DigestIndex, digest: str) -> str:
+    """Where else ``digest`` is promoted, as a sentence to append: whether it is ours at all."""
+    named = sorted(
+        {
+            f"{p.image.name}:{','.join(p.image.digests[digest]) or '(untagged)'}"
+            for p in _promotions_listing(index, digest)
+        }
+    )
+    if not named:
+        return ""
+    return f". Elsewhere it is promoted as {', '.join(named[:3])}{' ...' if len(named) > 3 else ''}"
 
 
 def _reference(index: DigestIndex, term: str) -> Findings:
@@ -261,7 +281,7 @@ def _reference(index: DigestIndex, term: str) -> Findings:
         about = f"tag {reference.tag!r} is the {subject[1]} tag of {subject[0]}"
         reference = replace(reference, tag=None, digest=subject[0])
     matches = [Match(p, _entries_at(index, p.image, reference)) for p in promotions]
-    return _answer(term, reference, [p.image for p in promotions], matches, about)
+    return _answer(index, term, reference, [p.image for p in promotions], matches, about)
 
 
 def _unpromoted(reference: Reference, entries: list[Entry]) -> str | None:
