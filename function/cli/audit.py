@@ -149,7 +149,6 @@ def _saying(decide: Callable[[bytes | str], Verdict]) -> Callable[[bytes | str],
 def _replay(decide: Callable[[bytes | str], Verdict], replay: Replay, form: str, *, every: bool) -> int:
     if replay.skipped:
         log.warning("skipped %d lines that are no verdict line of a registry event", replay.skipped)
-    log.info("re-auditing %d past events", len(replay.events))
     seen: set[str] = set()
     changed: list[dict[str, object]] = []
     for past in replay.events:

@@ -120,7 +120,9 @@ def _match_lines(match: Match) -> list[str]:
     lines = [
         f"{promotion.image.name} (project {promotion.project}, staged at {promotion.staging or 'unknown'})",
         *_paths(paths),
-        f"  {len(match.entries)} of its {len(promotion.image.digests)} digests, in tag-version order:",
+        f"  {len(match.entries)} of its {len(promotion.image.digests)} digests, in tag-version order:"
+        if match.entries
+        else f"  none of its {len(promotion.image.digests)} digests is the one asked for",
     ]
     width = max((len(_tags(entry)) for entry in match.entries), default=0)
     for entry in match.entries:
