@@ -138,9 +138,8 @@ def json_line(payload: Mapping[str, Any], level: int) -> str:
 
 
 def write_line(stream: TextIO, verdict: Verdict) -> None:
-    """The verdict's `json_line` on ``stream``, straight away (a reader may be waiting for each)."""
+    """The verdict's `json_line` on ``stream``; whoever waits for more input flushes it first."""
     stream.write(json_line(verdict.fields(), verdict.severity) + "\n")
-    stream.flush()
 
 
 class JsonLines(logging.StreamHandler[TextIO]):

@@ -148,7 +148,7 @@ def main() -> int:
             etcd_repo = "asia-east1/images/etcd"
             reg.delete_manifest(registry.host, etcd_repo, stack.promotion.artifacts["etcd"][0].digest)
             reg.push_image(registry.host, "europe-west1/images/pause", tag="3.10-debug", seed="demo-undelivered")
-            say("the daily sweep lists every region and checks it against the index")
+            say("the twice-daily sweep lists every region and checks it against the index")
             found = sweep(stack, gcs, rows)
             written = stack.audit.verdicts() + found
     print_table(rows, written)

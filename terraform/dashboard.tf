@@ -51,34 +51,51 @@ resource "google_monitoring_dashboard" "auditor" {
     mosaicLayout = {
       columns = 12
       tiles = [
-        for position, chart in local.dashboard_charts : {
-          xPos   = (position % 2) * 6
-          yPos   = floor(position / 2) * 4
-          width  = 6
-          height = 4
-          widget = {
-            title = chart.title
-            xyChart = {
-              dataSets = [{
-                plotType = "LINE"
-                timeSeriesQuery = {
-                  timeSeriesFilter = {
-                    filter = chart.filter
-                    aggregation = {
-                      alignmentPeriod    = "300s"
-                      perSeriesAligner   = chart.aligner
-                      crossSeriesReducer = length(chart.group) > 0 ? "REDUCE_SUM" : "REDUCE_NONE"
-                      groupByFields      = chart.group
+        # The API leaves out fields at their defaults (a 0 position, an empty group-by, REDUCE_NONE) and
+        # the provider then shows a diff on every plan (terraform-provider-google issue #16173), so they
+        # are never sent.
+        for position, chart in local.dashboard_charts : merge(
+          (position % 2) == 0 ? {} : { xPos = 6 },
+          position < 2 ? {} : { yPos = floor(position / 2) * 4 },
+          {
+            width  = 6
+            height = 4
+            widget = {
+              title = chart.title
+              xyChart = {
+                dataSets = [{
+                  plotType = "LINE"
+                  timeSeriesQuery = {
+                    timeSeriesFilter = {
+                      filter = chart.filter
+                      # A tuple of none or one object: a conditional could not yield {} or an object of
+                      # a string and a list, whose types differ.
+                      aggregation = merge(
+                        {
+                          alignmentPeriod  = "300s"
+                          perSeriesAligner = chart.aligner
+                        },
+                        [for group in [chart.group] : {
+                          crossSeriesReducer = "REDUCE_SUM"
+                          groupByFields      = group
+                        } if length(group) > 0]...
+                      )
                     }
                   }
-                }
-              }]
+                }]
+              }
             }
-          }
-        }
+          },
+        )
       ]
     }
   })
 
-  depends_on = [time_sleep.log_metrics]
+  depends_on = [
+    time_sleep.log_metrics,
+    google_cloudfunctions2_function.audit,
+    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
+    google_cloudfunctions2_function.sweep,
+  ]
 }

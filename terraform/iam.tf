@@ -25,6 +25,16 @@ resource "google_service_account" "push" {
   depends_on = [google_project_service.this]
 }
 
+# Its own identity, so that sync_index can tell a queued rebuild from a resync and the audit pusher cannot
+# reach sync_index at all.
+resource "google_service_account" "sync_queue" {
+  project      = var.project
+  account_id   = "${var.name_prefix}-queue"
+  display_name = "Registry auditor: Pub/Sub push identity of queued index rebuilds"
+
+  depends_on = [google_project_service.this]
+}
+
 resource "google_service_account" "scheduler" {
   project      = var.project
   account_id   = "${var.name_prefix}-scheduler"
@@ -36,7 +46,7 @@ resource "google_service_account" "scheduler" {
 resource "google_service_account" "sweep" {
   project      = var.project
   account_id   = "${var.name_prefix}-sweep"
-  display_name = "Registry auditor: daily reconciliation sweep (read-only)"
+  display_name = "Registry auditor: reconciliation sweep (read-only)"
 
   depends_on = [google_project_service.this]
 }
@@ -91,6 +101,15 @@ resource "google_secret_manager_secret_iam_member" "sync_webhook_accessor" {
   member    = "serviceAccount:${google_service_account.sync.email}"
 }
 
+resource "google_secret_manager_secret_iam_member" "sync_github_token_accessor" {
+  for_each = { for secret in data.google_secret_manager_secret.github_token : secret.secret_id => secret.id }
+
+  project   = var.project
+  secret_id = each.value
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.sync.email}"
+}
+
 resource "google_project_iam_member" "sync_registry_reader" {
   count = var.grant_registry_reader ? 1 : 0
 
@@ -138,7 +157,8 @@ resource "google_project_iam_member" "sweep_log_writer" {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Invokers: Pub/Sub may call audit, the scheduler may call a private sync, nobody else gets a Google identity in.
+# Invokers: Pub/Sub may call audit, the scheduler and the queue a private sync, nobody else gets a Google
+# identity in.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_cloud_run_service_iam_member" "audit_push_invoker" {
@@ -149,8 +169,8 @@ resource "google_cloud_run_service_iam_member" "audit_push_invoker" {
   member   = "serviceAccount:${google_service_account.push.email}"
 }
 
-# Only needed while sync_index is private: with sync_public, allUsers may invoke it and the scheduler's
-# request and the queued rebuild requests get in on their HMAC signatures alone.
+# Only needed while sync_index is private: with sync_public, allUsers may invoke it and sync_index checks the
+# scheduler's OIDC token itself (AUDITOR_OIDC_AUDIENCE, AUDITOR_OIDC_INVOKERS).
 resource "google_cloud_run_service_iam_member" "sync_scheduler_invoker" {
   count = var.sync_public ? 0 : 1
 
@@ -161,17 +181,16 @@ resource "google_cloud_run_service_iam_member" "sync_scheduler_invoker" {
   member   = "serviceAccount:${google_service_account.scheduler.email}"
 }
 
-resource "google_cloud_run_service_iam_member" "sync_queue_push_invoker" {
-  count = var.sync_public ? 0 : 1
-
+# The rebuild function is private whatever sync_public says: only the sync queue's pushes start a rebuild.
+resource "google_cloud_run_service_iam_member" "rebuild_queue_invoker" {
   project  = var.project
-  location = google_cloudfunctions2_function.sync.location
-  service  = google_cloudfunctions2_function.sync.name
+  location = google_cloudfunctions2_function.rebuild.location
+  service  = google_cloudfunctions2_function.rebuild.name
   role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.push.email}"
+  member   = "serviceAccount:${google_service_account.sync_queue.email}"
 }
 
-# The sweep is private: only the daily scheduler job may start one.
+# The sweep is private: only the scheduler job may start one.
 resource "google_cloud_run_service_iam_member" "sweep_scheduler_invoker" {
   project  = var.project
   location = google_cloudfunctions2_function.sweep.location
@@ -181,9 +200,10 @@ resource "google_cloud_run_service_iam_member" "sweep_scheduler_invoker" {
 }
 
 # GitHub cannot present a Google identity, so its webhook reaches sync_index only as allUsers. The function
-# answers 401 to every request without a valid X-Hub-Signature-256, which keeps the rebuild closed.
+# answers 401 to a push without a valid X-Hub-Signature-256 and to a resync or queued rebuild without a
+# Google-signed token of an invoker, which keeps the rebuild closed.
 resource "google_cloud_run_service_iam_member" "sync_public" {
-  #checkov:skip=CKV_GCP_102:GitHub's push webhook cannot present a Google identity; sync_index answers 401 to any request without a valid X-Hub-Signature-256 HMAC.
+  #checkov:skip=CKV_GCP_102:GitHub's push webhook cannot present a Google identity; sync_index answers 401 to a push without a valid X-Hub-Signature-256 HMAC and to any other request without a Google-signed OIDC token of AUDITOR_OIDC_INVOKERS.
   count = var.sync_public ? 1 : 0
 
   project  = var.project
@@ -193,39 +213,54 @@ resource "google_cloud_run_service_iam_member" "sync_public" {
   member   = "allUsers"
 }
 
-# Pub/Sub mints the push OIDC token as the push account. Projects created before April 2021 need this
-# grant explicitly; granting it on the one account keeps it harmless elsewhere.
+# Pub/Sub mints the push OIDC tokens as the push accounts. Projects created before April 2021 need this
+# grant explicitly; granting it on these accounts alone keeps it harmless elsewhere.
 resource "google_service_account_iam_member" "pubsub_push_token_creator" {
-  service_account_id = google_service_account.push.name
+  for_each = {
+    push       = google_service_account.push.name
+    sync_queue = google_service_account.sync_queue.name
+  }
+
+  service_account_id = each.value
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
 
   depends_on = [google_project_service.this]
 }
 
+moved {
+  from = google_service_account_iam_member.pubsub_push_token_creator
+  to   = google_service_account_iam_member.pubsub_push_token_creator["push"]
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # build: what Cloud Build needs to turn the uploaded source into the function images.
 # ---------------------------------------------------------------------------------------------------------
 
-resource "google_project_iam_member" "build" {
-  for_each = toset([
-    "roles/logging.logWriter",
-    # Cloud Functions copies the uploaded source into its own gcf-v2-sources-* bucket before the build
-    # reads it, so a grant on the source bucket alone is not enough. Read-only.
-    "roles/storage.objectViewer",
-  ])
-
+resource "google_project_iam_member" "build_log_writer" {
   project = var.project
-  role    = each.value
+  role    = "roles/logging.logWriter"
   member  = "serviceAccount:${google_service_account.build.email}"
 }
 
-# Cloud Run's build-account documentation asks for object admin, not viewer, on the bucket the source is
-# uploaded to; granted on that one bucket only.
-resource "google_storage_bucket_iam_member" "build_source_admin" {
-  bucket = google_storage_bucket.source.name
-  role   = "roles/storage.objectAdmin"
-  member = "serviceAccount:${google_service_account.build.email}"
+# Cloud Functions copies the uploaded source into its own gcf-v2-sources-<number>-<region> bucket, and the
+# build reads it from there, never from the source bucket. The bucket's name is Google's, so the grant is
+# project-level with a condition that keeps it to those buckets, read-only.
+resource "google_project_iam_member" "build_sources_reader" {
+  project = var.project
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "gcf-v2-sources buckets only"
+    description = "The function sources Cloud Functions copies for its builds."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-\")"
+  }
+}
+
+moved {
+  from = google_project_iam_member.build["roles/logging.logWriter"]
+  to   = google_project_iam_member.build_log_writer
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_writer" {
@@ -246,8 +281,8 @@ resource "time_sleep" "build_grants" {
   }
 
   depends_on = [
-    google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_source_admin,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_sources_reader,
     google_artifact_registry_repository_iam_member.build_writer,
   ]
 }

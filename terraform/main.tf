@@ -1,6 +1,26 @@
 locals {
   registry_project = coalesce(var.registry_project, var.project)
-  gcr_topic_id     = "projects/${local.registry_project}/topics/${var.gcr_topic}"
+  gcr_topic_id     = data.google_pubsub_topic.gcr.id
+
+  # Put on every resource through the providers' default_labels, and on the alert policies as user_labels
+  # (which default_labels does not reach): what deployed it, and which instance of the module.
+  labels = merge({
+    app          = "promotion-auditor"
+    instance     = var.name_prefix
+    "managed-by" = "terraform"
+  }, var.labels)
+
+  # Known at plan time, so that the log-based metrics that name the functions are created at the start of
+  # the first apply instead of after the ten-minute builds, and the builds become their wait.
+  function_names = {
+    audit   = "${var.name_prefix}-audit"
+    sync    = "${var.name_prefix}-sync"
+    rebuild = "${var.name_prefix}-rebuild"
+    sweep   = "${var.name_prefix}-sweep"
+  }
+  # A gen2 function's cloudfunctions.net URL is built from names alone, so sync_index can be told its own
+  # OIDC audience without a cycle; Cloud Functions' samples use this URL as both endpoint and audience.
+  function_urls = { for key, name in local.function_names : key => "https://${var.region}-${var.project}.cloudfunctions.net/${name}" }
 
   index_bucket_name  = coalesce(var.index_bucket_name, "${var.project}-${var.name_prefix}-index")
   source_bucket_name = coalesce(var.source_bucket_name, "${var.project}-${var.name_prefix}-source")
@@ -10,8 +30,9 @@ locals {
   manifests_url = coalesce(var.manifests_url, "https://github.com/${var.k8s_io_repository}/archive/{sha}.tar.gz")
   source_dir    = coalesce(var.source_dir, "${path.module}/..")
 
-  # Dead lettering and push tokens are the work of the Pub/Sub service agent of this project.
-  pubsub_service_agent = "serviceAccount:${google_project_service_identity.pubsub.email}"
+  # Dead lettering and push tokens are the work of the Pub/Sub service agent of this project. Taken from the
+  # wait below, so that every grant to it is made after the wait.
+  pubsub_service_agent = "serviceAccount:${time_sleep.pubsub_agent.triggers["email"]}"
 
   runbook = coalesce(var.runbook_url, "docs/runbook.md in the auditor's repository")
 
@@ -55,12 +76,44 @@ resource "google_project_service_identity" "pubsub" {
   depends_on = [google_project_service.this]
 }
 
+# The agent's email comes back before IAM knows the account: a grant made right away fails with "Service
+# account ... does not exist" (terraform-provider-google issue #21931).
+resource "time_sleep" "pubsub_agent" {
+  create_duration = "60s"
+
+  triggers = {
+    email = google_project_service_identity.pubsub.email
+  }
+}
+
+# Looked up rather than assumed, so that a registry project without the topic fails at plan, naming it,
+# instead of as a 404 of the subscription at the end of a ten-minute apply.
+data "google_pubsub_topic" "gcr" {
+  project = local.registry_project
+  name    = var.gcr_topic
+}
+
+# Whoever overwrites the index decides every verdict that follows, so writes to the index bucket are
+# recorded: Cloud Storage's DATA_WRITE audit logs (object create, overwrite, delete, metadata patch) of the
+# auditor's project. Authoritative for storage.googleapis.com in this project: it replaces any audit
+# configuration of that one service made elsewhere.
+resource "google_project_iam_audit_config" "storage_writes" {
+  project = var.project
+  service = "storage.googleapis.com"
+
+  audit_log_config {
+    log_type = "DATA_WRITE"
+  }
+
+  depends_on = [google_project_service.this]
+}
+
 # ---------------------------------------------------------------------------------------------------------
 # Index bucket: versioned so that a bad rebuild can be rolled back to an earlier generation.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_storage_bucket" "index" {
-  #checkov:skip=CKV_GCP_62:Object writes and reads are recorded by Cloud Storage's Data Access audit logs (docs/deploy.md), not by legacy usage logs into yet another bucket.
+  #checkov:skip=CKV_GCP_62:Writes to the index are recorded by the Cloud Storage DATA_WRITE audit logs of google_project_iam_audit_config.storage_writes, not by legacy usage logs into yet another bucket.
   project                     = var.project
   name                        = local.index_bucket_name
   location                    = local.bucket_location
@@ -90,7 +143,7 @@ resource "google_storage_bucket" "index" {
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_storage_bucket" "source" {
-  #checkov:skip=CKV_GCP_62:Holds only the zipped public source of the functions; Cloud Storage's Data Access audit logs record access where wanted.
+  #checkov:skip=CKV_GCP_62:Holds only the zipped public source of the functions; writes are recorded by the DATA_WRITE audit logs of google_project_iam_audit_config.storage_writes.
   #checkov:skip=CKV_GCP_78:Objects are named after their content's MD5 and never overwritten; any version can be uploaded again from git.
   project                     = var.project
   name                        = local.source_bucket_name

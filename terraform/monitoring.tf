@@ -1,7 +1,12 @@
 # Alerts of two kinds. Alarms: a line the code writes when something is wrong (a REJECTED verdict, a stale
 # sync, a sweep finding). Liveness: the auditor must not go quiet unnoticed (backlog age, failing pushes,
 # dead letters, no successful sync, no sweep). Absence conditions watch only signals that are periodic by
-# construction (the hourly resync, the daily sweep), never registry traffic, which is bursty.
+# construction (the hourly resync, the twice-daily sweep), never registry traffic, which is bursty.
+#
+# The log-based metrics name the functions by plan-time names (local.function_names), not by the function
+# resources: they are created at the start of the first apply, and the alert policies, which wait for the
+# function builds, are created some ten minutes later. A policy created right after its metric fails with
+# "Cannot find metric(s)" for up to ten minutes (terraform-provider-google issue #11102).
 #
 # Each log-based metric matches lines by their jsonPayload keys; tests/test_terraform.py emits those lines
 # with the code's own emitters and evaluates every filter here against them. Each policy names its section of
@@ -19,7 +24,7 @@ locals {
       description = "REJECTED and MALFORMED verdict lines of the registry audit function."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.audit.name}"
+        resource.labels.service_name="${local.function_names["audit"]}"
         jsonPayload.verdict=("REJECTED" OR "MALFORMED")
       EOT
       labels = {
@@ -35,7 +40,7 @@ locals {
       description = "Verdict lines of the audit and sweep functions, by verdict, reason, source and registry host."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sweep.name}")
+        resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sweep"]}")
         jsonPayload.verdict:*
       EOT
       labels = {
@@ -47,12 +52,12 @@ locals {
     }
 
     # Each successful sync or resync: "published" (a new generation) and "unchanged" (nothing to publish)
-    # both prove that the index follows the branch.
+    # both prove that the index follows the branch. Queued rebuilds log them from the rebuild function.
     index_refreshed = {
-      description = "Successful index syncs and resyncs (published or unchanged) of the sync_index function."
+      description = "Successful index syncs and resyncs (published or unchanged) of the sync_index functions."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sync.name}"
+        resource.labels.service_name=("${local.function_names["sync"]}" OR "${local.function_names["rebuild"]}")
         jsonPayload.sync=("published" OR "unchanged")
       EOT
       labels = {
@@ -66,7 +71,7 @@ locals {
       description = "Stale sync and unreadable index lines of the audit and sync_index functions."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}")
+        resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}" OR "${local.function_names["rebuild"]}")
         jsonPayload.freshness=("stale_sync" OR "index_unreadable")
       EOT
       labels = {
@@ -79,7 +84,7 @@ locals {
       description = "Summary lines of the sweep function, one per run, by completeness."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        resource.labels.service_name="${local.function_names["sweep"]}"
         jsonPayload.sweep.complete:*
       EOT
       labels = {
@@ -93,7 +98,7 @@ locals {
       description = "REJECTED findings of the sweep function."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        resource.labels.service_name="${local.function_names["sweep"]}"
         jsonPayload.source="sweep"
         jsonPayload.verdict="REJECTED"
       EOT
@@ -108,7 +113,7 @@ locals {
       description = "MISSING findings of the sweep function."
       filter      = <<-EOT
         resource.type="cloud_run_revision"
-        resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}"
+        resource.labels.service_name="${local.function_names["sweep"]}"
         jsonPayload.source="sweep"
         jsonPayload.verdict="MISSING"
       EOT
@@ -151,8 +156,8 @@ moved {
   to   = google_logging_metric.lines["audit_alarms"]
 }
 
-# An alert policy created right after its log-based metric fails with "Cannot find metric(s)" until the
-# metric has propagated (terraform-provider-google issue #11102).
+# On the first apply the function builds are the metrics' wait (see the top of this file). This covers a
+# later apply that adds a metric while the functions stay as they are.
 resource "time_sleep" "log_metrics" {
   create_duration = "60s"
 
@@ -178,7 +183,7 @@ locals {
         that the promotion manifests in ${var.k8s_io_repository} do not explain.
 
         Find the verdict lines in Logs Explorer:
-        `resource.labels.service_name="${google_cloudfunctions2_function.audit.name}" jsonPayload.verdict=("REJECTED" OR "MALFORMED")`
+        `resource.labels.service_name="${local.function_names["audit"]}" jsonPayload.verdict=("REJECTED" OR "MALFORMED")`
 
         What each reason means and what to do: ${local.runbook}, section "Verdicts".
       EOT
@@ -195,7 +200,7 @@ locals {
         published index, so promotions it declares are now judged against an older index (and may be REJECTED).
         `index_unreadable`: the functions cannot read the published index.
 
-        `resource.labels.service_name=("${google_cloudfunctions2_function.audit.name}" OR "${google_cloudfunctions2_function.sync.name}") jsonPayload.freshness:*`
+        `resource.labels.service_name=("${local.function_names["audit"]}" OR "${local.function_names["sync"]}" OR "${local.function_names["rebuild"]}") jsonPayload.freshness:*`
 
         What to do: ${local.runbook}, section "Index behind or unreadable".
       EOT
@@ -208,10 +213,10 @@ locals {
       alignment_period = "300s"
       group_by         = ["metric.label.reason", "metric.label.host"]
       documentation    = <<-EOT
-        The daily sweep found content in a destination registry that the promotion manifests do not explain
+        The sweep found content in a destination registry that the promotion manifests do not explain
         (its event was lost, dead-lettered or never audited).
 
-        `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="REJECTED"`
+        `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.verdict="REJECTED"`
 
         What to do: ${local.runbook}, sections "Verdicts" and "Sweep findings".
       EOT
@@ -224,10 +229,10 @@ locals {
       alignment_period = "300s"
       group_by         = ["metric.label.reason", "metric.label.host"]
       documentation    = <<-EOT
-        The daily sweep found a promoted digest, platform child or tag absent from one of its destination
+        The sweep found a promoted digest, platform child or tag absent from one of its destination
         registries: a promotion stopped part-way through the regions.
 
-        `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.verdict="MISSING"`
+        `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.verdict="MISSING"`
 
         What to do: ${local.runbook}, section "MISSING".
       EOT
@@ -243,6 +248,7 @@ resource "google_monitoring_alert_policy" "log_alarms" {
   combiner              = "OR"
   severity              = each.value.severity
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = each.value.condition
@@ -275,7 +281,14 @@ resource "google_monitoring_alert_policy" "log_alarms" {
     content   = each.value.documentation
   }
 
-  depends_on = [time_sleep.log_metrics]
+  # The builds are the metrics' propagation wait on the first apply (see the top of this file).
+  depends_on = [
+    time_sleep.log_metrics,
+    google_cloudfunctions2_function.audit,
+    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
+    google_cloudfunctions2_function.sweep,
+  ]
 }
 
 moved {
@@ -297,6 +310,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "Messages waiting on ${each.value.name}"
@@ -354,7 +368,7 @@ locals {
   sync_dead_letter_doc = <<-EOT
     Index rebuild requests were redelivered ${var.sync_queue_max_delivery_attempts} times without a rebuild
     and were moved to `${google_pubsub_subscription.dead_letter_hold["sync"].name}`. The hourly resync rebuilds
-    the branch head regardless; look at the sync function's `sync` lines for why the rebuild failed.
+    the branch head regardless; look at the rebuild function's `sync` lines for why the rebuild failed.
 
     What to do: ${local.runbook}, section "Dead letters".
   EOT
@@ -369,14 +383,28 @@ locals {
   ])
 }
 
-# The auditor down or falling behind: registry events wait unacknowledged. Events in RETRY age too, but
-# they are dead-lettered after `audit_max_delivery_attempts`, so the threshold sits below that span.
+# The auditor down or falling behind: registry events wait unacknowledged. Events in RETRY age too: those
+# held back as `index behind` for up to `pending_grace_seconds` by design, which must not page, and those
+# dead-lettered after `audit_max_delivery_attempts`, after which the backlog empties. The threshold plus its
+# duration sits between the two.
+locals {
+  # When an event that stays RETRY is dead-lettered, counting the backoffs between its deliveries as
+  # doubling from the minimum up to the maximum, Pub/Sub's exponential backoff; the deliveries themselves
+  # add to it, so this is the earliest the backlog can empty.
+  audit_dead_letter_seconds = sum([
+    for attempt in range(var.audit_max_delivery_attempts - 1) :
+    min(tonumber(trimsuffix(var.audit_max_backoff, "s")), tonumber(trimsuffix(var.audit_min_backoff, "s")) * pow(2, attempt))
+  ])
+  backlog_alert_seconds = var.backlog_age_threshold_seconds + var.backlog_age_duration_seconds
+}
+
 resource "google_monitoring_alert_policy" "backlog" {
   project               = var.project
   display_name          = "${var.name_prefix}: registry events waiting too long for a verdict"
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "Oldest unacknowledged event on ${google_pubsub_subscription.audit.name}"
@@ -411,6 +439,17 @@ resource "google_monitoring_alert_policy" "backlog" {
       What to do: ${local.runbook}, section "Backlog".
     EOT
   }
+
+  lifecycle {
+    precondition {
+      condition     = local.backlog_alert_seconds > var.pending_grace_seconds
+      error_message = "backlog_age_threshold_seconds + backlog_age_duration_seconds must exceed pending_grace_seconds: events are RETRY `index behind` that long by design, and the backlog alert would page for every promotion racing its sync."
+    }
+    precondition {
+      condition     = local.backlog_alert_seconds < local.audit_dead_letter_seconds
+      error_message = "backlog_age_threshold_seconds + backlog_age_duration_seconds must stay below the ${local.audit_dead_letter_seconds} s after which audit_max_delivery_attempts dead-letter an event, or the backlog empties before the alert opens. Raise audit_max_delivery_attempts or lower the threshold."
+    }
+  }
 }
 
 # Pushes answered other than 2xx at a sustained rate: the function crashes, is refused by IAM or ingress, hits
@@ -421,12 +460,13 @@ resource "google_monitoring_alert_policy" "push_failures" {
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "Non-2xx push answers per second"
 
     condition_threshold {
-      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=one_of(\"${google_pubsub_subscription.audit.name}\", \"${google_pubsub_subscription.sync_queue.name}\") AND metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class!=\"ack\""
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=one_of(\"${google_pubsub_subscription.audit.name}\", \"${google_pubsub_subscription.audit_replay.name}\", \"${google_pubsub_subscription.sync_queue.name}\") AND metric.type=\"pubsub.googleapis.com/subscription/push_request_count\" AND metric.labels.response_class!=\"ack\""
       comparison      = "COMPARISON_GT"
       threshold_value = var.push_failure_rate_threshold
       duration        = "${var.push_failure_duration_seconds}s"
@@ -451,7 +491,7 @@ resource "google_monitoring_alert_policy" "push_failures" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      Pub/Sub pushes to the audit or sync function have been answered other than 2xx more than
+      Pub/Sub pushes to the audit function (registry events or replayed ones) or to the rebuild function have been answered other than 2xx more than
       ${var.push_failure_rate_threshold} times a second for ${var.push_failure_duration_seconds} s.
       `response_class` says how: remote_server_4xx (IAM, ingress, instance limit), remote_server_5xx (crash or
       RETRY), unreachable, deadline_exceeded.
@@ -468,6 +508,7 @@ resource "google_monitoring_alert_policy" "index_not_refreshed" {
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "No published or unchanged sync for ${var.index_refresh_absent_seconds} s"
@@ -502,16 +543,25 @@ resource "google_monitoring_alert_policy" "index_not_refreshed" {
     EOT
   }
 
-  depends_on = [time_sleep.log_metrics]
+  # The builds are the metrics' propagation wait on the first apply (see the top of this file).
+  depends_on = [
+    time_sleep.log_metrics,
+    google_cloudfunctions2_function.audit,
+    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
+    google_cloudfunctions2_function.sweep,
+  ]
 }
 
-# The sweep runs daily: a day without its summary line means it did not run or did not finish.
+# The sweep runs twice a day: no summary line for the longest absence window Cloud Monitoring allows (23.5 h)
+# means a run did not happen or did not finish.
 resource "google_monitoring_alert_policy" "sweep_liveness" {
   project               = var.project
   display_name          = "${var.name_prefix}: sweep not run or incomplete"
   combiner              = "OR"
   severity              = "WARNING"
   notification_channels = var.alert_channels
+  user_labels           = local.labels
 
   conditions {
     display_name = "No sweep summary for ${var.sweep_absent_seconds} s"
@@ -560,15 +610,22 @@ resource "google_monitoring_alert_policy" "sweep_liveness" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      The daily sweep (`${var.sweep_schedule}`) logged no summary for ${var.sweep_absent_seconds} s, or its
+      The sweep (`${var.sweep_schedule}`) logged no summary for ${var.sweep_absent_seconds} s, or its
       last summary says `complete: false`. Until it runs to the end, lost events and half-done promotions go
       unseen.
 
-      `resource.labels.service_name="${google_cloudfunctions2_function.sweep.name}" jsonPayload.sweep:*`
+      `resource.labels.service_name="${local.function_names["sweep"]}" jsonPayload.sweep:*`
 
       What to do: ${local.runbook}, section "Sweep not run or incomplete".
     EOT
   }
 
-  depends_on = [time_sleep.log_metrics]
+  # The builds are the metrics' propagation wait on the first apply (see the top of this file).
+  depends_on = [
+    time_sleep.log_metrics,
+    google_cloudfunctions2_function.audit,
+    google_cloudfunctions2_function.sync,
+    google_cloudfunctions2_function.rebuild,
+    google_cloudfunctions2_function.sweep,
+  ]
 }

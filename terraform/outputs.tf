@@ -23,9 +23,14 @@ output "sync_function" {
   value       = google_cloudfunctions2_function.sync.name
 }
 
+output "rebuild_function" {
+  description = "Name of the private sync_index deployment that runs the queued rebuilds (and of its Cloud Run service)."
+  value       = google_cloudfunctions2_function.rebuild.name
+}
+
 output "webhook_url" {
-  description = "Payload URL for the GitHub push webhook of the k8s.io repository."
-  value       = google_cloudfunctions2_function.sync.service_config[0].uri
+  description = "Payload URL for the GitHub push webhook of the k8s.io repository: sync_index's cloudfunctions.net URL, also its OIDC audience (AUDITOR_OIDC_AUDIENCE)."
+  value       = local.function_urls["sync"]
 }
 
 output "webhook_secret_id" {
@@ -61,12 +66,13 @@ output "resync_job" {
 output "service_accounts" {
   description = "Service account of each role."
   value = {
-    audit     = google_service_account.audit.email
-    sync      = google_service_account.sync.email
-    push      = google_service_account.push.email
-    scheduler = google_service_account.scheduler.email
-    sweep     = google_service_account.sweep.email
-    build     = google_service_account.build.email
+    audit      = google_service_account.audit.email
+    sync       = google_service_account.sync.email
+    push       = google_service_account.push.email
+    sync_queue = google_service_account.sync_queue.email
+    scheduler  = google_service_account.scheduler.email
+    sweep      = google_service_account.sweep.email
+    build      = google_service_account.build.email
   }
 }
 
@@ -86,12 +92,12 @@ output "sweep_function" {
 }
 
 output "sweep_job" {
-  description = "Cloud Scheduler job of the daily sweep; `gcloud scheduler jobs run` it to sweep now."
+  description = "Cloud Scheduler job of the twice-daily sweep; `gcloud scheduler jobs run` it to sweep now."
   value       = google_cloud_scheduler_job.sweep.name
 }
 
 output "sync_queue_topic" {
-  description = "AUDITOR_SYNC_QUEUE: topic of the signed rebuild requests that sync_index queues for itself."
+  description = "AUDITOR_SYNC_QUEUE: topic of the rebuild requests that sync_index queues for itself."
   value       = google_pubsub_topic.sync_queue.id
 }
 

@@ -4,9 +4,10 @@
 # `audit_max_delivery_attempts` the message moves to the dead-letter topic, where the hold subscription keeps
 # it for replay (docs/runbook.md).
 #
-# The sync queue works the same way: sync_index answers GitHub's webhook with 202 after publishing a signed
-# rebuild request, and this module's push subscription delivers the request back to sync_index, which
-# rebuilds inside that push (up to the 600 s ack deadline) and answers 5xx to have it retried.
+# The sync queue works the same way: sync_index answers GitHub's webhook with 202 after publishing a
+# rebuild request, and this module's push subscription delivers the request to the rebuild function (the
+# same code, private) with an OIDC token of its own account; it rebuilds inside that push (up to the 600 s
+# ack deadline) and answers 5xx to have it retried.
 
 locals {
   # One dead-letter topic (and hold subscription) for registry events, one for rebuild requests.
@@ -98,6 +99,9 @@ resource "google_pubsub_subscription" "audit" {
   topic                      = local.gcr_topic_id
   ack_deadline_seconds       = var.audit_ack_deadline_seconds
   message_retention_duration = var.audit_message_retention
+  # Acknowledged events stay for the retention too, so that after a fix an operator can seek the
+  # subscription back to a time and have every event since audited again (docs/runbook.md).
+  retain_acked_messages = true
 
   push_config {
     # The topic in the path lets the Functions Framework name it as the CloudEvent source, as Eventarc does.
@@ -158,6 +162,9 @@ resource "google_pubsub_subscription" "audit_replay" {
   topic                      = google_pubsub_topic.audit_replay.id
   ack_deadline_seconds       = var.audit_ack_deadline_seconds
   message_retention_duration = var.audit_message_retention
+  # Acknowledged events stay for the retention too, so that after a fix an operator can seek the
+  # subscription back to a time and have every event since audited again (docs/runbook.md).
+  retain_acked_messages = true
 
   push_config {
     push_endpoint = "${google_cloudfunctions2_function.audit.service_config[0].uri}/${google_pubsub_topic.audit_replay.id}"
@@ -192,11 +199,11 @@ resource "google_pubsub_subscription" "audit_replay" {
 }
 
 # ---------------------------------------------------------------------------------------------------------
-# Sync queue: signed rebuild requests from sync_index back to sync_index.
+# Sync queue: rebuild requests from sync_index to the rebuild function.
 # ---------------------------------------------------------------------------------------------------------
 
 resource "google_pubsub_topic" "sync_queue" {
-  #checkov:skip=CKV_GCP_83:Carries public k8s.io commit ids signed with the webhook secret; Google-managed encryption is enough.
+  #checkov:skip=CKV_GCP_83:Carries public k8s.io commit ids and their times only; Google-managed encryption is enough.
   project = var.project
   name    = "${var.name_prefix}-sync-queue"
 
@@ -213,12 +220,13 @@ resource "google_pubsub_subscription" "sync_queue" {
   message_retention_duration = "86400s"
 
   push_config {
-    push_endpoint = google_cloudfunctions2_function.sync.service_config[0].uri
+    # The URL the rebuild function is told is its own (AUDITOR_OIDC_AUDIENCE): the token's audience is it.
+    push_endpoint = local.function_urls["rebuild"]
 
-    # Checked by Cloud Run only while sync_index is private; the request's HMAC is checked either way.
+    # Checked by Cloud Run IAM (the rebuild function is private) and by the function.
     oidc_token {
-      service_account_email = google_service_account.push.email
-      audience              = google_cloudfunctions2_function.sync.service_config[0].uri
+      service_account_email = google_service_account.sync_queue.email
+      audience              = local.function_urls["rebuild"]
     }
   }
 
@@ -246,7 +254,9 @@ resource "google_pubsub_subscription" "sync_queue" {
   depends_on = [
     google_pubsub_subscription.dead_letter_hold,
     google_pubsub_topic_iam_member.dead_letter_publisher,
-    google_cloud_run_service_iam_member.sync_queue_push_invoker,
+    google_cloud_run_service_iam_member.rebuild_queue_invoker,
     google_service_account_iam_member.pubsub_push_token_creator,
+    # The endpoint is a URL built from names, so the order that a reference would give is spelled out.
+    google_cloudfunctions2_function.rebuild,
   ]
 }

@@ -1,22 +1,11 @@
 # The periodic resync rebuilds the index from the branch head, which covers webhook deliveries that GitHub
 # gave up on and pushes that arrived while sync_index was busy or down.
 #
-# sync_index refuses every request without a valid X-Hub-Signature-256, resyncs included, so the job signs
-# its body like GitHub signs a push: HMAC-SHA256 keyed with the webhook secret. The body is static, hence so
-# is its signature; Terraform has no HMAC function, so scripts/hmac-sha256.sh computes it (python3 on the
-# machine that runs terraform). The secret reaches the script on stdin, never on its command line.
-#
-# The resync body names no commit (see the validation of var.resync_body), so a replayed request can only
-# make sync_index rebuild the head of var.k8s_io_branch, which is what the job does every hour anyway.
-data "external" "resync_signature" {
-  program = ["sh", "${path.module}/scripts/hmac-sha256.sh"]
-
-  query = {
-    secret = google_secret_manager_secret_version.webhook.secret_data
-    body   = var.resync_body
-  }
-}
-
+# The job authenticates with a Google-signed ID token of the scheduler account, which sync_index checks
+# (audience AUDITOR_OIDC_AUDIENCE, the account in AUDITOR_OIDC_INVOKERS); Cloud Run IAM checks it too while
+# sync_index is private. Nothing secret is in the job's configuration or in state, and a token lives an hour.
+# The body names no commit (see the validation of var.resync_body): a resync always rebuilds the head of
+# var.k8s_io_branch.
 resource "google_cloud_scheduler_job" "resync" {
   project     = var.project
   region      = var.region
@@ -34,45 +23,42 @@ resource "google_cloud_scheduler_job" "resync" {
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.sync.service_config[0].uri
+    # The URL sync_index is told is its own (AUDITOR_OIDC_AUDIENCE), so the token's audience is exactly it.
+    uri = local.function_urls["sync"]
     # No X-GitHub-Event header: that is what makes sync_index treat the request as a resync.
     body = base64encode(var.resync_body)
     headers = {
       "Content-Type" = "application/json"
-      # Replayable, but only ever asks for a rebuild of the branch head; kept out of plan output all the same.
-      "X-Hub-Signature-256" = sensitive(data.external.resync_signature.result.signature)
     }
 
-    # With sync_public the function is open to allUsers and a token would not be checked. Without it, Cloud
-    # Run IAM checks the token and sync_index still checks the signature.
-    dynamic "oidc_token" {
-      for_each = var.sync_public ? [] : [google_cloudfunctions2_function.sync.service_config[0].uri]
-      content {
-        service_account_email = google_service_account.scheduler.email
-        audience              = oidc_token.value
-      }
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = local.function_urls["sync"]
     }
   }
 
   depends_on = [
     google_project_service.this,
     google_cloud_run_service_iam_member.sync_scheduler_invoker,
+    # The target is a URL built from names, so the order that a reference would give is spelled out.
+    google_cloudfunctions2_function.sync,
   ]
 }
 
-# The daily sweep. Private: Cloud Run IAM lets only the scheduler account's OIDC token in.
+# The sweep, twice a day (see var.sweep_schedule). Private: Cloud Run IAM lets only the scheduler account's
+# OIDC token in.
 resource "google_cloud_scheduler_job" "sweep" {
   project     = var.project
   region      = var.region
   name        = "${var.name_prefix}-sweep"
-  description = "Daily reconciliation of the production registries with the registry auditor's digest index."
+  description = "Twice-daily reconciliation of the production registries with the registry auditor's digest index."
   schedule    = var.sweep_schedule
   time_zone   = var.resync_time_zone
   # Cloud Scheduler waits at most 30 minutes for an HTTP answer, hence the default sweep_timeout_seconds.
   attempt_deadline = "${min(var.sweep_timeout_seconds, 1800)}s"
 
-  # No retry: a retry after the 30-minute deadline would meet the sweep still running. A day without a
-  # summary line pages instead (monitoring.tf).
+  # No retry: a retry after the 30-minute deadline would meet the sweep still running. The next run is
+  # twelve hours away; a run that left no summary pages before it (monitoring.tf).
   retry_config {
     retry_count = 0
   }

@@ -38,7 +38,7 @@ variable "name_prefix" {
 }
 
 variable "labels" {
-  description = "Labels put on every resource that takes labels."
+  description = "Labels put on every resource that takes labels, and on the alert policies, on top of the module's own (`app`, `instance`, `managed-by`)."
   type        = map(string)
   default     = {}
 }
@@ -247,6 +247,51 @@ variable "frozen_prefixes" {
   }
 }
 
+variable "parent_wait_seconds" {
+  description = "AUDITOR_PARENT_WAIT_SECONDS of audit: how long, from its publish time, a platform child whose list is nowhere yet stays RETRY `parent not yet pushed` before it is decided without that list."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.parent_wait_seconds > 0
+    error_message = "parent_wait_seconds must be positive."
+  }
+}
+
+variable "signers" {
+  description = "AUDITOR_SIGNERS of audit and sweep: `IDENTITY=ISSUER` pairs whose keyless signatures count. Default: the image promoter's signing identity."
+  type        = list(string)
+  default     = ["krel-trust@k8s-releng-prod.iam.gserviceaccount.com=https://accounts.google.com"]
+
+  validation {
+    condition     = length(var.signers) > 0 && alltrue([for signer in var.signers : can(regex("^[^=,\\s]+=https://[^=,\\s]+$", signer))])
+    error_message = "Each signer is IDENTITY=ISSUER, e.g. krel-trust@k8s-releng-prod.iam.gserviceaccount.com=https://accounts.google.com, without commas or spaces."
+  }
+}
+
+variable "trusted_root" {
+  description = "AUDITOR_TRUSTED_ROOT of audit and sweep: a Sigstore trusted_root.json (gs:// or a path inside the function source) that signatures are checked against. Empty: the public-good root the verification library ships. A gs:// object must be readable by the audit and sweep accounts: put it in the index bucket."
+  type        = string
+  default     = ""
+}
+
+variable "signing_registry" {
+  description = "AUDITOR_SIGNING_REGISTRY of sweep: the registry path prefix where every promoted image is signed. Empty turns the sweep's signature check off."
+  type        = string
+  default     = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
+}
+
+variable "signed_since" {
+  description = "AUDITOR_SIGNED_SINCE of sweep (RFC 3339): digests uploaded before it need no signature. Default: when the promoter's signatures were live (docs/deploy.md says where the date comes from)."
+  type        = string
+  default     = "2022-06-15T00:00:00Z"
+
+  validation {
+    condition     = can(timeadd(var.signed_since, "0s"))
+    error_message = "signed_since must be an RFC 3339 time such as 2022-06-15T00:00:00Z."
+  }
+}
+
 variable "sync_memory" {
   description = "Memory of the sync instance; it unpacks the manifests tarball and builds the index."
   type        = string
@@ -261,6 +306,18 @@ variable "sync_timeout_seconds" {
 
 variable "head_url" {
   description = "AUDITOR_HEAD_URL of sync_index: URL template with `{branch}` answering like GitHub's commits API; a resync pins the branch head through it. null: GitHub's API for `k8s_io_repository`."
+  type        = string
+  default     = null
+}
+
+variable "compare_url" {
+  description = "AUDITOR_COMPARE_URL of sync_index: URL template with `{base}` and `{head}` answering like GitHub's compare API; the order guard asks it. null: GitHub's API for `k8s_io_repository`."
+  type        = string
+  default     = null
+}
+
+variable "github_token_secret" {
+  description = "Secret Manager secret (id, in `project`) holding a GitHub token that sync_index sends to the head and compare endpoints as AUDITOR_GITHUB_TOKEN (GitHub allows 60 anonymous requests an hour per address). Create it and its version with gcloud first (docs/deploy.md); the value never passes through Terraform. null: anonymous."
   type        = string
   default     = null
 }
@@ -283,13 +340,19 @@ variable "sync_queue_max_delivery_attempts" {
 }
 
 variable "sync_max_instances" {
-  description = "Upper bound of concurrent index rebuilds. Kept small: rebuilds are heavy and every one writes the same object."
+  description = "Upper bound of concurrent index rebuilds (instances of the rebuild function). Kept small: rebuilds are heavy and every one writes the same object."
   type        = number
   default     = 2
 }
 
+variable "sync_webhook_max_instances" {
+  description = "Upper bound of instances of sync_index that take GitHub's pushes and the resync; they only verify, record and queue, so rebuilds never take their capacity."
+  type        = number
+  default     = 3
+}
+
 variable "sync_public" {
-  description = "Grant allUsers run.invoker on sync_index. GitHub cannot present a Google identity, so its webhook only gets through when this is true; the function itself refuses requests without a valid X-Hub-Signature-256."
+  description = "Grant allUsers run.invoker on sync_index. GitHub cannot present a Google identity, so its webhook only gets through when this is true; the function itself refuses a push without a valid X-Hub-Signature-256 and any other request without an OIDC token of AUDITOR_OIDC_INVOKERS."
   type        = bool
   default     = true
 }
@@ -312,9 +375,16 @@ variable "sweep_timeout_seconds" {
 }
 
 variable "sweep_schedule" {
-  description = "Cron schedule (in `resync_time_zone`) of the daily sweep."
+  description = "Cron schedule (in `resync_time_zone`) of the sweep: more than once a day, because Cloud Monitoring's absence window, which watches its summary line, ends at 23.5 hours (`sweep_absent_seconds`)."
   type        = string
-  default     = "23 4 * * *"
+  default     = "23 4,16 * * *"
+
+  validation {
+    # The hour field must name several hours (a list, a range, a step or *): a once-a-day schedule leaves
+    # a gap that the longest absence window cannot cover, and the liveness alert would open every day.
+    condition     = can(regex("^\\S+\\s+\\S*[,*/-]\\S*\\s", var.sweep_schedule))
+    error_message = "sweep_schedule must run the sweep more than once a day (e.g. \"23 4,16 * * *\"): the sweep liveness alert's absence window is at most 23.5 hours."
+  }
 }
 
 variable "sweep_registry_projects" {
@@ -324,9 +394,9 @@ variable "sweep_registry_projects" {
 }
 
 variable "grant_registry_reader" {
-  description = "Grant the function service accounts roles/artifactregistry.reader on `registry_project` (and the sweep's on `sweep_registry_projects`); needs IAM rights there."
+  description = "Grant the function service accounts roles/artifactregistry.reader on all of `registry_project` (and the sweep's on `sweep_registry_projects`). Off by default: the module makes no IAM change in the production registry project; its owners grant the repositories that are not public (docs/deploy.md)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -334,10 +404,17 @@ variable "grant_registry_reader" {
 # ---------------------------------------------------------------------------------------------------------
 
 variable "webhook_secret" {
-  description = "GitHub webhook secret stored in Secret Manager. null: a random one is generated; read it back with `gcloud secrets versions access latest --secret=<webhook_secret_id output>`."
+  description = "GitHub webhook secret written to Secret Manager (write-only: never in state or plan). null: a random one; read it back with `gcloud secrets versions access latest --secret=<webhook_secret_id output>`."
   type        = string
   default     = null
   sensitive   = true
+  ephemeral   = true
+}
+
+variable "webhook_secret_version" {
+  description = "Bump it to write a new webhook secret (`webhook_secret`, or a new random one) to Secret Manager: a write-only value is written only when this changes."
+  type        = number
+  default     = 1
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -402,7 +479,7 @@ variable "resync_time_zone" {
 }
 
 variable "resync_body" {
-  description = "JSON body the scheduler POSTs, HMAC-signed, to sync_index; it rebuilds the head of `k8s_io_branch`. Must not name a `sha`: the signature is static, and a replayable request must not be able to pin the index to one commit."
+  description = "JSON body the scheduler POSTs, with an OIDC token, to sync_index; it rebuilds the head of `k8s_io_branch`. Must not name a `sha`: a resync carries no commit time, so it must never be able to pin the index to one commit."
   type        = string
   default     = "{\"resync\":true}"
 
@@ -439,9 +516,9 @@ variable "alert_auto_close" {
 }
 
 variable "backlog_age_threshold_seconds" {
-  description = "Alert when the oldest unacknowledged registry event on the audit subscription is older than this: the auditor is down or falling behind. Keep it below the time `audit_max_delivery_attempts` take (about 40 minutes by default), after which events are dead-lettered and the backlog empties."
+  description = "Alert when the oldest unacknowledged registry event on the audit subscription is older than this for `backlog_age_duration_seconds`: the auditor is down or falling behind. The two together must pass `pending_grace_seconds` (events are RETRY `index behind` that long by design) and stay below the dead-letter point of `audit_max_delivery_attempts` (about 40 minutes by default), after which the backlog empties."
   type        = number
-  default     = 1200
+  default     = 1800
 }
 
 variable "backlog_age_duration_seconds" {
@@ -468,19 +545,19 @@ variable "index_refresh_absent_seconds" {
   default     = 14400
 
   validation {
-    condition     = var.index_refresh_absent_seconds >= 120 && var.index_refresh_absent_seconds <= 86400
-    error_message = "Cloud Monitoring accepts absence durations from 120 s to one day."
+    condition     = var.index_refresh_absent_seconds >= 120 && var.index_refresh_absent_seconds <= 84600
+    error_message = "Cloud Monitoring accepts absence durations from 120 s up to a maximum of 23.5 hours (84600 s)."
   }
 }
 
 variable "sweep_absent_seconds" {
-  description = "Alert when no sweep summary has been logged for this long (plus an hour of alignment); the sweep runs daily."
+  description = "Alert when no sweep summary has been logged for this long (plus an hour of alignment). The sweep runs twice a day, so the default of 23.5 hours, Cloud Monitoring's longest, pages after one run that left no summary."
   type        = number
-  default     = 86400
+  default     = 84600
 
   validation {
-    condition     = var.sweep_absent_seconds >= 120 && var.sweep_absent_seconds <= 86400
-    error_message = "Cloud Monitoring accepts absence durations from 120 s to one day."
+    condition     = var.sweep_absent_seconds >= 120 && var.sweep_absent_seconds <= 84600
+    error_message = "Cloud Monitoring accepts absence durations from 120 s up to a maximum of 23.5 hours (84600 s)."
   }
 }
 

@@ -16,4 +16,10 @@ settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", deadline=None, derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-pytest_plugins = ["tests.support.registry", "tests.support.proxy", "tests.support.gcs", "tests.support.pubsub"]
+pytest_plugins = [
+    "tests.support.registry",
+    "tests.support.proxy",
+    "tests.support.gcs",
+    "tests.support.pubsub",
+    "tests.support.oidc",
+]

@@ -9,6 +9,7 @@ import gzip
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import time
@@ -262,6 +263,26 @@ def test_a_payload_that_is_not_utf8_is_malformed_not_a_crash(built: tuple[Path, 
     assert [v["verdict"] for v in verdicts(run.stdout.decode())] == ["MALFORMED"]
     # Nothing but the verdict lines is written, and nothing at all to the people's stream.
     assert run.stderr == b""
+
+
+def test_a_live_reader_sees_each_verdict_before_more_input_comes(built: tuple[Path, Path]) -> None:
+    # As `gcloud pubsub subscriptions pull ... | python -m function audit` does: input arrives one event at a
+    # time, and each verdict must reach the reader while the CLI waits for the next one.
+    payload = json.dumps({"action": "INSERT", "digest": f"{AR}/a@{digest('1')}"}) + "\n"
+    command = [sys.executable, "-m", "function", "audit", "--index", str(built[1])]
+    # Block-buffered, as a shell starts it (this machine's PYTHONUNBUFFERED would hide the bug).
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    pipe = subprocess.PIPE
+    with subprocess.Popen(command, env=env, stdin=pipe, stdout=pipe, stderr=pipe) as run:
+        assert run.stdin is not None and run.stdout is not None
+        for _ in range(2):
+            run.stdin.write(payload.encode())
+            run.stdin.flush()
+            ready, _, _ = select.select([run.stdout], [], [], 30)
+            assert ready, "no verdict line while the CLI waits for more input"
+            assert json.loads(run.stdout.readline())["verdict"] == "VERIFIED"
+        run.stdin.close()
+        assert run.wait(timeout=60) == 0
 
 
 def test_a_reader_that_goes_away_stops_the_output_quietly(built: tuple[Path, Path]) -> None:

@@ -17,6 +17,7 @@ from function.storage.local import LocalStore
 from function.storage.uri import open_store
 from tests.support.cli import run_cli
 from tests.support.functions import CommitsServer, TarballServer
+from tests.support.oidc import CertServer
 from tests.support.rigs import LATER_SHA, NEW_SHA, SyncRig
 
 OLD_BUILD = "2020-01-01T00:00:00+00:00"
@@ -31,9 +32,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> IndexStore:
 
 
 @pytest.fixture
-def rig(tmp_path: Path, store: IndexStore) -> Iterator[SyncRig]:
+def rig(tmp_path: Path, store: IndexStore, google_certs: CertServer) -> Iterator[SyncRig]:
     with TarballServer() as tarballs, CommitsServer() as commits:
-        yield SyncRig(tmp_path, tarballs, commits, store)
+        yield SyncRig(tmp_path, tarballs, commits, google_certs, store)
 
 
 def stats(uri: str, max_age: int) -> tuple[int, dict[str, object]]:
@@ -93,11 +94,11 @@ def test_a_confirmation_of_a_replaced_generation_is_not_applied_to_the_new_one(s
 
 
 def test_a_failed_confirmation_is_a_warning_and_the_sync_still_succeeds(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, google_certs: CertServer
 ) -> None:
     store = LocalStore(tmp_path / "index.json")
     with TarballServer() as tarballs, CommitsServer() as commits:
-        rig = SyncRig(tmp_path, tarballs, commits, store)
+        rig = SyncRig(tmp_path, tarballs, commits, google_certs, store)
         assert rig.resync(NEW_SHA)[1]["status"] == "published"
         store.confirmation_path.mkdir()  # a folder where the sidecar file goes: replacing it fails
         status, body = rig.resync(NEW_SHA)

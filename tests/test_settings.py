@@ -10,7 +10,7 @@ import pytest
 
 from function.cli.common import CommandError
 from function.errors import PERMANENT, RETRYABLE, kind
-from function.settings import SettingError, Settings
+from function.settings import Oidc, SettingError, Settings
 from function.storage.errors import CorruptIndex, GenerationMismatch, StoreDenied, StoreError, StoreMissing
 
 
@@ -50,6 +50,25 @@ def test_values_are_read_as_the_functions_use_them() -> None:
     assert settings.deadline_seconds == 7.5
 
 
+AUDIENCE = {"AUDITOR_OIDC_AUDIENCE": "https://us-central1-p.cloudfunctions.net/auditor-sync"}
+INVOKER = {"AUDITOR_OIDC_INVOKERS": "auditor-scheduler@p.iam.gserviceaccount.com"}
+
+
+def test_the_oidc_invokers_are_read_as_the_sync_checks_them() -> None:
+    assert Settings.from_environment({}).oidc is None
+    environ = AUDIENCE | {
+        "AUDITOR_OIDC_INVOKERS": " Auditor-Scheduler@p.iam.gserviceaccount.com, q@p.iam.gserviceaccount.com,"
+    }
+    oidc = Settings.from_environment(environ).oidc
+    assert oidc == Oidc(
+        AUDIENCE["AUDITOR_OIDC_AUDIENCE"],
+        frozenset({"auditor-scheduler@p.iam.gserviceaccount.com", "q@p.iam.gserviceaccount.com"}),
+        "https://www.googleapis.com/oauth2/v1/certs",
+    )
+    loopback = Settings.from_environment(environ | {"AUDITOR_OIDC_CERTS_URL": "http://127.0.0.1:8123/oauth2/v1/certs"})
+    assert loopback.oidc is not None and loopback.oidc.certs_url == "http://127.0.0.1:8123/oauth2/v1/certs"
+
+
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [
@@ -60,7 +79,14 @@ def test_values_are_read_as_the_functions_use_them() -> None:
         ({"AUDITOR_SIGNING_REGISTRY": "UPPER//x"}, "AUDITOR_SIGNING_REGISTRY"),
         ({"AUDITOR_SIGNED_SINCE": "2022-06-01"}, "AUDITOR_SIGNED_SINCE"),
         ({"AUDITOR_BRANCH": ""}, "AUDITOR_BRANCH"),
-        ({"AUDITOR_SYNC_QUEUE": "projects/p/topics/t"}, "AUDITOR_SYNC_QUEUE"),
+        ({"AUDITOR_OIDC_AUDIENCE": "sync.example"} | INVOKER, "AUDITOR_OIDC_AUDIENCE"),
+        ({"AUDITOR_OIDC_AUDIENCE": "http://sync.example"} | INVOKER, "AUDITOR_OIDC_AUDIENCE"),
+        (INVOKER, "AUDITOR_OIDC_AUDIENCE"),
+        (AUDIENCE, "AUDITOR_OIDC_INVOKERS"),
+        (AUDIENCE | {"AUDITOR_OIDC_INVOKERS": "scheduler"}, "AUDITOR_OIDC_INVOKERS"),
+        (AUDIENCE | {"AUDITOR_OIDC_INVOKERS": "a@b.iam.gserviceaccount.com;c@d.com"}, "AUDITOR_OIDC_INVOKERS"),
+        # Whoever serves the keys decides who gets in: only a test's loopback server may stand in for Google.
+        (AUDIENCE | INVOKER | {"AUDITOR_OIDC_CERTS_URL": "https://keys.example/certs"}, "AUDITOR_OIDC_CERTS_URL"),
     ],
 )
 def test_a_bad_value_is_a_permanent_error_naming_its_variable(environ: dict[str, str], variable: str) -> None:

@@ -23,18 +23,21 @@ from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Refused, Round, read_index, rebuild
 from function.registry.client import RegistryClient
+from function.services.sync import SyncService
+from function.settings import Oidc
 from function.storage.uri import open_store
 from tests.support import scenario
 from tests.support.functions import CommitsServer, TarballServer
 from tests.support.manifests import digest, write_project
+from tests.support.oidc import QUEUE, SCHEDULER, SYNC_URL, CertServer, bearer
 from tests.support.proxy import RegistryProxy
 from tests.support.rigs import AR, LATER_SHA, MID_SHA, NEW_SHA, OLD_SHA, SECRET, TIMES, Headers, SyncRig
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SyncRig]:
+def rig(tmp_path: Path, google_certs: CertServer) -> Iterator[SyncRig]:
     with TarballServer() as tarballs, CommitsServer() as commits:
-        yield SyncRig(tmp_path, tarballs, commits)
+        yield SyncRig(tmp_path, tarballs, commits, google_certs)
 
 
 def test_a_resync_rebuilds_the_pinned_head_and_an_older_push_cannot_roll_it_back(rig: SyncRig) -> None:
@@ -115,7 +118,7 @@ def test_a_failed_sync_leaves_its_commit_pending_and_says_so(rig: SyncRig) -> No
 
 
 def test_a_head_that_cannot_be_pinned_fails_the_resync(rig: SyncRig) -> None:
-    response = rig.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
+    response = rig.service.handle("POST", Headers({"Authorization": bearer()}), b"")
     assert (response.status, response.body["status"]) == (503, "failed")
     assert "404" in response.body["reason"]
     assert rig.tarballs.requests == []
@@ -196,38 +199,43 @@ def test_a_first_online_build_is_published_before_its_resolution_ends(
     assert len(registry_proxy.registry_requests()) == 4
 
 
-def envelope(sha: str, *, secret: str = SECRET) -> bytes:
+def envelope(sha: str) -> bytes:
     data = json.dumps({"commit": sha, "committed_at": TIMES[sha], "reason": "push"}).encode()
-    message = {"data": base64.b64encode(data).decode(), "attributes": {"signature": signature(secret, data)}}
-    return json.dumps({"subscription": "projects/p/subscriptions/s", "message": {**message, "messageId": "7"}}).encode()
+    message = {"data": base64.b64encode(data).decode(), "messageId": "7"}
+    return json.dumps({"subscription": "projects/p/subscriptions/s", "message": message}).encode()
 
 
-def test_a_queued_rebuild_is_acknowledged_unless_trying_again_can_help(
+def test_a_queued_rebuild_is_rebuilt_here_and_acknowledged_unless_trying_again_can_help(
     rig: SyncRig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # never reached: these are deliveries
-    rig.service.queue = SyncQueue("projects/test-project/topics/sync", SECRET)
+    # With a queue of its own that cannot be reached: a delivery is rebuilt here, never queued again.
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")
+    rig.service.queue = SyncQueue("projects/test-project/topics/sync")
 
-    def deliver(body: bytes) -> tuple[int, str]:
-        response = rig.service.handle("POST", Headers({"Content-Type": "application/json"}), body)
+    def deliver(body: bytes, authorization: str = bearer(QUEUE)) -> tuple[int, str]:
+        headers = Headers({"Content-Type": "application/json", "Authorization": authorization})
+        response = rig.service.handle("POST", headers, body)
         return response.status, response.body["status"]
 
     assert deliver(envelope(NEW_SHA)) == (200, "published")
     assert rig.index()[0].commit == NEW_SHA
+    assert "queued" not in [line["sync"] for line in rig.lines("sync")]
     # Refused for good: acknowledged, so that Pub/Sub does not deliver it forever.
     assert deliver(envelope(OLD_SHA)) == (200, "refused")
     # A fault: 503, so that Pub/Sub delivers it again.
     del rig.tarballs.files[f"{LATER_SHA}.tar.gz"]
     assert deliver(envelope(LATER_SHA)) == (503, "failed")
-    # Not signed by this deployment: nothing is built.
+    # Without the queue account's token nothing is built, whatever the envelope says.
     requests_before = len(rig.tarballs.requests)
-    assert deliver(envelope(LATER_SHA, secret="forged")) == (401, "refused")
+    assert deliver(envelope(LATER_SHA), authorization=signature(SECRET, envelope(LATER_SHA))) == (401, "refused")
     assert len(rig.tarballs.requests) == requests_before
+    # An invoker's envelope that holds no rebuild request cannot get better: not acknowledged, dead-lettered.
+    assert deliver(b'{"subscription": "s", "message": {"data": "bm90IGpzb24="}}') == (400, "refused")
 
 
 def test_a_push_that_cannot_be_queued_fails_but_stays_pending(rig: SyncRig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")  # nothing listens there
-    rig.service.queue = SyncQueue("projects/test-project/topics/sync", SECRET)
+    rig.service.queue = SyncQueue("projects/test-project/topics/sync")
     status, body = rig.push(NEW_SHA)
     assert (status, body["status"]) == (503, "failed")
     assert "projects/test-project/topics/sync" in body["reason"]
@@ -241,7 +249,7 @@ def test_a_queue_that_never_answers_fails_within_its_deadline(monkeypatch: pytes
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{silent.getsockname()[1]}")
-        sync_queue = SyncQueue("projects/test-project/topics/sync", SECRET, deadline_seconds=1.0)
+        sync_queue = SyncQueue("projects/test-project/topics/sync", deadline_seconds=1.0)
         started = time.monotonic()
         with pytest.raises(QueueError, match="no answer within 1 s") as raised:
             sync_queue.publish(RebuildRequest(NEW_SHA, TIMES[NEW_SHA], "push"))
@@ -267,3 +275,27 @@ def test_pending_records_in_cloud_storage_keep_the_first_time_and_clear_what_a_p
     # Publishing NEW covers OLD (older) but not LATER.
     assert pending.clear(Source(NEW_SHA, TIMES[NEW_SHA])) == 1
     assert [p.commit for p in pending.newer_than(Source(NEW_SHA, TIMES[NEW_SHA]))] == [LATER_SHA]
+
+
+def test_without_oidc_settings_every_resync_and_queued_rebuild_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("AUDITOR_INDEX_URI", str(tmp_path / "index.json"))
+    for name in ("AUDITOR_OIDC_AUDIENCE", "AUDITOR_OIDC_INVOKERS"):
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level("WARNING"):
+        service = SyncService.from_environment()
+    # Said once at start, and again with every refusal.
+    assert "AUDITOR_OIDC_AUDIENCE and AUDITOR_OIDC_INVOKERS are not set" in caplog.text
+    for body in (b"", envelope(NEW_SHA)):
+        response = service.handle("POST", Headers({"Authorization": bearer()}), body)
+        assert (response.status, response.body["reason"]) == (401, "unauthenticated")
+    assert read_index(service.store) is None
+
+
+def test_a_token_that_cannot_be_checked_for_want_of_googles_keys_is_tried_again(rig: SyncRig) -> None:
+    rig.service.invokers = Oidc(SYNC_URL, frozenset({SCHEDULER}), "http://127.0.0.1:1/oauth2/v1/certs")
+    response = rig.service.handle("POST", Headers({"Authorization": bearer()}), b"")
+    # 503: Cloud Scheduler and Pub/Sub deliver it again; nothing was pinned or built meanwhile.
+    assert (response.status, response.body["status"]) == (503, "failed")
+    assert (rig.commits.requests, rig.tarballs.requests) == ([], [])

@@ -7,10 +7,7 @@ python-hcl2 and check what validate would not catch either: that the pieces poin
 from __future__ import annotations
 
 import ast
-import hashlib
-import hmac
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,7 +19,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from function.github import webhook
+from function.settings import OIDC_AUDIENCE_VARIABLE, OIDC_CERTS_VARIABLE, OIDC_INVOKERS_VARIABLE
 from tests.support import log_lines, logfilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,12 +28,8 @@ MAIN_PY = ROOT / "main.py"
 
 Body = dict[str, Any]
 
-# Only the prefixes of providers this module uses, so that dotted words in filters and docs never count. The
-# external provider's one data source has no prefix and counts only after "data.".
-_RESOURCE_REF = re.compile(
-    r"\b(data\.)?((?:google|random|archive|time)_[a-z0-9_]+|(?<=data\.)external)\.([a-z_][a-z0-9_-]*)"
-)
-_EXTERNAL_SIGNATURE = re.compile(r"\bdata\.external\.([a-z_][a-z0-9_-]*)\.result\.signature\b")
+# Only the prefixes of providers this module uses, so that dotted words in filters and docs never count.
+_RESOURCE_REF = re.compile(r"\b(data\.|ephemeral\.)?((?:google|random|archive|time)_[a-z0-9_]+)\.([a-z_][a-z0-9_-]*)")
 _VAR_REF = re.compile(r"\bvar\.([A-Za-z_][A-Za-z0-9_-]*)")
 _LOCAL_REF = re.compile(r"\blocal\.([A-Za-z_][A-Za-z0-9_-]*)")
 _SA_REF = re.compile(r"\$\{google_service_account\.([a-z0-9_]+)\.(?:email|name|id|member)\}")
@@ -71,7 +64,7 @@ def _module() -> dict[str, list[Body]]:
 
 
 def _labelled(kind: str) -> dict[str, dict[str, Body]]:
-    """`resource` or `data` blocks as {type: {name: body}}."""
+    """`resource`, `data` or `ephemeral` blocks as {type: {name: body}}."""
     out: dict[str, dict[str, Body]] = {}
     for entry in _module().get(kind, []):
         for rtype, named in entry.items():
@@ -135,11 +128,16 @@ def service_account(expression: str) -> str | None:
     return match.group(1) if match else None
 
 
+# sync_index's queued rebuilds run in a second, private deployment of the same entry point.
+REBUILD = "rebuild"
+
+
 def function_by_entry_point(entry_point: str) -> tuple[str, Body]:
+    """The deployment that takes the entry point's own requests (for sync_index: GitHub's and the resync)."""
     found = [
         (name, body)
         for name, body in resources("google_cloudfunctions2_function").items()
-        if block(body, "build_config").get("entry_point") == entry_point
+        if block(body, "build_config").get("entry_point") == entry_point and name != REBUILD
     ]
     assert len(found) == 1, f"expected one function with entry point {entry_point}, found {found}"
     return found[0]
@@ -184,14 +182,15 @@ def test_every_local_and_resource_reference_resolves() -> None:
     # `moved` blocks name addresses that no longer exist by design; test_moved_blocks_land_on_resources checks them.
     module = {key: value for key, value in _module().items() if key != "moved"}
     defined_locals = set(locals_())
-    declared = {(rtype, name) for rtype, named in _labelled("resource").items() for name in named}
-    declared_data = {(rtype, name) for rtype, named in _labelled("data").items() for name in named}
+    by_prefix = {
+        prefix: {(rtype, name) for rtype, named in _labelled(kind).items() for name in named}
+        for prefix, kind in (("", "resource"), ("data.", "data"), ("ephemeral.", "ephemeral"))
+    }
     used_locals: set[str] = set()
     for expression in strings(module):
         used_locals.update(_LOCAL_REF.findall(expression))
-        for is_data, rtype, name in _RESOURCE_REF.findall(expression):
-            target = declared_data if is_data else declared
-            assert (rtype, name) in target, f"{expression!r} refers to undeclared {is_data}{rtype}.{name}"
+        for prefix, rtype, name in _RESOURCE_REF.findall(expression):
+            assert (rtype, name) in by_prefix[prefix], f"{expression!r} refers to undeclared {prefix}{rtype}.{name}"
     assert used_locals - defined_locals == set(), "locals used but not defined"
     assert defined_locals - used_locals == set(), "locals defined but never used"
 
@@ -204,9 +203,11 @@ def test_nothing_project_specific_is_hard_coded() -> None:
                 if "project" in body:
                     assert body["project"].startswith("${"), f"{rtype}.{name} hard-codes its project"
     everything = "\n".join(path.read_text() for path in MODULE.glob("*.tf"))
-    # The frozen legacy registries are registry.k8s.io's own, named once as the default of frozen_prefixes.
-    assert "k8s-artifacts-prod" not in re.sub(r'variable "frozen_prefixes" \{.*?\n\}\n', "", everything, flags=re.S)
-    assert not re.search(r"\b[a-z0-9-]+@[a-z0-9-]+\.iam\.gserviceaccount\.com", everything)
+    # The frozen legacy registries, the promoter's signing identity and its signing registry are
+    # registry.k8s.io's own, each named once as the default of its variable.
+    own = re.sub(r'variable "(frozen_prefixes|signers|signing_registry)" \{.*?\n\}\n', "", everything, flags=re.S)
+    assert "k8s-artifacts-prod" not in own
+    assert not re.search(r"\b[a-z0-9-]+@[a-z0-9-]+\.iam\.gserviceaccount\.com", own)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -257,6 +258,8 @@ def test_functions_are_second_gen_python_with_own_service_accounts() -> None:
     assert runtime in {"python311", "python312"}
     accounts = []
     for name, body in resources("google_cloudfunctions2_function").items():
+        if name == REBUILD:
+            continue
         build = block(body, "build_config")
         assert build["runtime"] == "${var.runtime}", name
         source = block(block(build, "source"), "storage_source")
@@ -266,6 +269,44 @@ def test_functions_are_second_gen_python_with_own_service_accounts() -> None:
         assert account is not None, f"{name} runs as the default compute account"
         accounts.append(account)
     assert len(accounts) == len(set(accounts)), "functions share a service account"
+
+
+def test_rebuilds_run_in_a_private_deployment_of_their_own() -> None:
+    # GitHub's deliveries must not meet 429 while queued rebuilds hold every instance: the rebuilds run in a
+    # second deployment of sync_index, with its own instance bound, and the webhook keeps its capacity.
+    sync_name, sync = function_by_entry_point("sync_index")
+    rebuild = resource("google_cloudfunctions2_function", REBUILD)
+    assert block(rebuild, "build_config") == block(sync, "build_config")
+    sync_config, rebuild_config = block(sync, "service_config"), block(rebuild, "service_config")
+    assert sync_config["max_instance_count"] == "${var.sync_webhook_max_instances}"
+    assert rebuild_config["max_instance_count"] == "${var.sync_max_instances}"
+    assert (default("sync_webhook_max_instances"), default("sync_max_instances")) == (3, 2)
+    assert rebuild_config["max_instance_request_concurrency"] == sync_config["max_instance_request_concurrency"] == 1
+    assert rebuild_config["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    # The same code with the same account and settings: only who may call it differs, and the webhook
+    # secret, which is GitHub's alone: GitHub never reaches the rebuild deployment.
+    differing = {"max_instance_count", "ingress_settings", "environment_variables", "secret_environment_variables"}
+    assert {k: v for k, v in rebuild_config.items() if k not in differing} == {
+        k: v for k, v in sync_config.items() if k not in differing
+    }
+    assert [secret["key"] for secret in sync_config["secret_environment_variables"]] == ["AUDITOR_WEBHOOK_SECRET"]
+    assert "secret_environment_variables" not in rebuild_config
+    assert "AUDITOR_WEBHOOK_SECRET" not in json.dumps(rebuild)
+    sync_env, rebuild_env = sync_config["environment_variables"], rebuild_config["environment_variables"]
+    oidc = {"AUDITOR_OIDC_AUDIENCE", "AUDITOR_OIDC_INVOKERS"}
+    assert {k: v for k, v in rebuild_env.items() if k not in oidc} == {
+        k: v for k, v in sync_env.items() if k not in oidc
+    }
+    assert rebuild_env["AUDITOR_OIDC_AUDIENCE"] == f'${{local.function_urls["{REBUILD}"]}}'
+    assert rebuild_env["AUDITOR_OIDC_INVOKERS"] == "${google_service_account.sync_queue.email}"
+    assert sync_env["AUDITOR_OIDC_INVOKERS"] == "${google_service_account.scheduler.email}"
+    invokers = {
+        (body["member"], body.get("count"))
+        for body in resources("google_cloud_run_service_iam_member").values()
+        if body["service"] == f"${{google_cloudfunctions2_function.{REBUILD}.name}}"
+    }
+    assert invokers == {("serviceAccount:${google_service_account.sync_queue.email}", None)}, "private always"
+    assert sync_name != REBUILD
 
 
 def test_function_environment() -> None:
@@ -299,6 +340,18 @@ def test_function_environment() -> None:
     assert "AUDITOR_WEBHOOK_SECRET" not in str(audit), "audit has no business with the webhook secret"
 
 
+def _sync_url() -> str:
+    """sync_index's URL, built from names at plan time: the scheduler's and the queue's target and audience."""
+    sync_name, _ = function_by_entry_point("sync_index")
+    urls = locals_()["function_urls"]
+    assert urls == (
+        '${{for key, name in local.function_names : key => "https://${var.region}-${var.project}'
+        '.cloudfunctions.net/${name}"}}'
+    )
+    assert locals_()["function_names"][sync_name] == "${var.name_prefix}-sync"
+    return f'${{local.function_urls["{sync_name}"]}}'
+
+
 def test_sync_is_reachable_by_github_and_the_scheduler() -> None:
     sync_name, sync = function_by_entry_point("sync_index")
     assert block(sync, "service_config")["ingress_settings"] == "ALLOW_ALL"
@@ -315,21 +368,15 @@ def test_sync_is_reachable_by_github_and_the_scheduler() -> None:
     assert job["schedule"] == "${var.resync_schedule}"
     target = block(job, "http_target")
     assert target["http_method"] == "POST"
-    sync_uri = f"${{google_cloudfunctions2_function.{sync_name}.service_config[0].uri}}"
-    assert target["uri"] == sync_uri
+    assert target["uri"] == _sync_url()
+    # The URL is built from names, so the order a reference would give is spelled out.
+    assert f"${{google_cloudfunctions2_function.{sync_name}}}" in job["depends_on"]
 
-    # A public sync_index does not look at a Google token; a private one gets it checked by Cloud Run IAM.
-    assert "oidc_token" not in target, "the OIDC token must depend on var.sync_public"
-    dynamic = [entry["oidc_token"] for entry in target.get("dynamic", []) if "oidc_token" in entry]
-    assert len(dynamic) == 1, "expected one dynamic oidc_token block"
-    oidc = dynamic[0]
-    assert oidc["for_each"].startswith("${var.sync_public ? [] : ["), oidc["for_each"]
-    content = block(oidc, "content")
-    assert content["audience"] in {sync_uri, "${oidc_token.value}"}
-    if content["audience"] != sync_uri:
-        assert oidc["for_each"] == f"${{var.sync_public ? [] : [{sync_uri[2:-1]}]}}"
-    caller = service_account(content["service_account_email"])
-    assert caller is not None
+    # Always a Google-signed token: sync_index checks it whether or not Cloud Run IAM does.
+    oidc = block(target, "oidc_token")
+    assert oidc["audience"] == _sync_url()
+    caller = service_account(oidc["service_account_email"])
+    assert caller == "scheduler"
     grants = [
         body
         for body in resources("google_cloud_run_service_iam_member").values()
@@ -342,7 +389,7 @@ def test_sync_is_reachable_by_github_and_the_scheduler() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Resync: signed like a GitHub push, because sync_index checks X-Hub-Signature-256 on every request
+# Resync and queued rebuilds: Google-signed OIDC tokens, so the webhook secret is GitHub's alone
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -350,60 +397,49 @@ def _resync_job() -> Body:
     return resource("google_cloud_scheduler_job", "resync")
 
 
-def _resync_signature_source() -> tuple[str, Body]:
-    headers = block(_resync_job(), "http_target")["headers"]
-    match = _EXTERNAL_SIGNATURE.search(headers["X-Hub-Signature-256"])
-    assert match, f"X-Hub-Signature-256 does not come from an external data source: {headers}"
-    externals = _labelled("data").get("external", {})
-    assert match.group(1) in externals, f"data.external.{match.group(1)} is not declared"
-    return match.group(1), externals[match.group(1)]
-
-
-def _signature_program() -> list[str]:
-    """The external data source's program, as Terraform runs it from the module directory."""
-    _, source = _resync_signature_source()
-    program = source["program"]
-    assert isinstance(program, list)
-    assert all(isinstance(part, str) for part in program)
-    return [part.replace("${path.module}", str(MODULE)) for part in program]
-
-
-def _signature_script() -> Path:
-    _, source = _resync_signature_source()
-    script: str = source["program"][-1]
-    assert script.startswith("${path.module}/"), "the signing script must ship with the module"
-    return MODULE / script.removeprefix("${path.module}/")
-
-
-def test_resync_job_sends_the_signature_from_the_external_data_source() -> None:
+def test_resync_job_authenticates_with_an_oidc_token_not_the_webhook_secret() -> None:
     target = block(_resync_job(), "http_target")
     headers = target["headers"]
-    assert headers["Content-Type"] == "application/json"
-    # Without X-GitHub-Event, sync_index treats the request as a resync of the branch head.
-    assert "X-GitHub-Event" not in headers
-    _, source = _resync_signature_source()
-
-    # The signature covers exactly the bytes the job sends ...
+    assert headers == {"Content-Type": "application/json"}, "no X-Hub-Signature-256, no X-GitHub-Event"
     assert target["body"] == "${base64encode(var.resync_body)}"
-    query = source["query"]
-    assert set(query) == {"secret", "body"}
-    assert query["body"] == "${var.resync_body}"
-    # ... keyed with the secret sync_index reads as AUDITOR_WEBHOOK_SECRET.
-    assert query["secret"] == "${google_secret_manager_secret_version.webhook.secret_data}"
-    version = resource("google_secret_manager_secret_version", "webhook")
-    assert version["secret"] == "${google_secret_manager_secret.webhook.id}"
-    _, sync = function_by_entry_point("sync_index")
-    secret_env = block(block(sync, "service_config"), "secret_environment_variables")
-    assert secret_env["secret"] == "${google_secret_manager_secret.webhook.secret_id}"
-    assert secret_env["version"] == "latest"
+    # Nothing of the old design is left: no signing script, no external program, no HMAC in the job.
+    assert "external" not in _labelled("data")
+    assert not (MODULE / "scripts").exists()
+    (terraform,) = _module()["terraform"]
+    (providers,) = terraform["required_providers"]
+    assert "external" not in providers
 
-    # The secret goes to the script on stdin (the query), never on its command line.
-    for part in source["program"]:
-        assert "${" not in part.replace("${path.module}", ""), f"program interpolates more than path.module: {part}"
+
+def test_sync_index_is_told_its_audience_and_who_may_invoke_it() -> None:
+    # Each deployment is told its own URL and the one account whose tokens it takes: the scheduler's resync
+    # for sync_index, the queue's rebuild requests for the rebuild deployment.
+    _, sync = function_by_entry_point("sync_index")
+    rebuild = resource("google_cloudfunctions2_function", REBUILD)
+    resync = block(block(_resync_job(), "http_target"), "oidc_token")
+    queue_subscription = resource("google_pubsub_subscription", "sync_queue")
+    queue = block(block(queue_subscription, "push_config"), "oidc_token")
+    for function, token, url in (
+        (sync, resync, _sync_url()),
+        (rebuild, queue, f'${{local.function_urls["{REBUILD}"]}}'),
+    ):
+        env = block(function, "service_config")["environment_variables"]
+        # The names the code reads (function/settings.py).
+        assert env[OIDC_AUDIENCE_VARIABLE] == token["audience"] == url
+        assert env[OIDC_INVOKERS_VARIABLE] == token["service_account_email"]
+        assert OIDC_CERTS_VARIABLE not in env, "Google's keys, always: only tests serve their own"
+    assert block(queue_subscription, "push_config")["push_endpoint"] == queue["audience"]
+    assert [service_account(token["service_account_email"]) for token in (resync, queue)] == [
+        "scheduler",
+        "sync_queue",
+    ]
+    # Pub/Sub mints the queue's tokens: its agent may do so for that account, and after the agent exists.
+    creators = resource("google_service_account_iam_member", "pubsub_push_token_creator")
+    assert "${google_service_account.sync_queue.name}" in text(creators["for_each"])
+    assert creators["member"] == "${local.pubsub_service_agent}"
 
 
 def test_resync_body_names_no_commit() -> None:
-    # The signature is static and replayable: the body must only ever ask for the branch head.
+    # A resync carries no commit time: the body must only ever ask for the branch head.
     body = default("resync_body")
     assert isinstance(body, str)
     document = json.loads(body)
@@ -413,61 +449,49 @@ def test_resync_body_names_no_commit() -> None:
     assert "!can(jsondecode(var.resync_body).sha)" in validation["condition"]
 
 
-def test_signature_script_exists_and_is_executable() -> None:
-    script = _signature_script()
-    assert script.is_file(), f"{script} is missing"
-    assert os.access(script, os.X_OK), f"{script} is not executable (git update-index --chmod=+x)"
-    assert script.read_text().startswith("#!/bin/sh\n")
-    assert _signature_program()[:-1] in ([], ["sh"]), "the script must run without bash or other interpreters"
+def test_webhook_secret_never_enters_state() -> None:
+    # Write-only and ephemeral: no random_password resource, no secret_data, no data source reading a payload.
+    assert "random_password" not in _labelled("resource")
+    (password,) = _labelled("ephemeral")["random_password"].values()
+    assert password["length"] >= 32
+    version = resource("google_secret_manager_secret_version", "webhook")
+    assert "secret_data" not in version
+    assert version["secret_data_wo"] == (
+        "${var.webhook_secret != null ? var.webhook_secret : ephemeral.random_password.webhook.result}"
+    )
+    assert version["secret_data_wo_version"] == "${var.webhook_secret_version}"
+    assert block(version, "lifecycle")["create_before_destroy"] is True
+    declared = variables()["webhook_secret"]
+    assert declared["ephemeral"] is True
+    assert declared["sensitive"] is True
+    # A data source would copy the payload into state.
+    assert not {"google_secret_manager_secret_version", "google_secret_manager_secret_version_access"} & set(
+        _labelled("data")
+    )
+    (terraform,) = _module()["terraform"]
+    assert terraform["required_version"] == ">= 1.11.0", "write-only arguments need Terraform 1.11"
+    _, sync = function_by_entry_point("sync_index")
+    secret_env = block(block(sync, "service_config"), "secret_environment_variables")
+    assert secret_env["secret"] == "${google_secret_manager_secret.webhook.secret_id}"
+    assert secret_env["version"] == "latest"
 
 
-_SIGNATURE_SAMPLES = [
-    ("s3cr3t", '{"resync":true}'),
-    ('it\'s a $(secret) with `quotes` \\ and "more"; ünïcode', '{"resync": true, "note": "x\ny"}'),
-    ("x" * 200, ""),
-]
-
-
-@pytest.mark.parametrize(("secret", "body"), _SIGNATURE_SAMPLES, ids=["plain", "metacharacters", "empty-body"])
-def test_signature_script_computes_the_github_signature(secret: str, body: str) -> None:
-    if shutil.which("sh") is None or shutil.which("python3") is None:
-        pytest.skip("the signing script needs sh and python3")
-    expected = "sha256=" + hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
-    # Once as Terraform runs it (the data source's program), once directly.
-    for command in (_signature_program(), [str(_signature_script())]):
-        result = subprocess.run(
-            command,
-            # Raw UTF-8, as Terraform writes the query, whatever the locale.
-            input=json.dumps({"secret": secret, "body": body}, ensure_ascii=False).encode(),
-            capture_output=True,
-            check=False,
-            timeout=30,
-            env={**os.environ, "LC_ALL": "C"},
-        )
-        assert result.returncode == 0, result.stderr.decode(errors="replace")
-        # The external provider wants one JSON object of strings.
-        assert json.loads(result.stdout) == {"signature": expected}
-    assert webhook.verify(secret, body.encode(), expected), "sync_index would refuse the scheduler's request"
-
-
-@pytest.mark.parametrize(
-    "stdin",
-    [
-        "",
-        "not json",
-        '["hunter2-secret"]',
-        '{"secret": "hunter2-secret"}',
-        '{"secret": "", "body": "{}"}',
-        '{"secret": "hunter2-secret", "body": 1}',
-    ],
-)
-def test_signature_script_fails_without_echoing_the_secret(stdin: str) -> None:
-    if shutil.which("sh") is None or shutil.which("python3") is None:
-        pytest.skip("the signing script needs sh and python3")
-    result = subprocess.run(_signature_program(), input=stdin, capture_output=True, text=True, check=False, timeout=30)
-    assert result.returncode != 0
-    assert result.stderr.strip()
-    assert "hunter2" not in result.stdout + result.stderr
+def test_github_token_comes_from_secret_manager_only() -> None:
+    _, sync = function_by_entry_point("sync_index")
+    config = block(sync, "service_config")
+    assert "AUDITOR_GITHUB_TOKEN" not in config["environment_variables"]
+    (dynamic,) = [entry["secret_environment_variables"] for entry in config["dynamic"]]
+    assert dynamic["for_each"] == "${data.google_secret_manager_secret.github_token}"
+    content = block(dynamic, "content")
+    assert content["key"] == "AUDITOR_GITHUB_TOKEN"
+    assert content["version"] == "latest"
+    lookup = _labelled("data")["google_secret_manager_secret"]["github_token"]
+    assert lookup["count"] == "${var.github_token_secret == null ? 0 : 1}"
+    assert default("github_token_secret") is None
+    accessor = resource("google_secret_manager_secret_iam_member", "sync_github_token_accessor")
+    assert "data.google_secret_manager_secret.github_token" in accessor["for_each"]
+    assert service_account(accessor["member"]) == "sync"
+    assert "${google_secret_manager_secret_iam_member.sync_github_token_accessor}" in sync["depends_on"]
 
 
 def test_source_archive_leaves_out_development_files() -> None:
@@ -521,7 +545,10 @@ def test_subscription_feeds_the_gcr_topic_to_the_audit_function() -> None:
     _, subscription = _audit_subscription()
 
     assert subscription["topic"] == "${local.gcr_topic_id}"
-    assert locals_()["gcr_topic_id"] == "projects/${local.registry_project}/topics/${var.gcr_topic}"
+    # Looked up, so that a registry project without the topic fails at plan, not as a 404 at the end.
+    assert locals_()["gcr_topic_id"] == "${data.google_pubsub_topic.gcr.id}"
+    topic = _labelled("data")["google_pubsub_topic"]["gcr"]
+    assert (topic["project"], topic["name"]) == ("${local.registry_project}", "${var.gcr_topic}")
     assert locals_()["registry_project"] == "${coalesce(var.registry_project, var.project)}"
     assert default("gcr_topic") == "gcr"
 
@@ -537,11 +564,8 @@ def test_subscription_feeds_the_gcr_topic_to_the_audit_function() -> None:
         for g in resources("google_cloud_run_service_iam_member").values()
         if service_account(g["member"]) == pusher
     }
-    # The same push identity delivers the sync queue to a private sync_index.
-    assert invokers == {
-        (f"${{google_cloudfunctions2_function.{audit_name}.name}}", "roles/run.invoker"),
-        ("${google_cloudfunctions2_function.sync.name}", "roles/run.invoker"),
-    }
+    # The sync queue has its own push identity: this one reaches audit alone.
+    assert invokers == {(f"${{google_cloudfunctions2_function.{audit_name}.name}}", "roles/run.invoker")}
     # A second delivery path would audit every event twice, and the Eventarc one without dead letters.
     assert "event_trigger" not in audit
     assert resources("google_eventarc_trigger") == {}
@@ -576,8 +600,12 @@ def test_dead_letter_policy_and_retries() -> None:
     assert block(hold, "expiration_policy")["ttl"] == ""
     assert "${google_pubsub_subscription.dead_letter_hold}" in subscription["depends_on"]
 
-    # Dead lettering is done by the Pub/Sub service agent, which needs both grants.
-    assert locals_()["pubsub_service_agent"] == "serviceAccount:${google_project_service_identity.pubsub.email}"
+    # Dead lettering is done by the Pub/Sub service agent, which needs both grants, made after the wait for
+    # the agent to exist in IAM (provider issue #21931).
+    assert locals_()["pubsub_service_agent"] == 'serviceAccount:${time_sleep.pubsub_agent.triggers["email"]}'
+    wait = resource("time_sleep", "pubsub_agent")
+    assert wait["triggers"] == {"email": "${google_project_service_identity.pubsub.email}"}
+    assert wait["create_duration"] == "60s"
     publisher = resource("google_pubsub_topic_iam_member", "dead_letter_publisher")
     assert publisher["for_each"] == "${google_pubsub_topic.dead_letter}"
     assert (publisher["role"], publisher["member"]) == ("roles/pubsub.publisher", "${local.pubsub_service_agent}")
@@ -669,8 +697,13 @@ def test_sync_account_writes_the_index_and_reads_its_secret() -> None:
         "google_pubsub_topic_iam_member": {"roles/pubsub.publisher"},
     }
     assert _bucket_of_grant(account) == "${google_storage_bucket.index.name}"
-    (secret_grant,) = resources("google_secret_manager_secret_iam_member").values()
+    secret_grant = resource("google_secret_manager_secret_iam_member", "sync_webhook_accessor")
     assert secret_grant["secret_id"] == "${google_secret_manager_secret.webhook.id}"
+    # The only other secret it may read is the optional GitHub token.
+    assert set(resources("google_secret_manager_secret_iam_member")) == {
+        "sync_webhook_accessor",
+        "sync_github_token_accessor",
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -692,7 +725,7 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 _LOG_METRIC_TYPE = 'metric.type="logging.googleapis.com/user/${google_logging_metric.lines[%s].name}"'
 _METRIC_KEY = re.compile(r'google_logging_metric\.lines\["([a-z_]+)"\]\.name')
 _LABEL_TEST = re.compile(r'metric\.labels?\.([a-z_]+)="([^"]*)"')
-_FUNCTION_NAME = re.compile(r"\$\{google_cloudfunctions2_function\.([a-z_]+)\.name\}")
+_FUNCTION_NAME = re.compile(r'\$\{local\.function_names\["([a-z_]+)"\]\}')
 
 
 def log_metrics() -> dict[str, Body]:
@@ -883,6 +916,10 @@ _COUNTED = [
     ("audit_alarms", "sweep", "sweep rejected", False),
     ("index_refreshed", "sync", "sync published", True),
     ("index_refreshed", "sync", "sync unchanged", True),
+    # Queued rebuilds log their outcome from the rebuild deployment.
+    ("index_refreshed", "rebuild", "sync published", True),
+    ("index_refreshed", "rebuild", "sync unchanged", True),
+    ("index_refreshed", "rebuild", "sync failed", False),
     ("index_refreshed", "sync", "sync refused", False),
     ("index_refreshed", "sync", "sync failed", False),
     ("index_refreshed", "sync", "sync queued", False),
@@ -890,6 +927,7 @@ _COUNTED = [
     ("freshness_errors", "audit", "stale sync", True),
     ("freshness_errors", "sync", "stale sync", True),
     ("freshness_errors", "audit", "index unreadable", True),
+    ("freshness_errors", "rebuild", "index unreadable", True),
     ("freshness_errors", "audit", "rejected event", False),
     ("sweep_summaries", "sweep", "sweep complete", True),
     ("sweep_summaries", "sweep", "sweep incomplete", True),
@@ -984,13 +1022,31 @@ def test_dashboard_charts_draw_existing_metrics_and_labels() -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_providers_are_recent_enough() -> None:
+def test_providers_are_recent_enough_and_pinned() -> None:
     (terraform,) = _module()["terraform"]
     (providers,) = terraform["required_providers"]
-    assert providers["archive"]["version"] == ">= 2.5", "glob excludes arrived in archive 2.5.0"
+    # `~>` on every provider: a new major release arrives only by editing this module.
+    for name, provider in providers.items():
+        assert provider["version"].startswith("~> "), f"{name} is not pinned with ~>: {provider['version']}"
+    assert providers["archive"]["version"] == "~> 2.5", "glob excludes arrived in archive 2.5.0"
+    assert providers["random"]["version"] == "~> 3.7", "the ephemeral random_password arrived in random 3.7"
+    # secret_data_wo arrived in google 6.23; the module is written against 7.x.
+    assert providers["google"]["version"] == providers["google-beta"]["version"] == "~> 7.0"
     assert "time" in providers
     assert resource("google_project_service_identity", "pubsub")["provider"] == "google-beta"
-    assert "google-beta" in providers
+
+
+def test_every_resource_carries_the_default_labels() -> None:
+    labels = locals_()["labels"]
+    assert labels.startswith("${merge({") and labels.endswith(", var.labels)}"), "operators' labels win"
+    for key in ("app", "instance", "managed-by"):
+        assert key in labels
+    for provider in _module()["provider"]:
+        for name, body in provider.items():
+            assert body["default_labels"] == "${local.labels}", name
+    # default_labels does not reach alert policies: their user_labels do.
+    for name, policy in resources("google_monitoring_alert_policy").items():
+        assert policy["user_labels"] == "${local.labels}", name
 
 
 def test_source_zip_does_not_depend_on_the_umask() -> None:
@@ -1022,12 +1078,21 @@ def test_function_builds_wait_for_the_build_account_grants() -> None:
     sleep = resource("time_sleep", "build_grants")
     waited = set(sleep["depends_on"])
     assert waited == {
-        "${google_project_iam_member.build}",
-        "${google_storage_bucket_iam_member.build_source_admin}",
+        "${google_project_iam_member.build_log_writer}",
+        "${google_project_iam_member.build_sources_reader}",
         "${google_artifact_registry_repository_iam_member.build_writer}",
     }
-    admin = resource("google_storage_bucket_iam_member", "build_source_admin")
-    assert (admin["bucket"], admin["role"]) == ("${google_storage_bucket.source.name}", "roles/storage.objectAdmin")
+    # The build reads the copy Cloud Functions makes in its gcf-v2-sources-* buckets, never the source
+    # bucket: read-only, and only there.
+    assert _grants("build") == {
+        "google_project_iam_member": {"roles/logging.logWriter", "roles/storage.objectViewer"},
+        "google_artifact_registry_repository_iam_member": {"roles/artifactregistry.writer"},
+    }
+    reader = resource("google_project_iam_member", "build_sources_reader")
+    assert reader["role"] == "roles/storage.objectViewer"
+    expression = block(reader, "condition")["expression"].replace('\\"', '"')
+    assert expression == 'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-")'
+    assert "condition" not in resource("google_project_iam_member", "build_log_writer")
     for name, function in resources("google_cloudfunctions2_function").items():
         assert "${time_sleep.build_grants}" in function["depends_on"], name
         assert block(function, "build_config")["service_account"] == "${google_service_account.build.id}"
@@ -1036,7 +1101,7 @@ def test_function_builds_wait_for_the_build_account_grants() -> None:
 def test_moved_blocks_land_on_resources() -> None:
     declared = {(rtype, name) for rtype, named in _labelled("resource").items() for name in named}
     for moved in _module().get("moved", []):
-        target = re.fullmatch(r'\$\{([a-z0-9_]+)\.([a-z0-9_]+)\["[a-z_]+"\]\}', moved["to"])
+        target = re.fullmatch(r'\$\{([a-z0-9_]+)\.([a-z0-9_]+)(?:\["[a-z_]+"\])?\}', moved["to"])
         assert target, moved
         assert (target.group(1), target.group(2)) in declared
 
@@ -1072,7 +1137,7 @@ def test_audit_environment_for_freshness_frozen_registries_and_deadline() -> Non
     ]
 
 
-def test_sync_queue_delivers_signed_rebuild_requests_back_to_sync_index() -> None:
+def test_sync_queue_delivers_rebuild_requests_back_to_sync_index() -> None:
     sync_name, sync = function_by_entry_point("sync_index")
     env = block(sync, "service_config")["environment_variables"]
     assert env["AUDITOR_SYNC_QUEUE"] == "${google_pubsub_topic.sync_queue.id}"
@@ -1082,9 +1147,12 @@ def test_sync_queue_delivers_signed_rebuild_requests_back_to_sync_index() -> Non
     assert queue["topic"] == "${google_pubsub_topic.sync_queue.id}"
     assert queue["ack_deadline_seconds"] == 600
     push = block(queue, "push_config")
-    uri = f"${{google_cloudfunctions2_function.{sync_name}.service_config[0].uri}}"
-    assert push["push_endpoint"] == uri
-    assert block(push, "oidc_token")["audience"] == uri
+    rebuild_url = f'${{local.function_urls["{REBUILD}"]}}'
+    assert push["push_endpoint"] == rebuild_url
+    assert block(push, "oidc_token")["audience"] == rebuild_url
+    assert service_account(block(push, "oidc_token")["service_account_email"]) == "sync_queue"
+    assert f"${{google_cloudfunctions2_function.{REBUILD}}}" in queue["depends_on"]
+    assert sync_name != REBUILD
     assert block(queue, "retry_policy")["minimum_backoff"] == "${var.sync_queue_min_backoff}"
     assert block(queue, "dead_letter_policy")["dead_letter_topic"] == '${google_pubsub_topic.dead_letter["sync"].id}'
     publisher = resource("google_pubsub_topic_iam_member", "sync_queue_publisher")
@@ -1106,6 +1174,10 @@ def test_sweep_runs_daily_read_only_and_private() -> None:
         "AUDITOR_FROZEN_PREFIXES": '${join(",", var.frozen_prefixes)}',
         # The sweep's budget ends before the function's timeout, so its summary is always written.
         "AUDITOR_SWEEP_MAX_SECONDS": "${tostring(max(30, var.sweep_timeout_seconds - 120))}",
+        "AUDITOR_SIGNERS": '${join(",", var.signers)}',
+        "AUDITOR_TRUSTED_ROOT": "${var.trusted_root}",
+        "AUDITOR_SIGNING_REGISTRY": "${var.signing_registry}",
+        "AUDITOR_SIGNED_SINCE": "${var.signed_since}",
     }
     assert config["timeout_seconds"] == "${var.sweep_timeout_seconds}"
     assert default("sweep_timeout_seconds") <= 3600
@@ -1186,3 +1258,171 @@ def test_replay_subscription_delivers_exactly_like_the_audit_subscription() -> N
     assert replay_push["push_endpoint"].removesuffix("/${google_pubsub_topic.audit_replay.id}") == audit_push[
         "push_endpoint"
     ].removesuffix("/${local.gcr_topic_id}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue #18: a first apply that succeeds, no secret in state, least privilege, operating
+# ---------------------------------------------------------------------------------------------------------
+
+# Cloud Monitoring's metric-absence docs: absence durations go "up to a maximum of 23.5 hours".
+_ABSENCE_MAX = 84600
+
+
+def _validation_conditions(variable: str) -> list[str]:
+    return [text(rule["condition"]) for rule in variables()[variable].get("validation", [])]
+
+
+@pytest.mark.parametrize("variable", ["index_refresh_absent_seconds", "sweep_absent_seconds"])
+def test_absence_windows_stay_within_23_5_hours(variable: str) -> None:
+    assert default(variable) <= _ABSENCE_MAX
+    assert f"var.{variable} <= {_ABSENCE_MAX}" in " ".join(_validation_conditions(variable))
+
+
+def _cron_hour_field_pattern() -> str:
+    (condition,) = _validation_conditions("sweep_schedule")
+    match = re.fullmatch(r'\$\{can\(regex\("(.+)", var\.sweep_schedule\)\)\}', condition)
+    assert match, condition
+    return match.group(1).replace("\\\\", "\\")
+
+
+@pytest.mark.parametrize(
+    ("schedule", "accepted"),
+    [("23 4,16 * * *", True), ("0 */12 * * *", True), ("0 4-16/12 * * *", True), ("23 4 * * *", False)],
+)
+def test_sweep_runs_more_than_once_a_day(schedule: str, accepted: bool) -> None:
+    # A daily sweep leaves gaps of 24 h and more between summaries, which no absence window of at most
+    # 23.5 h covers: the sweep runs twice a day, and a run that leaves no summary pages before the next.
+    assert bool(re.search(_cron_hour_field_pattern(), schedule)) is accepted
+    assert re.search(_cron_hour_field_pattern(), default("sweep_schedule"))
+    hours = default("sweep_schedule").split()[1].split(",")
+    assert len(hours) == 2 and abs(int(hours[1]) - int(hours[0])) == 12
+    assert 12 * 3600 + default("sweep_timeout_seconds") < default("sweep_absent_seconds")
+
+
+def test_log_metrics_name_the_functions_by_plan_time_names() -> None:
+    # Metrics that referred to the function resources waited for the ten-minute builds, and their alerts
+    # followed a minute later, before the metrics had propagated (provider issue #11102).
+    for key, body in log_metrics().items():
+        assert "google_cloudfunctions2_function" not in text(body), key
+        assert _FUNCTION_NAME.search(text(body["filter"])), key
+    names = locals_()["function_names"]
+    for key, function in resources("google_cloudfunctions2_function").items():
+        assert function["name"] == f'${{local.function_names["{key}"]}}'
+        assert names[key] == f"${{var.name_prefix}}-{key}"
+    # The policies on those metrics wait for the builds, which gives the metrics their ten minutes.
+    builds = {f"${{google_cloudfunctions2_function.{key}}}" for key in resources("google_cloudfunctions2_function")}
+    for name in ("log_alarms", *LIVENESS_LOGS):
+        assert builds <= set(resource("google_monitoring_alert_policy", name)["depends_on"]), name
+    assert builds <= set(resource("google_monitoring_dashboard", "auditor")["depends_on"])
+
+
+def _dead_letter_seconds(attempts: int, minimum: float, maximum: float) -> float:
+    return float(sum(min(maximum, minimum * 2**attempt) for attempt in range(attempts - 1)))
+
+
+def test_backlog_alert_opens_after_the_pending_grace_and_before_dead_letters() -> None:
+    policy = resource("google_monitoring_alert_policy", "backlog")
+    conditions = {text(rule["condition"]) for rule in block(policy, "lifecycle")["precondition"]}
+    assert conditions == {
+        "${local.backlog_alert_seconds > var.pending_grace_seconds}",
+        "${local.backlog_alert_seconds < local.audit_dead_letter_seconds}",
+    }
+    assert locals_()["backlog_alert_seconds"] == (
+        "${var.backlog_age_threshold_seconds + var.backlog_age_duration_seconds}"
+    )
+    dead_letter = text(locals_()["audit_dead_letter_seconds"])
+    for name in ("audit_max_delivery_attempts", "audit_min_backoff", "audit_max_backoff"):
+        assert f"var.{name}" in dead_letter
+    # The defaults satisfy both: RETRY `index behind` for the grace does not page, a real backlog does.
+    opens = default("backlog_age_threshold_seconds") + default("backlog_age_duration_seconds")
+    seconds = [float(default(name).removesuffix("s")) for name in ("audit_min_backoff", "audit_max_backoff")]
+    assert (
+        default("pending_grace_seconds")
+        < opens
+        < _dead_letter_seconds(default("audit_max_delivery_attempts"), *seconds)
+    )
+
+
+def test_push_failure_alert_covers_every_push_subscription() -> None:
+    policy = resource("google_monitoring_alert_policy", "push_failures")
+    ((_, condition),) = _conditions(policy)
+    watched = set(re.findall(r"\$\{google_pubsub_subscription\.([a-z_]+)\.name\}", text(condition["filter"])))
+    pushing = {name for name, body in resources("google_pubsub_subscription").items() if body.get("push_config")}
+    assert watched == pushing == {"audit", "audit_replay", "sync_queue"}
+
+
+def test_no_iam_in_the_registry_project_by_default() -> None:
+    assert default("grant_registry_reader") is False
+    for name, body in resources("google_project_iam_member").items():
+        if "registry_project" in body["project"] or "each.value" in body["project"]:
+            assert "var.grant_registry_reader" in (body.get("count", "") + body.get("for_each", "")), name
+    assert resources("google_project_iam_audit_config").keys() == {"storage_writes"}
+
+
+def test_index_writes_are_recorded_by_data_write_audit_logs() -> None:
+    audit = resource("google_project_iam_audit_config", "storage_writes")
+    assert (audit["project"], audit["service"]) == ("${var.project}", "storage.googleapis.com")
+    assert [config["log_type"] for config in audit["audit_log_config"]] == ["DATA_WRITE"]
+    index_bucket = resource("google_storage_bucket", "index")
+    assert index_bucket["project"] == audit["project"]
+    skip = next(
+        line for line in (MODULE / "main.tf").read_text().splitlines() if "CKV_GCP_62:Writes to the index" in line
+    )
+    assert "google_project_iam_audit_config.storage_writes" in skip
+
+
+def test_audit_subscription_keeps_acknowledged_events_for_a_seek() -> None:
+    _, subscription = _audit_subscription()
+    assert subscription["retain_acked_messages"] is True
+    assert subscription["message_retention_duration"] == "${var.audit_message_retention}"
+    assert default("audit_message_retention") == "604800s", "seven days to seek back to"
+
+
+def test_dashboard_json_sends_no_field_the_api_drops() -> None:
+    # Provider issue #16173: fields at their defaults come back absent and show a diff on every plan.
+    dashboard = text(resource("google_monitoring_dashboard", "auditor")["dashboard_json"])
+    assert "REDUCE_NONE" not in dashboard
+    # A position of 0 is left out rather than sent ...
+    assert "(position % 2) == 0 ? {} : {xPos = 6}" in dashboard
+    assert "position < 2 ? {} : {yPos = floor(position / 2) * 4}" in dashboard
+    # ... and so are the reducer and the group-by of a chart that groups by nothing.
+    grouped = '{crossSeriesReducer = "REDUCE_SUM", groupByFields = group} if length(group) > 0] ...)'
+    assert f"[for group in [chart.group] : {grouped}" in dashboard
+    assert any(chart["group"] == [] for chart in locals_()["dashboard_charts"]), "the case the filter is for"
+
+
+def test_environment_of_the_signature_checks_and_the_order_guard() -> None:
+    _, audit = function_by_entry_point("audit")
+    _, sync = function_by_entry_point("sync_index")
+    audit_env = block(audit, "service_config")["environment_variables"]
+    sync_env = block(sync, "service_config")["environment_variables"]
+    assert audit_env["AUDITOR_PARENT_WAIT_SECONDS"] == "${tostring(var.parent_wait_seconds)}"
+    assert default("parent_wait_seconds") == 600
+    assert audit_env["AUDITOR_SIGNERS"] == '${join(",", var.signers)}'
+    assert default("signers") == ["krel-trust@k8s-releng-prod.iam.gserviceaccount.com=https://accounts.google.com"]
+    assert audit_env["AUDITOR_TRUSTED_ROOT"] == "${var.trusted_root}"
+    assert default("trusted_root") == "", "empty is the library's public-good root, as for every unset setting"
+    assert default("signing_registry") == "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", default("signed_since"))
+    assert "timeadd(var.signed_since" in " ".join(_validation_conditions("signed_since"))
+    assert "var.compare_url" in sync_env["AUDITOR_COMPARE_URL"]
+    assert "{base}...{head}" in sync_env["AUDITOR_COMPARE_URL"]
+    assert "${var.k8s_io_repository}" in sync_env["AUDITOR_COMPARE_URL"]
+    for absent in ("AUDITOR_SIGNERS", "AUDITOR_SIGNING_REGISTRY", "AUDITOR_SIGNED_SINCE"):
+        assert absent not in sync_env
+    assert "AUDITOR_SIGNING_REGISTRY" not in audit_env and "AUDITOR_SIGNED_SINCE" not in audit_env
+
+
+def test_the_docs_require_a_gcs_backend_and_say_what_an_operator_does_after_an_apply() -> None:
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert "**A GCS backend is required.**" in deploy
+    assert 'backend "gcs"' in deploy
+    runbook = RUNBOOK.read_text()
+    # Seek back: the acknowledged events the audit subscription retains, beside audit --replay.
+    assert "gcloud pubsub subscriptions seek registry-auditor-audit --project=$PROJECT --time=" in runbook
+    assert "audit --index" in runbook and "--replay" in runbook
+    # An apply that changes a policy re-arms its absence condition only after one data point.
+    assert "needs one data point after a policy is created or changed" in runbook.replace("\n", " ")
+    # How a resync or queued rebuild is authenticated, step by step in deploy.md.
+    for needle in ("AUDITOR_OIDC_AUDIENCE", "AUDITOR_OIDC_INVOKERS", "Both variables or neither"):
+        assert needle in deploy

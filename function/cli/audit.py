@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 
 import orjson
 
@@ -232,8 +234,30 @@ def _payload(text: str, index: DigestIndex | None, settings: Settings) -> str:
     return orjson.dumps(event).decode()
 
 
-def _stdin() -> Iterable[bytes]:
+def _stdin() -> Iterator[bytes]:
     if sys.stdin.isatty():
         log.warning("reading event payloads from the terminal, one JSON per line; end with Ctrl-D (or give REFERENCEs)")
-    # Bytes, as the function receives them: a line that is not UTF-8 is MALFORMED, not a crash.
-    return sys.stdin.buffer
+    # typeshed types it BinaryIO; a process's (and run_cli's) stdin buffer is buffered, with read1.
+    return _lines_flushing_before_each_wait(cast(io.BufferedIOBase, sys.stdin.buffer))
+
+
+def _lines_flushing_before_each_wait(source: io.BufferedIOBase) -> Iterator[bytes]:
+    """The lines of ``source`` as bytes, as the function receives them (a line that is not UTF-8 is
+    MALFORMED, not a crash); the verdicts written so far are flushed before each read that may wait.
+
+    A live reader (a pipe from a subscription) sees each verdict as soon as its input is decided, and a
+    file is not flushed line by line: that cost a fifth of a 20,000-line run."""
+    partial: list[bytes] = []  # the start of a line longer than the chunks read so far
+    while True:
+        sys.stdout.flush()
+        chunk = source.read1(1 << 16)
+        if not chunk:
+            break
+        end = chunk.rfind(b"\n") + 1
+        if end:
+            yield from io.BytesIO(b"".join([*partial, chunk[:end]]))
+            partial = []
+        if end < len(chunk):
+            partial.append(chunk[end:])
+    if partial:
+        yield b"".join(partial)

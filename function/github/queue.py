@@ -3,8 +3,9 @@
 GitHub gives a webhook 10 s; a rebuild takes longer. So ``sync_index`` publishes a rebuild request on the
 topic and answers 202, and the topic's push subscription delivers the request back to ``sync_index``,
 which rebuilds inside that delivery (Pub/Sub retries it on a 5xx, with its own backoff and dead-letter
-topic). The request is signed with the webhook secret (message attribute ``signature``, the same
-``sha256=<hmac>`` form as GitHub's header), because the push endpoint is public.
+topic). The request itself is unsigned: the push subscription authenticates each delivery with a
+Google-signed ID token of its own service account, which ``sync_index`` verifies
+(``function.services.oidc``), so the webhook secret stays GitHub's alone.
 
 Published through the REST API with google-auth's ``AuthorizedSession`` rather than the gRPC client
 library, which would add a heavy dependency to every cold start for one call per push.
@@ -45,7 +46,7 @@ class QueueError(Retryable):
 
 
 class BadDelivery(ValueError):
-    """A Pub/Sub delivery that is not a signed rebuild request of this deployment."""
+    """A Pub/Sub delivery that is not a rebuild request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,28 +82,23 @@ def is_envelope(document: Any) -> bool:
     return isinstance(document, Mapping) and isinstance(document.get("message"), Mapping) and "subscription" in document
 
 
-def delivered(document: Mapping[str, Any], secret: str | None) -> tuple[RebuildRequest, str | None]:
-    """The signed rebuild request in a push envelope, and its message id; BadDelivery when it is not one."""
+def delivered(document: Mapping[str, Any]) -> tuple[RebuildRequest, str | None]:
+    """The rebuild request in a push envelope, and its message id; BadDelivery when it is not one."""
     message = document["message"]
-    attributes = message.get("attributes")
-    claimed = attributes.get("signature") if isinstance(attributes, Mapping) else None
     try:
         data = base64.b64decode(message.get("data") or "", validate=True)
     except (binascii.Error, TypeError, ValueError):
         raise BadDelivery("the message data is not base64") from None
-    if not webhook.verify(secret, data, claimed if isinstance(claimed, str) else None):
-        raise BadDelivery("the message carries no valid 'signature' attribute")
     message_id = message.get("messageId")
     return RebuildRequest.from_data(data), message_id if isinstance(message_id, str) else None
 
 
 class SyncQueue:
-    """Publishes signed rebuild requests on one topic (the emulator where ``PUBSUB_EMULATOR_HOST`` is set)."""
+    """Publishes rebuild requests on one topic (the emulator where ``PUBSUB_EMULATOR_HOST`` is set)."""
 
     def __init__(
         self,
         topic: str,
-        secret: str,
         *,
         session: requests.Session | None = None,
         deadline_seconds: float = DEADLINE_SECONDS,
@@ -111,7 +107,6 @@ class SyncQueue:
         if not TOPIC.fullmatch(topic):
             raise ValueError(f"AUDITOR_SYNC_QUEUE {topic!r} is not a Pub/Sub topic: write projects/<p>/topics/<t>")
         self.topic = topic
-        self.secret = secret
         self.deadline_seconds = deadline_seconds
         self._clock = clock
         self._session = session
@@ -120,15 +115,7 @@ class SyncQueue:
 
     def publish(self, request: RebuildRequest) -> str:
         """Queue ``request``; returns Pub/Sub's message id."""
-        data = request.data()
-        body = {
-            "messages": [
-                {
-                    "data": base64.b64encode(data).decode(),
-                    "attributes": {"signature": webhook.signature(self.secret, data)},
-                }
-            ]
-        }
+        body = {"messages": [{"data": base64.b64encode(request.data()).decode()}]}
         url = f"{self._endpoint}/v1/{self.topic}:publish"
         deadline = Deadline(self.deadline_seconds, self._clock)
         problem = ""

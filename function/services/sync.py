@@ -4,11 +4,18 @@ Three kinds of request arrive:
 
 - a GitHub push webhook (``X-GitHub-Event: push``, signed in ``X-Hub-Signature-256``): its ``after``
   commit is rebuilt;
-- a resync (signed the same way, no ``X-GitHub-Event``; Cloud Scheduler): the branch head is first pinned
-  to a SHA and its committer time through ``AUDITOR_HEAD_URL``, and exactly that commit is rebuilt, so a
-  resync can never move the index to another commit than the one it names;
-- with ``AUDITOR_SYNC_QUEUE``, a Pub/Sub push envelope carrying a signed rebuild request that this
-  function queued itself.
+- a resync (no ``X-GitHub-Event``; Cloud Scheduler with an ID token, or an operator signing it with the
+  webhook secret as the contract has it): the branch head is first pinned to a SHA and its committer time
+  through ``AUDITOR_HEAD_URL``, and exactly that commit is rebuilt, so a resync can never move the index
+  to another commit than the one it names;
+- a Pub/Sub push envelope carrying a rebuild request that a ``sync_index`` with ``AUDITOR_SYNC_QUEUE``
+  queued: it is rebuilt here, never queued again.
+
+No Google resource holds the webhook secret: what Google sends (Cloud Scheduler's resync, Pub/Sub's
+queued rebuilds) carries a Google-signed ID token of an account in ``AUDITOR_OIDC_INVOKERS`` for
+``AUDITOR_OIDC_AUDIENCE`` (``function.services.oidc``). A request with neither a valid signature nor such a
+token is refused, because nothing else can prove who sent it, and a resync anyone could trigger would
+spend GitHub's API quota and the rebuilds' capacity. A queued rebuild is let in by a token only.
 
 Every accepted commit is recorded as pending before anything is rebuilt (the auditor holds back alarms
 while the index is behind it). Without a queue the rebuild runs inside the request: 200 published or
@@ -38,8 +45,16 @@ from function.index.digests import Source
 from function.index.pending import PendingCommits
 from function.index.publish import Published, Refused, Round, Superseded, rebuild
 from function.registry.client import RegistryClient
+from function.services import oidc
 from function.services.response import Response
-from function.settings import DEFAULT_BRANCH, DEFAULT_HEAD_URL, DEFAULT_MANIFESTS, DEFAULT_SUBDIR, Settings
+from function.settings import (
+    DEFAULT_BRANCH,
+    DEFAULT_HEAD_URL,
+    DEFAULT_MANIFESTS,
+    DEFAULT_SUBDIR,
+    Oidc,
+    Settings,
+)
 from function.storage.base import Confirmation, IndexStore
 from function.storage.errors import StoreError
 from function.storage.uri import open_store
@@ -72,6 +87,7 @@ class SyncService:
         branch: str = DEFAULT_BRANCH,
         head_url: str = DEFAULT_HEAD_URL,
         sync_queue: SyncQueue | None = None,
+        invokers: Oidc | None = None,
         registry_factory: Callable[[frozenset[str]], Any] | None = RegistryClient,
         budget_seconds: float = RESOLUTION_BUDGET_SECONDS,
         logger: logging.Logger | None = None,
@@ -84,6 +100,7 @@ class SyncService:
         self.branch = branch
         self.head_url = head_url
         self.queue = sync_queue
+        self.invokers = invokers
         self.registry_factory = registry_factory
         self.budget_seconds = budget_seconds
         self.logger = logger or v.verdict_logger()
@@ -93,33 +110,35 @@ class SyncService:
     @classmethod
     def from_environment(cls) -> SyncService:
         settings = Settings.from_environment()
-        secret, topic = settings.webhook_secret, settings.sync_queue
+        if settings.oidc is None:
+            log.warning("%s", oidc.UNCONFIGURED)
         return cls(
             open_store(settings.required_index_uri()),
-            secret=secret,
+            secret=settings.webhook_secret,
             manifests=settings.manifests,
             subdir=settings.manifests_subdir,
             branch=settings.branch,
             head_url=settings.head_url,
-            # Settings refuse a queue without the secret that signs its requests.
-            sync_queue=SyncQueue(topic, secret) if topic and secret else None,
+            sync_queue=SyncQueue(settings.sync_queue) if settings.sync_queue else None,
+            invokers=settings.oidc,
         )
 
     def handle(self, method: str, headers: Headers, body: bytes) -> Response:
         kind = headers.get("X-GitHub-Event")
-        if method == "POST" and kind is None and self.queue is not None:
-            document = _json_or_none(body)
-            if queue.is_envelope(document):
-                return self._delivered(document)
+        if kind is None and headers.get("X-Hub-Signature-256") is None:
+            return self._from_google(method, headers, body)
         if not webhook.verify(self.secret, body, headers.get("X-Hub-Signature-256")):
             log.warning("sync request refused: missing or invalid X-Hub-Signature-256")
             return Response(401, {"status": "refused", "reason": "missing or invalid X-Hub-Signature-256"})
         if method != "POST":
-            return Response(405, {"status": "refused", "reason": "POST a GitHub push webhook or a resync request"})
+            return Response(405, {"status": "refused", "reason": "POST a GitHub push webhook"})
+        if kind is None:
+            # The contract's resync, signed with the webhook secret: an operator's, by hand. Terraform's
+            # scheduler sends an ID token instead, so that no signature sits in its job's state.
+            log.info("resync requested with the webhook secret's signature")
+            return self._resync()
         if kind == "ping":
             return Response(200, {"status": "ok", "reason": "pong"})
-        if kind is None:
-            return self._resync()
         if kind != "push":
             return Response(202, {"status": "ignored", "reason": f"GitHub event {kind!r} is not a push"})
         try:
@@ -136,6 +155,25 @@ class SyncService:
         if not push.touches_manifests:
             return Response(202, {"status": "ignored", "reason": "the push touches no manifest"})
         return self._accept(RebuildRequest(push.sha, push.committed_at, "push"))
+
+    def _from_google(self, method: str, headers: Headers, body: bytes) -> Response:
+        """A resync (Cloud Scheduler) or a queued rebuild (a Pub/Sub push), each with an invoker's ID token."""
+        try:
+            invoker = oidc.verify(self.invokers, headers.get("Authorization"))
+        except oidc.Unauthenticated as error:
+            # Why, for the operator; the caller learns nothing it could adjust a forgery to.
+            log.warning("sync request refused: %s", error)
+            return Response(401, {"status": "refused", "reason": "unauthenticated"})
+        except oidc.KeysUnavailable as error:
+            log.error("sync request not served: %s", error)
+            return Response(503, {"status": "failed", "reason": "the caller's token could not be checked yet"})
+        if method != "POST":
+            return Response(405, {"status": "refused", "reason": "POST a resync request or a Pub/Sub push"})
+        document = _json_or_none(body)
+        if queue.is_envelope(document):
+            return self._delivered(document, invoker)
+        log.info("resync requested by %s", invoker)
+        return self._resync()
 
     # --- accepting a commit ---------------------------------------------------------------------
 
@@ -168,14 +206,14 @@ class SyncService:
             QUEUED, request.commit, f"rebuild of {request.commit} ({request.reason}) queued", message_id=message_id
         )
 
-    def _delivered(self, document: Any) -> Response:
+    def _delivered(self, document: Any, invoker: str) -> Response:
         try:
-            request, message_id = queue.delivered(document, self.secret)
+            request, message_id = queue.delivered(document)
         except queue.BadDelivery as error:
-            # Only this function queues requests; anything else at this door is refused.
+            # Only sync_index queues requests: this one cannot get better, so Pub/Sub dead-letters it.
             log.warning("queued rebuild refused: %s", error)
-            return Response(401, {"status": "refused", "reason": str(error)})
-        log.info("queued rebuild of %s (%s), message %s", request.commit, request.reason, message_id)
+            return Response(400, {"status": "refused", "reason": str(error)})
+        log.info("queued rebuild of %s (%s), message %s from %s", request.commit, request.reason, message_id, invoker)
         response = self._rebuild(request)
         if response.status == _STATUS[REFUSED]:
             # Acknowledged: delivering it again cannot change the answer.

@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from function.storage.base import IndexStore
-from function.storage.gcs import DEFAULT_RETRY_TIMEOUT, DEFAULT_TIMEOUT, ClientFactory, GcsStore
 from function.storage.local import LocalStore
+
+if TYPE_CHECKING:
+    from function.storage.gcs import ClientFactory
 
 
 def open_store(
     uri: str,
     *,
     client_factory: ClientFactory | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+    timeout: float | None = None,
+    retry_timeout: float | None = None,
 ) -> IndexStore:
     """The store for ``gs://bucket/object`` or a local path.
 
-    ``client_factory``, ``timeout`` and ``retry_timeout`` apply to Cloud Storage only.
+    ``client_factory``, ``timeout`` and ``retry_timeout`` apply to Cloud Storage only (None: its defaults).
     """
     if not uri or not uri.strip():
         raise ValueError("index URI is empty: give gs://bucket/object or a local path")
     if uri[:3].lower() == "gs:":
         bucket, name = parse_gs_uri(uri)
-        return GcsStore(bucket, name, client_factory=client_factory, timeout=timeout, retry_timeout=retry_timeout)
+        # google-cloud-storage costs about 0.13 s to import: a CLI reading a local index never pays it.
+        from function.storage import gcs
+
+        return gcs.GcsStore(
+            bucket,
+            name,
+            client_factory=client_factory,
+            timeout=gcs.DEFAULT_TIMEOUT if timeout is None else timeout,
+            retry_timeout=gcs.DEFAULT_RETRY_TIMEOUT if retry_timeout is None else retry_timeout,
+        )
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", uri):
         raise ValueError(f"index URI {uri!r}: unsupported scheme; give gs://bucket/object or a local path")
     return LocalStore(Path(uri))

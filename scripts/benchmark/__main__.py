@@ -18,7 +18,7 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 os.environ["GCE_METADATA_HOST"] = os.environ["GCE_METADATA_IP"] = "127.0.0.1:1"
 
 import benchmark
-from benchmark import cold_start, freshness, offline, registry_wave, sweep, sweep_k8s, throughput
+from benchmark import cli_audit, cold_start, freshness, offline, registry_wave, sweep, sweep_k8s, throughput
 from benchmark.common import Row, real_events, table
 from function.index.digests import DigestIndex
 from tests.support import registry as reg
@@ -39,11 +39,13 @@ def main() -> int:
     registry = shutil.which(reg.REGISTRY_BINARY) is not None
     rows: list[Row] = []
     indexes = offline.run(rows)
-    throughput.run(rows, indexes["real k8s.io index"], args.events)
+    real = indexes["real k8s.io index"]
+    bare_s = throughput.run(rows, real, args.events)
     if not args.skip_gcs:
-        event = real_events(DigestIndex.from_json(indexes["real k8s.io index"]), 1)[0]
+        event = real_events(DigestIndex.from_json(real), 1)[0]
         cold_start.run(rows, indexes, event)
     with tempfile.TemporaryDirectory() as work:
+        cli_audit.run(rows, Path(work), real, real_events(DigestIndex.from_json(real), args.events), bare_s)
         if not args.skip_registry and registry:
             registry_wave.run(rows, Path(work))
         freshness.run(rows, Path(work))

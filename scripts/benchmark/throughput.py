@@ -13,7 +13,8 @@ from function.index.source import FixedIndex
 from function.verdict import emit, verdict_logger
 
 
-def run(rows: list[Row], data: bytes, n_events: int) -> None:
+def run(rows: list[Row], data: bytes, n_events: int) -> float:
+    """Rows for the in-process audit; returns the bare loop's seconds, the yardstick of the CLI's run."""
     index = DigestIndex.from_json(data)
     events = real_events(index, n_events)
     lookup = {
@@ -47,6 +48,7 @@ def run(rows: list[Row], data: bytes, n_events: int) -> None:
         (
             "audit, verdict lines included",
             f"{len(events) / audit_s:,.0f} events/s",
-            f"{audit_s / bare_s:.1f}x the bare loop (target within 20x)",
+            f"{audit_s / bare_s:.1f}x the bare loop",
         ),
     ]
+    return bare_s

@@ -133,11 +133,12 @@ class CommitsServer(ThreadedHTTPServer):
                 branch = self.path.rpartition("/commits/")[2]
                 head = server.heads.get(branch) if self.path.startswith("/repos/kubernetes/k8s.io/") else None
                 if head is None:
-                    self._answer(404, {"message": "No commit found for SHA: " + branch})
+                    answer_json(self, 404, {"message": "No commit found for SHA: " + branch})
                     return
                 sha, date = head
                 person = {"name": "k8s-ci-robot", "email": "k8s-ci-robot@example.com", "date": date}
-                self._answer(
+                answer_json(
+                    self,
                     200,
                     {
                         "sha": sha,
@@ -149,15 +150,17 @@ class CommitsServer(ThreadedHTTPServer):
                     },
                 )
 
-            def _answer(self, status: int, document: dict[str, Any]) -> None:
-                body = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
             def log_message(self, format: str, *args: object) -> None:
                 return
 
         return Handler
+
+
+def answer_json(handler: BaseHTTPRequestHandler, status: int, document: dict[str, Any]) -> None:
+    """Answer ``document`` as a JSON API does."""
+    body = json.dumps(document).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

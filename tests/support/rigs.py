@@ -23,6 +23,7 @@ from tests.support import scenario
 from tests.support.clock import FakeClock
 from tests.support.functions import CommitsServer, TarballServer
 from tests.support.manifests import digest, write_project
+from tests.support.oidc import CertServer, bearer, invokers
 from tests.support.stores import CountingStore
 
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
@@ -111,7 +112,12 @@ class SyncRig(Lines):
     """``sync_index`` rebuilding synchronously from the tarballs of four commits of one project."""
 
     def __init__(
-        self, tmp_path: Path, tarballs: TarballServer, commits: CommitsServer, store: IndexStore | None = None
+        self,
+        tmp_path: Path,
+        tarballs: TarballServer,
+        commits: CommitsServer,
+        certs: CertServer,
+        store: IndexStore | None = None,
     ) -> None:
         super().__init__()
         self.store = store or LocalStore(tmp_path / "index.json")
@@ -122,6 +128,7 @@ class SyncRig(Lines):
             secret=SECRET,
             manifests=f"{tarballs.url}/{{sha}}.tar.gz",
             head_url=commits.template,
+            invokers=invokers(certs),
             registry_factory=None,
             logger=self.logger,
         )
@@ -147,8 +154,9 @@ class SyncRig(Lines):
         return response.status, response.body
 
     def resync(self, head_sha: str) -> tuple[int, dict[str, Any]]:
+        """What Cloud Scheduler sends: no ``X-GitHub-Event``, an ID token of its account."""
         self.commits.heads["main"] = (head_sha, TIMES[head_sha])
-        response = self.service.handle("POST", Headers({"X-Hub-Signature-256": signature(SECRET, b"")}), b"")
+        response = self.service.handle("POST", Headers({"Authorization": bearer()}), b"")
         return response.status, response.body
 
     def index(self) -> tuple[Source, int | None]:

@@ -1,6 +1,7 @@
 """The whole auditor on loopback: registry behind a counting proxy, fake-gcs-server, the Pub/Sub
-emulator pushing topic ``gcr`` to ``functions-framework --target audit``, two ``sync_index`` instances
-and a server of commit tarballs. Shared by the end-to-end tests and the demo."""
+emulator pushing topic ``gcr`` to ``functions-framework --target audit``, two ``sync_index`` instances,
+a server of commit tarballs and Google's key server for the ID tokens of the resync and the queue's
+pushes. Shared by the end-to-end tests and the demo."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from tests.support import registry as reg
 from tests.support import scenario
 from tests.support.functions import CommitsServer, FunctionServer, TarballServer
 from tests.support.gcs import GcsEmulator
+from tests.support.oidc import GOOGLE_KEY, QUEUE, SCHEDULER, SYNC_URL, AuthenticatedPush, CertServer, bearer
 from tests.support.proxy import RegistryProxy
 from tests.support.pubsub import PubSubEmulator
 
@@ -72,8 +74,8 @@ class Stack:
         return requests.post(self.syncs[sync].url, data=body, headers=headers, timeout=120)
 
     def resync(self, *, sync: int = 0) -> requests.Response:
-        """What Cloud Scheduler sends: a signed request without ``X-GitHub-Event``."""
-        headers = {"X-Hub-Signature-256": signature(SECRET, b"{}"), "Content-Type": "application/json"}
+        """What Cloud Scheduler sends: no ``X-GitHub-Event``, an ID token of its account."""
+        headers = {"Authorization": bearer(SCHEDULER, SYNC_URL), "Content-Type": "application/json"}
         return requests.post(self.syncs[sync].url, data=b"{}", headers=headers, timeout=120)
 
     def add_commit(self, commit: str, root: Path) -> str:
@@ -140,7 +142,12 @@ def running(
     saved = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = gcs.url
     try:
-        with RegistryProxy(registry.url) as proxy, TarballServer() as tarballs, CommitsServer() as commits:
+        with (
+            RegistryProxy(registry.url) as proxy,
+            TarballServer() as tarballs,
+            CommitsServer() as commits,
+            CertServer(GOOGLE_KEY) as certs,
+        ):
             promotion = scenario.promote(proxy.host, via=registry.host)
             for commit in promotion.commits:
                 root = promotion.write_manifests(commit, work / commit)
@@ -157,6 +164,9 @@ def running(
                 "AUDITOR_WEBHOOK_SECRET": SECRET,
                 "AUDITOR_HEAD_URL": commits.template,
                 "AUDITOR_FROZEN_PREFIXES": FROZEN,
+                "AUDITOR_OIDC_AUDIENCE": SYNC_URL,
+                "AUDITOR_OIDC_INVOKERS": f"{SCHEDULER},{QUEUE}",
+                "AUDITOR_OIDC_CERTS_URL": certs.certs_url,
                 **(env or {}),
             }
             sync_topic = pubsub.create_topic(f"sync-{bucket.removeprefix('test-')}") if queued_syncs else ""
@@ -174,10 +184,15 @@ def running(
                 # One "gcr" topic per stack: several stacks may share one emulator.
                 topic = pubsub.create_topic(f"gcr-{bucket.removeprefix('test-')}")
                 subscriptions = [pubsub.create_push_subscription(topic, audit.url, ack_deadline_seconds=30)]
+                # Each push with the queue account's ID token, as Terraform's push subscription sends it.
+                pushers = [
+                    servers.enter_context(AuthenticatedPush(sync.url, GOOGLE_KEY, QUEUE, SYNC_URL))
+                    for sync in syncs[2:]
+                ]
                 subscriptions += [
                     # As Terraform sets it: the rebuild may take minutes before it is acknowledged.
-                    pubsub.create_push_subscription(sync_topic, sync.url, ack_deadline_seconds=600)
-                    for sync in syncs[2:]
+                    pubsub.create_push_subscription(sync_topic, pusher.url, ack_deadline_seconds=600)
+                    for pusher in pushers
                 ]
                 try:
                     yield Stack(
