@@ -1,3 +1,1 @@
 """Audits every change to the Kubernetes production registries against the k8s.io promotion manifests."""
-
-__version__ = "0.1.0"

@@ -168,8 +168,11 @@ def test_stats_counts_pending_commits_and_fails_max_age_past_the_grace(
     assert [(p["commit"], p["past_grace"]) for p in report["pending"]] == [(NEWER, True)]
     assert report["source"]["committed_at"] == "2026-12-01T10:00:00Z"
     # The head could not be asked: said, and nothing fails for it.
-    assert report["head"]["known"] is False
+    assert report["head"]["known"] is False and "127.0.0.1:1" in report["head"]["problem"]
     assert cli(index, "stats").returncode == 0
+    # Unset, the head is asked only with --head: no machine waits on GitHub unasked.
+    monkeypatch.delenv("AUDITOR_HEAD_URL")
+    assert json.loads(cli(index, "stats", "--json").stdout)["head"]["problem"].startswith("not asked")
     # Within the grace, a pending commit is shown but is no alarm.
     monkeypatch.setenv("AUDITOR_PENDING_GRACE_SECONDS", "7200")
     assert cli(index, "stats", "--max-age", "1d").returncode == 0

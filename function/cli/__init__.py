@@ -12,11 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from function import __version__
 from function.cli import audit, build, lookup, stats, sweep
 from function.cli.common import EXIT_ALARM, EXIT_OK, finish_options, log, set_log_levels, shared_options, silence_stdout
 from function.errors import AuditorError, kind
 from function.index.digests import InvalidIndex
+
+# The package's version (pyproject.toml reads it from here); in this layer, which alone prints it.
+__version__ = "0.1.0"
 
 EPILOG = """\
 exit codes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ from function.index.pending import PendingCommits, commit_time
 from function.settings import PENDING_GRACE_VARIABLE, Settings
 from function.storage.base import Confirmation
 
+HEAD_URL_VARIABLE = "AUDITOR_HEAD_URL"
+
 EPILOG = """\
 Shows the index's URI, store generation, schema, source k8s.io commit and its time, when it was built,
 when a sync last confirmed it current (a rebuild of the branch head that changed nothing writes no new
@@ -40,8 +43,8 @@ The age counts from the later of the build and the confirmation, so the index of
 hourly resync keeps confirming stays fresh. Pending commits are those sync_index accepted and has not
 published: one waiting longer than AUDITOR_PENDING_GRACE_SECONDS (default 1800) is a stuck sync. The
 branch head is asked at AUDITOR_HEAD_URL (default: kubernetes/k8s.io on GitHub's API; AUDITOR_BRANCH,
-default main) to say how far behind it the index is; when it cannot be asked, that line says so and
-nothing fails.
+default main) to say how far behind it the index is, where that variable is set or --head is given;
+when it cannot be asked, that line says so and nothing fails.
 
 exit codes:
   0   read (and, with --max-age, built or confirmed no longer ago than that, and no pending commit
@@ -67,6 +70,12 @@ def add_parser(commands: Commands) -> None:
         metavar="DURATION",
         help="exit 1 when the index was neither built nor confirmed by a sync within this, or a pending commit "
         "has waited past the grace; seconds or 90s, 30m, 2h, 1d (default: no limit)",
+    )
+    parser.add_argument(
+        "--head",
+        action="store_true",
+        help=f"ask the branch head even where ${HEAD_URL_VARIABLE} is unset (its default: GitHub's API for "
+        "kubernetes/k8s.io); default: ask only where it is set",
     )
     parser.set_defaults(run=run)
 
@@ -95,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         }
         for p in pending
     ]
-    report["head"] = _head(settings, index)
+    report["head"] = _head(settings, index, args.head or HEAD_URL_VARIABLE in os.environ)
     stuck = [p for p in report["pending"] if p["past_grace"]]
     stale = args.max_age is not None and (report["age_seconds"] > args.max_age or bool(stuck))
     if args.max_age is not None:
@@ -124,8 +133,13 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_ALARM
 
 
-def _head(settings: Settings, index: DigestIndex) -> dict[str, Any]:
-    """Where the promoted branch is now, and how far behind it the index is; unknown is no failure."""
+def _head(settings: Settings, index: DigestIndex, ask: bool) -> dict[str, Any]:
+    """Where the promoted branch is now, and how far behind it the index is; unknown is no failure.
+
+    Asked only where the operator said so ($AUDITOR_HEAD_URL set, or --head): a machine without a route to
+    GitHub must not wait on it."""
+    if not ask:
+        return {"known": False, "problem": f"not asked: set {HEAD_URL_VARIABLE} or give --head"}
     try:
         with waiting(f"asking {settings.head_url.format(branch=settings.branch)} for the branch head"):
             head = pin(settings.head_url, settings.branch)
