@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from function.cli.lookup import text
 from function.index import manifests
 from function.index.digests import DigestIndex, Source
-from function.index.lookup import lookup
+from function.index.lookup import AmbiguousDigest, by_version, lookup
 from function.reference import InvalidReference, parse_reference
 from tests.support.manifests import digest, write_project
 
@@ -19,6 +19,11 @@ AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
 EU = "europe-west1-docker.pkg.dev/k8s-artifacts-prod/images"
 LIST, SINGLE, UNRESOLVED = digest("list"), digest("single"), digest("unresolved")
 AMD64, ARM64 = digest("amd64"), digest("arm64")
+
+
+def flowing(text: str) -> str:
+    """``text`` with its line breaks and indents as single spaces (sentences are wrapped to 120 columns)."""
+    return " ".join(text.split())
 
 
 @pytest.fixture
@@ -70,25 +75,25 @@ def test_a_digest_shows_every_image_that_promotes_it_or_whose_child_it_is(index:
         ("pause", [{"digest": ARM64, "tags": ["3.9"], "children": None, "parent": LIST}]),
         ("kubernetes/pause", [{"digest": ARM64, "tags": ["3.9"], "children": None, "parent": LIST}]),
     ]
-    assert f"{ARM64}  -  platform child of {LIST} (3.9)" in text(child)
+    assert f"{ARM64}  -  child of {LIST[:19]}… (3.9)" in text(child)
     # One digest looked up: its children in full.
     assert f"      {AMD64}\n      {ARM64}" in text(lookup(index, LIST))
     # As the verdict table shortens digests, and as other tools print them.
     # The answer names the digest in full.
     assert lookup(index, ARM64[:19] + "…").as_dict() == child.as_dict()
     assert lookup(index, ARM64.removeprefix("sha256:")).as_dict() == child.as_dict()
+    # Not listed, while a list is unresolved: it may be its child, never "not promoted".
     nowhere = lookup(index, digest("nothing"))
-    assert not nowhere.found
-    assert "1 promoted digests are not resolved yet: it may be a child of one of them" in (nowhere.note or "")
+    assert not nowhere.found and nowhere.undecided and nowhere.maybe_child_of == (UNRESOLVED,)
+    assert f"may be a child of {UNRESOLVED}" in (nowhere.note or "")
+    assert text(nowhere).startswith("UNDECIDED: ")
 
 
 def test_a_digest_prefix_must_name_one_digest(index: DigestIndex) -> None:
     twins = ["sha256:abcdef" + "0" * 58, "sha256:abcdef" + "1" * 58]
     index = index.with_resolutions({UNRESOLVED: twins})
-    ambiguous = lookup(index, "sha256:abcdef")
-    assert (
-        not ambiguous.found and ambiguous.note == f"sha256:abcdef is ambiguous: {twins[0]}, {twins[1]}; give more of it"
-    )
+    with pytest.raises(AmbiguousDigest, match=f"sha256:abcdef is ambiguous: {twins[0]}, {twins[1]}; give more of it"):
+        lookup(index, "sha256:abcdef")
     assert [e.parent for m in lookup(index, "sha256:abcdef1").matches for e in m.entries] == [UNRESOLVED]
     none = lookup(index, "sha256:fffffff")
     assert none.note == "no promoted digest or known platform child starts with sha256:fffffff"
@@ -103,20 +108,27 @@ def test_a_reference_says_whether_it_is_promoted_there(index: DigestIndex) -> No
     mismatch = lookup(index, f"{AR}/pause:3.9@{SINGLE}")
     assert not mismatch.found and mismatch.note == f"{SINGLE} is promoted at {AR}/pause, but not with tag '3.9'"
     assert lookup(index, f"{AR}/pause:4.0").note == f"tag '4.0' is not promoted at {AR}/pause"
-    assert lookup(index, f"{AR}/busybox@{LIST}").note == f"{LIST} is not promoted at {AR}/busybox"
+    # Not here, and where it is instead: whether it is ours at all.
+    assert lookup(index, f"{AR}/busybox@{LIST}").note == (
+        f"{LIST} is not promoted at {AR}/busybox. Elsewhere it is promoted as kubernetes/pause:3.9, pause:3.9"
+    )
     # Both projects promote to the same destination, each its own images.
     assert [m.promotion.project for m in lookup(index, f"{AR}/busybox").matches] == ["other"]
     signature = lookup(index, f"{AR}/pause:sha256-{SINGLE[7:]}.sig")
     assert signature.found and signature.about == f"tag 'sha256-{SINGLE[7:]}.sig' is the signature tag of {SINGLE}"
-    assert text(signature).startswith(f"{signature.about}\npause (project")
+    assert flowing(text(signature)).startswith(
+        flowing(f"PROMOTED: {SINGLE} as pause:3.8,latest at 2 paths {signature.about} pause (project")
+    )
     orphan = lookup(index, f"{AR}/busybox:sha256-{LIST[7:]}.att")
-    assert orphan.note == f"{LIST} is not promoted at {AR}/busybox" and "attestation" in (orphan.about or "")
+    assert (orphan.note or "").startswith(f"{LIST} is not promoted at {AR}/busybox. Elsewhere") and "attestation" in (
+        orphan.about or ""
+    )
     stray = lookup(index, f"{AR}/nginx:1")
     assert stray.note == f"{AR}/nginx is under destination {AR}, but no promoted image is named 'nginx'"
     outside = lookup(index, f"gcr.io/k8s-staging-kubernetes/pause@{LIST}")
     assert not outside.found and "under no destination registry" in (outside.note or "")
     assert "did you mean pause" in (lookup(index, "paus").note or "")
-    assert text(stray).endswith(f"not found: {stray.note}")
+    assert flowing(text(stray)).startswith(f"NOT PROMOTED: {stray.note}")
     with pytest.raises(InvalidReference):
         lookup(index, f"{AR}/Pause:1")
 
@@ -150,3 +162,16 @@ def test_any_text_is_a_reference_or_says_why_not(garbage: str) -> None:
         spelled = reference.path + (f":{reference.tag}" if reference.tag else "")
         spelled += f"@{reference.digest}" if reference.digest else ""
         assert parse_reference(spelled) == reference
+
+
+def test_digests_are_shown_in_tag_version_order_prereleases_first() -> None:
+    tags = {
+        "a": ["v1.30.0"],
+        "b": ["v1.30.0-alpha.0"],
+        "c": ["v1.30.0-rc.1"],
+        "d": ["v1.9.9"],
+        "e": [],
+        "f": ["v1.10.0"],
+    }
+    assert by_version(tags) == ["d", "f", "b", "c", "a", "e"]
+    assert by_version({"x": ["3.10"], "y": ["3.9"]}) == ["y", "x"]

@@ -8,14 +8,17 @@ file); 75 (EX_TEMPFAIL) a fault that trying again can cure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from function.cli import audit, build, lookup, stats, sweep
-from function.cli.common import EXIT_ALARM, log, set_log_levels
+from function.cli.common import EXIT_ALARM, EXIT_OK, finish_options, log, set_log_levels, shared_options, silence_stdout
 from function.errors import AuditorError, kind
 from function.index.digests import InvalidIndex
+
+# The package's version (pyproject.toml reads it from here); in this layer, which alone prints it.
+__version__ = "0.1.0"
 
 EPILOG = """\
 exit codes:
@@ -25,7 +28,9 @@ exit codes:
       message says what to fix
   75  a fault that trying again can cure (a registry or Cloud Storage fault)
 
-Every command takes -q (errors only) and -v (everything); `python -m function COMMAND --help` says more.
+Every command takes -q (errors only), -v (everything) and --format json|table (--json), before or
+after its name; durations take seconds or 90s, 30m, 2h, 1d. `python -m function COMMAND --help` says more.
+The same CLI is installed as `promotion-auditor` by `pip install .`.
 
 example:
   python -m function lookup --index gs://BUCKET/index.json.gz pause
@@ -36,7 +41,7 @@ COMMANDS = (build.add_parser, audit.add_parser, sweep.add_parser, stats.add_pars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = finish_options(parser().parse_args(argv))
     set_log_levels(args.verbosity)
     try:
         code: int = args.run(args)
@@ -49,19 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader went away (as `| head` does): stop quietly, and keep Python's flush at exit quiet too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_ALARM
+        # The reader went away (as `| head` does) before anything was written that had an outcome: stop
+        # quietly, and keep Python's flush at exit quiet too. Commands that write outcomes catch it themselves
+        # and exit with the code of what was written.
+        silence_stdout()
+        return EXIT_OK
     return code
 
 
 def parser() -> argparse.ArgumentParser:
+    # The installed command is named as typed; `python -m function` otherwise.
+    installed = Path(sys.argv[0]).name == "promotion-auditor"
     top = argparse.ArgumentParser(
-        prog="python -m function",
+        prog="promotion-auditor" if installed else "python -m function",
         description="The promotion auditor on a laptop: build, inspect and query the digest index, audit events.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[shared_options()],
     )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = top.add_subparsers(required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)

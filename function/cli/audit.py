@@ -15,15 +15,22 @@ from function.auditor import Auditor
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
+    LINES,
+    TABLE,
     CommandError,
     Commands,
-    add_format_option,
     add_index_option,
+    check_host,
     command_parser,
     load_index,
     log,
+    show,
+    silence_stdout,
     verdict_output,
+    waiting,
 )
+from function.cli.replay import Replay
+from function.cli.replay import read as read_replay
 from function.errors import RETRYABLE
 from function.index.digests import DigestIndex, InvalidIndex
 from function.index.freshness import HeldIndex, PendingWatch
@@ -35,6 +42,7 @@ from function.settings import Settings
 from function.signatures import SigningPolicy
 from function.storage.errors import StoreDenied, StoreError, StoreMissing
 from function.storage.uri import open_store
+from function.table import render_verdicts
 from function.verdict import Verdict
 
 EPILOG = """\
@@ -48,7 +56,17 @@ the index's for less than that, a would-be REJECTED (other than a deletion or a 
 "index behind". AUDITOR_PARENT_WAIT_SECONDS (default: 600): an untagged child whose listed list is in no
 repository yet is RETRY "parent not yet pushed" for that long from when its payload is read here.
 
+A REFERENCE's host must be a registry of the index (or under AUDITOR_FROZEN_PREFIXES): a typo exits 2
+naming the nearest one, where a payload on stdin would be IGNORED. registry.k8s.io is the public name of
+every destination: give a destination's reference (or `lookup registry.k8s.io/NAME:TAG`).
+
+--replay reads past verdict lines from stdin (JSON lines, or the JSON array `gcloud logging read
+--format=json` writes, each line in its jsonPayload), audits each event again with today's code and index,
+and writes the new verdict line of each event whose verdict or reason changed (every event with --all),
+with "previous": {"verdict", "reason", "index"} of the old line. Other lines are skipped and counted.
+
 exit codes:
+  (with --replay, over the new verdicts of every event read)
   0   every verdict is VERIFIED or IGNORED
   1   any verdict is REJECTED or MALFORMED (whatever else there is: an alarm is never masked)
   2   a bad argument or REFERENCE, a missing bucket, folder or index file, or no access to Cloud
@@ -59,40 +77,101 @@ examples:
   python -m function audit --index gs://BUCKET/index.json.gz --format table \\
       us-central1-docker.pkg.dev/k8s-artifacts-prod/images/pause:3.9
   python -m function audit --index gs://BUCKET/index.json.gz < payloads.jsonl
+  gcloud logging read 'jsonPayload.verdict="REJECTED" AND timestamp>="2026-12-04T00:00:00Z"' \\
+      --format=json | python -m function audit --index gs://BUCKET/index.json.gz --replay
 """
 
 
 def add_parser(commands: Commands) -> None:
-    parser = command_parser(commands, "audit", summary="decide registry events against the digest index", epilog=EPILOG)
+    parser = command_parser(
+        commands,
+        "audit",
+        summary="decide registry events against the digest index",
+        epilog=EPILOG,
+        default_format=LINES,
+    )
     add_index_option(parser)
     parser.add_argument(
         "references", nargs="*", metavar="REFERENCE", help="an image reference to audit as an INSERT of it"
     )
-    add_format_option(parser)
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="re-audit the events of past verdict lines read from stdin; write those whose verdict changed",
+    )
+    parser.add_argument(
+        "--all", dest="replay_all", action="store_true", help="with --replay: write every event's new line"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    payloads: Iterable[bytes | str] = [_payload(text) for text in args.references] if args.references else _stdin()
-    write, finish = verdict_output(args.format)
+    if args.replay_all and not args.replay:
+        raise CommandError("--all goes with --replay")
+    if args.replay and args.references:
+        raise CommandError("--replay reads past verdict lines from stdin: give no REFERENCE with it")
     settings = Settings.from_environment()
-    frozen = settings.frozen_prefixes
     try:
-        index = load_index(args.index)
+        index = load_index(args.index, args.index_origin)
         problem = f"no digest index at {args.index} yet"
     except (StoreMissing, StoreDenied):
         raise  # no retry cures a missing bucket or missing credentials: exit 2
     except (StoreError, InvalidIndex) as error:
         index, problem = None, str(error)
+    if args.replay:
+        replay = read_replay(sys.stdin.buffer.read())
+    else:
+        payloads: Iterable[bytes | str] = (
+            [_payload(text, index, settings) for text in args.references] if args.references else _stdin()
+        )
+    write, finish = verdict_output(args.format)
     if index is None:
         # Still one verdict line per payload: malformed ones are decided, the rest wait for an index.
         log.error("%s: every well-formed event is left open (RETRY)", problem)
-        auditor = Auditor(NoIndex(problem), frozen_prefixes=frozen)
+        auditor = Auditor(NoIndex(problem), frozen_prefixes=settings.frozen_prefixes)
     else:
         auditor = _auditor(index, args.index, settings)
-    code = audit_all(auditor.audit_payload, payloads, write)
+    if args.replay:
+        return _replay(auditor.audit_payload, replay, args.format, every=args.replay_all)
+    decide = _saying(auditor.audit_payload) if args.references else auditor.audit_payload
+    code = audit_all(decide, payloads, write)
     finish()
     return code
+
+
+def _saying(decide: Callable[[bytes | str], Verdict]) -> Callable[[bytes | str], Verdict]:
+    """A person waiting on a REFERENCE is told when its decision waits on the registries (a true miss)."""
+
+    def deciding(raw: bytes | str) -> Verdict:
+        event = orjson.loads(raw)  # written by _payload
+        with waiting(f"asking the registries about {event.get('digest') or event.get('tag')}"):
+            return decide(raw)
+
+    return deciding
+
+
+def _replay(decide: Callable[[bytes | str], Verdict], replay: Replay, form: str, *, every: bool) -> int:
+    if replay.skipped:
+        log.warning("skipped %d lines that are no verdict line of a registry event", replay.skipped)
+    seen: set[str] = set()
+    changed: list[dict[str, object]] = []
+    for past in replay.events:
+        verdict = decide(past.payload)
+        seen.add(verdict.verdict)
+        if not every and (verdict.verdict, verdict.reason) == (past.previous["verdict"], past.previous["reason"]):
+            continue
+        line = {**verdict.fields(), "previous": past.previous}
+        if form == TABLE:
+            changed.append(line)
+        else:
+            try:
+                print(v.json_line(line, verdict.severity), flush=True)
+            except BrokenPipeError:
+                silence_stdout()
+                break
+    if form == TABLE:
+        show(render_verdicts(changed).rstrip("\n"))
+    return exit_code(seen)
 
 
 def _auditor(index: DigestIndex, uri: str, settings: Settings) -> Auditor:
@@ -123,7 +202,12 @@ def audit_all(
         if not raw.strip():
             continue
         verdict = decide(raw)
-        write(verdict)
+        try:
+            write(verdict)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop, with the exit code of what it was shown.
+            silence_stdout()
+            break
         seen.add(verdict.verdict)
     return exit_code(seen)
 
@@ -137,12 +221,14 @@ def exit_code(verdicts: set[str]) -> int:
     return EXIT_OK
 
 
-def _payload(text: str) -> str:
+def _payload(text: str, index: DigestIndex | None, settings: Settings) -> str:
     """The event payload of an INSERT of the reference ``text``."""
     try:
         reference = parse_reference(text)
     except InvalidReference as error:
         raise CommandError(f"REFERENCE {text!r}: {error}") from None
+    if index is not None:
+        check_host(index, text.strip(), settings.frozen_prefixes, f"REFERENCE {text!r}")
     if reference.digest is None and reference.tag is None:
         raise CommandError(f"REFERENCE {text!r} names neither a tag nor a digest: add :TAG or @sha256:...")
     event: dict[str, str] = {"action": "INSERT"}

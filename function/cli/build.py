@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import orjson
+
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
+    JSON,
     URI_HELP,
     CommandError,
     Commands,
@@ -15,6 +18,7 @@ from function.cli.common import (
     command_parser,
     log,
     open_index_store,
+    show,
 )
 from function.errors import RETRYABLE
 from function.github.webhook import is_commit_sha
@@ -95,7 +99,7 @@ def add_parser(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     manifests = _manifests_folder(args.manifests)
-    store = open_index_store(args.out)
+    store = open_index_store(args.out, "--out")
     source = Source(commit=args.commit, committed_at=args.committed_at, manifests=str(manifests))
     if args.dry_run:
         return _dry_run(manifests, store, source, args)
@@ -113,7 +117,15 @@ def run(args: argparse.Namespace) -> int:
     except Refused as error:
         log.error("not published: %s", error)
         return EXIT_ALARM
-    print(f"{store.uri}: {published.line()}")
+    if args.format == JSON:
+        counts = published.index.counts()
+        show(
+            orjson.dumps(
+                {"uri": store.uri, "generation": published.generation, "changed": published.changed, "counts": counts}
+            ).decode()
+        )
+    else:
+        show(f"{store.uri}: {published.line()}")
     resolution = published.resolution
     if resolution is not None and resolution.failed:
         for line in resolution.errors:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import time
 from typing import Any
 
 import orjson
@@ -11,16 +13,24 @@ import orjson
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
+    JSON,
     Commands,
     add_index_option,
-    bounded,
     command_parser,
+    duration,
     log,
     open_index_store,
     require_index,
+    show,
+    waiting,
 )
+from function.github.head import HeadError, pin
 from function.index.digests import SCHEMA_VERSION, DigestIndex
+from function.index.pending import PendingCommits, commit_time
+from function.settings import PENDING_GRACE_VARIABLE, Settings
 from function.storage.base import Confirmation
+
+HEAD_URL_VARIABLE = "AUDITOR_HEAD_URL"
 
 EPILOG = """\
 Shows the index's URI, store generation, schema, source k8s.io commit and its time, when it was built,
@@ -30,18 +40,24 @@ how many promoted digests are resolved (their platform children known, or known 
 Unresolved lists are fetched from the registries by the audit function on the first event that needs them.
 
 The age counts from the later of the build and the confirmation, so the index of a quiet branch that the
-hourly resync keeps confirming stays fresh.
+hourly resync keeps confirming stays fresh. Pending commits are those sync_index accepted and has not
+published: one waiting longer than AUDITOR_PENDING_GRACE_SECONDS (default 1800) is a stuck sync. The
+branch head is asked at AUDITOR_HEAD_URL (default: kubernetes/k8s.io on GitHub's API; AUDITOR_BRANCH,
+default main) to say how far behind it the index is, where that variable is set or --head is given;
+when it cannot be asked, that line says so and nothing fails.
 
 exit codes:
-  0   read (and, with --max-age, built or confirmed no longer ago than that)
-  1   neither built nor confirmed within --max-age, or the index is unreadable (damaged, or a newer schema)
+  0   read (and, with --max-age, built or confirmed no longer ago than that, and no pending commit
+      waiting past the grace)
+  1   with --max-age: neither built nor confirmed within it, or a pending commit has waited past
+      AUDITOR_PENDING_GRACE_SECONDS; or the index is unreadable (damaged, or a newer schema)
   2   a bad argument, no index at the URI (missing bucket, folder, file or object), or no access
       to Cloud Storage (credentials, IAM): fix it first
   75  Cloud Storage was unreachable: try again
 
 examples:
   python -m function stats --index gs://BUCKET/index.json.gz
-  python -m function stats --index gs://BUCKET/index.json.gz --max-age 7200 --json -q
+  python -m function stats --index gs://BUCKET/index.json.gz --max-age 2h --json -q
 """
 
 
@@ -50,30 +66,54 @@ def add_parser(commands: Commands) -> None:
     add_index_option(parser)
     parser.add_argument(
         "--max-age",
-        type=bounded(float, 0.0),
-        metavar="SECONDS",
-        help="exit 1 when the index was neither built nor confirmed by a sync within this (default: no limit)",
+        type=duration,
+        metavar="DURATION",
+        help="exit 1 when the index was neither built nor confirmed by a sync within this, or a pending commit "
+        "has waited past the grace; seconds or 90s, 30m, 2h, 1d (default: no limit)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object instead of text (default: text)")
+    parser.add_argument(
+        "--head",
+        action="store_true",
+        help=f"ask the branch head even where ${HEAD_URL_VARIABLE} is unset (its default: GitHub's API for "
+        "kubernetes/k8s.io); default: ask only where it is set",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    index = require_index(args.index)
-    confirmation = open_index_store(args.index).confirmation()
+    settings = Settings.from_environment()
+    index = require_index(args.index, args.index_origin)
+    store = open_index_store(args.index, args.index_origin)
+    confirmation = store.confirmation()
     # Read after the index: a confirmation of another generation than the one read says nothing of it.
     if confirmation is not None and confirmation.generation != index.generation:
         confirmation = None
+    with waiting(f"reading the pending commits beside {args.index}"):
+        pending = PendingCommits.beside(store).newer_than(index.source)
     report = _report(args.index, index, confirmation)
-    stale = args.max_age is not None and report["age_seconds"] > args.max_age
+    grace = settings.pending_grace_seconds
+    now = time.time()
+    report["pending_grace_seconds"] = grace
+    report["pending"] = [
+        {
+            "commit": p.commit,
+            "committed_at": p.committed_at,
+            "accepted_at": _instant(p.recorded_at),
+            "waiting_seconds": int(now - p.recorded_at),
+            "past_grace": now - p.recorded_at >= grace,
+        }
+        for p in pending
+    ]
+    report["head"] = _head(settings, index, args.head or HEAD_URL_VARIABLE in os.environ)
+    stuck = [p for p in report["pending"] if p["past_grace"]]
+    stale = args.max_age is not None and (report["age_seconds"] > args.max_age or bool(stuck))
     if args.max_age is not None:
         report["max_age_seconds"] = args.max_age
         report["stale"] = stale
-    if args.json:
-        print(orjson.dumps(report).decode())
-    else:
-        print(_text(report))
-    if stale:
+    show(orjson.dumps(report).decode() if args.format == JSON else _text(report))
+    if not stale:
+        return EXIT_OK
+    if report["age_seconds"] > args.max_age:
         log.error(
             "the index at %s was last built or confirmed %s ago, longer than --max-age %gs: "
             "see `sync_index` in docs/runbook.md",
@@ -81,8 +121,42 @@ def run(args: argparse.Namespace) -> int:
             _duration(report["age_seconds"]),
             args.max_age,
         )
-        return EXIT_ALARM
-    return EXIT_OK
+    for each in stuck:
+        log.error(
+            "sync_index accepted k8s.io commit %s %s ago and has not published it (%s %gs): "
+            "see 'stale sync' in docs/runbook.md",
+            each["commit"],
+            _duration(each["waiting_seconds"]),
+            PENDING_GRACE_VARIABLE,
+            grace,
+        )
+    return EXIT_ALARM
+
+
+def _head(settings: Settings, index: DigestIndex, ask: bool) -> dict[str, Any]:
+    """Where the promoted branch is now, and how far behind it the index is; unknown is no failure.
+
+    Asked only where the operator said so ($AUDITOR_HEAD_URL set, or --head): a machine without a route to
+    GitHub must not wait on it."""
+    if not ask:
+        return {"known": False, "problem": f"not asked: set {HEAD_URL_VARIABLE} or give --head"}
+    try:
+        with waiting(f"asking {settings.head_url.format(branch=settings.branch)} for the branch head"):
+            head = pin(settings.head_url, settings.branch)
+    except (HeadError, KeyError, IndexError, ValueError) as error:
+        return {"known": False, "problem": str(error)}
+    known: dict[str, Any] = {"known": True, "branch": settings.branch, "commit": head.sha}
+    known["committed_at"] = head.committed_at
+    known["index_at_head"] = head.sha == index.source.commit
+    behind = None
+    if not known["index_at_head"] and index.source.committed_at:
+        behind = int((commit_time(head.committed_at) - commit_time(index.source.committed_at)).total_seconds())
+    known["behind_seconds"] = behind
+    return known
+
+
+def _instant(unix: float) -> str:
+    return dt.datetime.fromtimestamp(unix, dt.UTC).isoformat(timespec="seconds")
 
 
 def _report(uri: str, index: DigestIndex, confirmation: Confirmation | None) -> dict[str, Any]:
@@ -126,16 +200,40 @@ def _text(report: dict[str, Any]) -> str:
             "source commit",
             f"{source['commit'] or 'unknown'} (committed {source['committed_at'] or 'at an unknown time'})",
         ),
+        ("branch head", _head_text(report["head"], source)),
         ("built at", report["built_at"]),
         ("confirmed at", _confirmed(report["confirmed"])),
         ("age", f"{_duration(report['age_seconds'])} (since the later of the two)"),
+        ("pending", f"{len(report['pending'])} commits accepted by sync_index and not published"),
+        *(("  commit", _pending_text(p, report["pending_grace_seconds"])) for p in report["pending"]),
         ("resolution", coverage),
         *((key, str(value)) for key, value in counts.items()),
         *(("problem", problem) for problem in report["problems"]),
     ]
     if "stale" in report:
-        rows.append(("max age", f"{report['max_age_seconds']:g}s: {'STALE' if report['stale'] else 'fresh'}"))
+        stuck = any(p["past_grace"] for p in report["pending"])
+        verdict = "STALE" if report["stale"] else "fresh"
+        if stuck:
+            verdict += " (a pending commit waited past the grace)"
+        rows.append(("max age", f"{report['max_age_seconds']:g}s: {verdict}"))
     return "\n".join(f"{key:<14} {value}" for key, value in rows)
+
+
+def _head_text(head: dict[str, Any], source: dict[str, Any]) -> str:
+    if not head["known"]:
+        return f"unknown ({head['problem']})"
+    where = f"{head['commit']} ({head['branch']}, {head['committed_at']})"
+    if head["index_at_head"]:
+        return f"{where}: the index is at the head"
+    if head["behind_seconds"] is None:
+        return f"{where}: the index is from another commit"
+    return f"{where}: the index's commit is {_duration(head['behind_seconds'])} older"
+
+
+def _pending_text(pending: dict[str, Any], grace: float) -> str:
+    late = f": PAST the {grace:g}s grace, a stuck sync" if pending["past_grace"] else ""
+    waited = _duration(pending["waiting_seconds"])
+    return f"{pending['commit']} ({pending['committed_at'] or 'time unknown'}) waiting {waited}{late}"
 
 
 def _confirmed(confirmed: dict[str, Any] | None) -> str:

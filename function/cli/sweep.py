@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -13,17 +15,20 @@ from function import verdict as v
 from function.cli.common import (
     EXIT_ALARM,
     EXIT_OK,
-    JSON,
+    LINES,
+    TABLE,
     CommandError,
     Commands,
-    add_format_option,
     add_index_option,
-    bounded,
     command_parser,
+    duration,
+    log,
     open_index_store,
     require_index,
+    show,
+    silence_stdout,
 )
-from function.errors import RETRYABLE
+from function.errors import PERMANENT, RETRYABLE
 from function.index.digests import InvalidIndex
 from function.settings import (
     DEFAULT_SWEEP_MAX_SECONDS,
@@ -42,6 +47,7 @@ from function.sweep.runner import (
 )
 from function.sweep.unsigned import SigningRequirement
 from function.table import render_verdicts
+from function.verdict import Verdict
 
 PROGRESS_EVERY = 2.0
 
@@ -65,7 +71,11 @@ example:
 
 def add_parser(commands: Commands) -> None:
     parser = command_parser(
-        commands, "sweep", summary="reconcile every destination registry with the digest index", epilog=EPILOG
+        commands,
+        "sweep",
+        summary="reconcile every destination registry with the digest index",
+        epilog=EPILOG,
+        default_format=LINES,
     )
     add_index_option(parser)
     parser.add_argument(
@@ -74,12 +84,16 @@ def add_parser(commands: Commands) -> None:
         metavar="HOST",
         help="sweep only this registry host (repeatable); default: every destination host of the index",
     )
-    parser.add_argument("--report", metavar="FILE", help="also write the findings and summary as one JSON document")
-    add_format_option(parser)
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the findings and summary as one JSON document (its folder is checked first; default: none)",
+    )
     parser.add_argument(
         "--max-seconds",
-        type=bounded(float, 1.0),
-        help="time budget; what is not reached is named as unswept "
+        type=duration,
+        metavar="DURATION",
+        help="time budget, seconds or 90s, 30m, 2h; what is not reached is named as unswept "
         f"(default: ${SWEEP_MAX_SECONDS_VARIABLE} or {DEFAULT_SWEEP_MAX_SECONDS:g})",
     )
     parser.add_argument(
@@ -91,9 +105,13 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
+    if args.max_seconds is not None and args.max_seconds < 1:
+        raise CommandError("--max-seconds must be at least 1s")
+    # Before the sweep, not after it: a bad path must not throw away an hour's findings.
+    report = _report_path(args.report) if args.report else None
     settings = Settings.from_environment()
     try:
-        index = require_index(args.index)
+        index = require_index(args.index, args.index_origin)
     except InvalidIndex as error:
         # Not exit 1: that says the registries hold something wrong, and nothing was swept.
         raise CommandError(
@@ -109,20 +127,57 @@ def run(args: argparse.Namespace) -> int:
         signing=SigningPolicy.from_settings(settings),
         requirement=SigningRequirement.from_settings(settings),
         signed_records=open_index_store(args.index).records(verified.FOLDER),
-        on_finding=(lambda finding: v.emit(logger, finding)) if args.format == JSON else None,
-        on_progress=_Progress() if sys.stderr.isatty() else None,
+        on_finding=_writer() if args.format != TABLE else None,
+        on_progress=_Progress(),
     )
+    hosts = args.host or sweep.hosts()
+    log.info("sweeping %s: listing each host's repositories (budget %gs)", ", ".join(hosts), sweep.max_seconds)
     try:
         result = sweep.run(args.host)
     except ValueError as error:
         raise CommandError(f"--host: {error}") from None
-    if args.format == JSON:
+    if args.format != TABLE:
         report_summary(logger, result.summary)
     else:
-        print(_table(result))
-    if args.report:
-        _write_report(Path(args.report), result)
-    return exit_code(result)
+        show(_table(result))
+    code = exit_code(result)
+    if report is not None:
+        try:
+            _write_report(report, result)
+        except OSError as error:
+            log.error("could not write the report to %s: %s; the findings are on stdout", report, error)
+            # An alarm stays an alarm; a clean sweep whose report is lost is a set-up to fix.
+            return code if code == EXIT_ALARM else PERMANENT.exit_code
+    return code
+
+
+def _report_path(text: str) -> Path:
+    path = Path(text).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise CommandError(f"--report {text} is a folder: give a file in it, as in {path / 'sweep.json'}")
+    if not folder.is_dir():
+        raise CommandError(f"--report {text}: the folder {folder} does not exist; create it or give another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CommandError(f"--report {text}: {path} cannot be written here; give a writable path")
+    return path
+
+
+def _writer() -> Callable[[Verdict], None]:
+    """Each finding's line as it is found; a reader that went away (`| head`) silences the rest."""
+    closed = False
+
+    def write(finding: Verdict) -> None:
+        nonlocal closed
+        if closed:
+            return
+        try:
+            v.write_line(sys.stdout, finding)
+        except BrokenPipeError:
+            closed = True
+            silence_stdout()
+
+    return write
 
 
 def exit_code(result: Result) -> int:
@@ -142,20 +197,17 @@ def _table(result: Result) -> str:
 
 def _write_report(path: Path, result: Result) -> None:
     document = {"findings": [finding_line(f) for f in result.findings], "summary": result.summary.fields()}
-    try:
-        path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-    except OSError as error:
-        raise CommandError(f"could not write the report to {path}: {error}; give a writable --report path") from None
+    path.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 class _Progress:
-    """Progress for a person at a terminal: one stderr line per host every few seconds."""
+    """Progress on stderr (hidden by -q): a host's first repository at once, then a line every few seconds."""
 
     def __init__(self) -> None:
         self._last: dict[str, float] = {}
 
     def __call__(self, host: str, repositories: int, findings: int) -> None:
         now = time.monotonic()
-        if now - self._last.get(host, 0.0) >= PROGRESS_EVERY:
+        if now - self._last.get(host, -PROGRESS_EVERY) >= PROGRESS_EVERY:
             self._last[host] = now
-            print(f"sweep: {host}: {repositories} repositories, {findings} findings so far", file=sys.stderr)
+            log.info("sweep: %s: %d repositories, %d findings so far", host, repositories, findings)

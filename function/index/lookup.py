@@ -1,14 +1,19 @@
 """What the index says about a term a person types: an image name, a digest, or a full reference.
 
 Answers "where is ``pause`` promoted, with which digests and tags?", "which images promote this digest,
-or whose platform child is it?" and "is ``host/path@digest`` (or ``:tag``) promoted?". Descriptive only:
+or whose platform child is it?" and "is ``host/path@digest`` (or ``:tag``) promoted?"; the public name
+``registry.k8s.io/NAME[:TAG|@DIGEST]`` (or ``NAME:TAG``) answers for every destination. Descriptive only:
 what an event would be decided is ``audit REFERENCE``'s job.
+
+A digest that is not listed may be a platform child of a list the index has not resolved yet: the answer
+is then "may be a child of ..." (``undecided``), never "not promoted".
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +26,27 @@ _SHORT_DIGEST = re.compile(r"sha256:([0-9a-f]{6,64})|([0-9a-f]{64})")
 IMAGE = "image"
 DIGEST = "digest"
 REFERENCE = "reference"
+# The public name people paste; it redirects to every destination region.
+PUBLIC_HOST = "registry.k8s.io"
+
+
+class AmbiguousDigest(ValueError):
+    """A digest prefix that more than one known digest starts with."""
+
+
+def nearest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate with the fewest single-character edits from ``word`` (Levenshtein), None if none."""
+    return min(candidates, key=lambda candidate: (_edits(word, candidate), candidate), default=None)
+
+
+def _edits(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +89,16 @@ class Findings:
     note: str | None = None
     # What the term was taken as, where that is not plain: a cosign tag stands for its subject.
     about: str | None = None
+    # Unresolved lists the digest looked up may be a platform child of: neither found nor "not promoted".
+    maybe_child_of: tuple[str, ...] = ()
 
     @property
     def found(self) -> bool:
         return self.note is None
+
+    @property
+    def undecided(self) -> bool:
+        return bool(self.maybe_child_of)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,19 +107,25 @@ class Findings:
             "found": self.found,
             "note": self.note,
             "about": self.about,
+            "maybe_child_of": list(self.maybe_child_of),
             "images": [match.as_dict() for match in self.matches],
         }
 
 
 def lookup(index: DigestIndex, term: str) -> Findings:
-    """Raises ``InvalidReference`` for a term that looks like a reference but is not a valid one."""
+    """Raises ``InvalidReference`` for a term that looks like a reference but is not a valid one, and
+    ``AmbiguousDigest`` for a digest prefix of more than one digest."""
     # A digest as the verdict table shortens it ("sha256:<12 hex>…") or as other tools print it (bare hex).
     term = term.strip().rstrip("…")
     short = _SHORT_DIGEST.fullmatch(term)
     if short is not None:
         return _digest_prefix(index, term, f"sha256:{short.group(1) or short.group(2)}")
+    if term.startswith(PUBLIC_HOST + "/"):
+        return _public(index, term, term.removeprefix(PUBLIC_HOST + "/"))
     if "@" in term or _names_a_host(term):
         return _reference(index, term)
+    if ":" in term:
+        return _public(index, term, term)
     return _image(index, term)
 
 
@@ -101,7 +139,7 @@ def _digest_prefix(index: DigestIndex, term: str, prefix: str) -> Findings:
     if not candidates:
         return Findings(term, DIGEST, [], f"no promoted digest or known platform child starts with {prefix}")
     shown = ", ".join(candidates[:5]) + (f" and {len(candidates) - 5} more" if len(candidates) > 5 else "")
-    return Findings(term, DIGEST, [], f"{prefix} is ambiguous: {shown}; give more of it")
+    raise AmbiguousDigest(f"{prefix} is ambiguous: {shown}; give more of it")
 
 
 def _names_a_host(term: str) -> bool:
@@ -109,9 +147,33 @@ def _names_a_host(term: str) -> bool:
     return bool(slash) and names_a_host(first)
 
 
+def host_of(term: str) -> str | None:
+    """The registry host a term names (``host/path...``), None for a name, a digest or the public name."""
+    term = term.strip()
+    if term.startswith(PUBLIC_HOST + "/") or not _names_a_host(term):
+        return None
+    return term.partition("/")[0].lower()
+
+
+def by_version(digests: dict[str, list[str]]) -> list[str]:
+    """The digests in the order of their tags' versions (3.9 before 3.10), untagged last."""
+    return sorted(digests, key=lambda d: (not digests[d], max((_version(t) for t in digests[d]), default=()), d))
+
+
+def _version(tag: str) -> tuple[object, ...]:
+    """A tag's place in version order: numbers as numbers, and a pre-release (``v1.30.0-rc.1``) before
+    its release, as semantic versioning orders them."""
+    core, dash, pre = tag.partition("-")
+    return (_parts(core), not dash, _parts(pre))
+
+
+def _parts(text: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|[^\d.]+", text))
+
+
 def _image(index: DigestIndex, name: str) -> Findings:
     promotions = _promotions_named(index, name)
-    matches = [Match(p, [_listed(index, p.image, d) for d in sorted(p.image.digests)]) for p in promotions]
+    matches = [Match(p, [_listed(index, p.image, d) for d in by_version(p.image.digests)]) for p in promotions]
     note = None
     if not promotions:
         names = sorted({p.image.name for p in index.promotions()})
@@ -127,13 +189,74 @@ def _digest(index: DigestIndex, digest: str) -> Findings:
     for parent in _lists_containing(index, digest):
         for promotion in _promotions_listing(index, parent):
             _match(matches, promotion).entries.append(_child(promotion.image, digest, parent))
-    note = None
-    if not matches:
-        note = f"{digest} is neither promoted nor a known platform child of a promoted list"
-        unresolved = len(index.unresolved())
-        if unresolved:
-            note += f" ({unresolved} promoted digests are not resolved yet: it may be a child of one of them)"
-    return Findings(digest, DIGEST, list(matches.values()), note)
+    if matches:
+        return Findings(digest, DIGEST, list(matches.values()))
+    unresolved = tuple(sorted(index.unresolved()))
+    if unresolved:
+        return Findings(digest, DIGEST, [], _maybe_child(digest, unresolved), maybe_child_of=unresolved)
+    return Findings(digest, DIGEST, [], f"{digest} is neither promoted nor a known platform child of a promoted list")
+
+
+def _maybe_child(digest: str, lists: tuple[str, ...]) -> str:
+    shown = ", ".join(lists[:3]) + (f" and {len(lists) - 3} more" if len(lists) > 3 else "")
+    return (
+        f"{digest} is not listed, but may be a child of {shown}: the index has not resolved "
+        f"{'that list' if len(lists) == 1 else f'these {len(lists)} lists'} yet. Ask the registries with "
+        "`audit REFERENCE`, or resolve them with `build-index` (without --offline)"
+    )
+
+
+def _public(index: DigestIndex, term: str, name: str) -> Findings:
+    """``NAME[:TAG][@DIGEST]`` as registry.k8s.io serves it: answered for every destination of NAME."""
+    reference = parse_reference(f"{PUBLIC_HOST}/{name}")
+    image = reference.path.removeprefix(PUBLIC_HOST + "/")
+    promotions = _promotions_named(index, image)
+    if not promotions:
+        return replace(_image(index, image), term=term, kind=REFERENCE)
+    matches = [Match(p, _entries_at(index, p.image, reference)) for p in promotions]
+    return _answer(index, term, reference, [p.image for p in promotions], matches)
+
+
+def _answer(
+    index: DigestIndex,
+    term: str,
+    reference: Reference,
+    images: list[Image],
+    matches: list[Match],
+    about: str | None = None,
+) -> Findings:
+    entries = [entry for match in matches for entry in match.entries]
+    if reference.digest is not None and not entries:
+        elsewhere = _elsewhere(index, reference.digest)
+        # Only an unresolved list that carries the tag asked for can hold this digest as its child.
+        lists = tuple(
+            sorted(
+                {
+                    d
+                    for image in images
+                    for d in image.unresolved
+                    if reference.tag is None or reference.tag in image.digests[d]
+                }
+            )
+        )
+        if lists:
+            note = _maybe_child(reference.digest, lists) + elsewhere
+            return Findings(term, REFERENCE, matches, note, about, maybe_child_of=lists)
+        return Findings(term, REFERENCE, matches, f"{_unpromoted(reference, entries)}{elsewhere}", about)
+    return Findings(term, REFERENCE, matches, _unpromoted(reference, entries), about)
+
+
+def _elsewhere(index: DigestIndex, digest: str) -> str:
+    """Where else ``digest`` is promoted, as a sentence to append: whether it is ours at all."""
+    named = sorted(
+        {
+            f"{p.image.name}:{','.join(p.image.digests[digest]) or '(untagged)'}"
+            for p in _promotions_listing(index, digest)
+        }
+    )
+    if not named:
+        return ""
+    return f". Elsewhere it is promoted as {', '.join(named[:3])}{' ...' if len(named) > 3 else ''}"
 
 
 def _reference(index: DigestIndex, term: str) -> Findings:
@@ -158,8 +281,7 @@ def _reference(index: DigestIndex, term: str) -> Findings:
         about = f"tag {reference.tag!r} is the {subject[1]} tag of {subject[0]}"
         reference = replace(reference, tag=None, digest=subject[0])
     matches = [Match(p, _entries_at(index, p.image, reference)) for p in promotions]
-    entries = [entry for match in matches for entry in match.entries]
-    return Findings(term, REFERENCE, matches, _unpromoted(reference, entries), about)
+    return _answer(index, term, reference, [p.image for p in promotions], matches, about)
 
 
 def _unpromoted(reference: Reference, entries: list[Entry]) -> str | None:
@@ -175,7 +297,7 @@ def _entries_at(index: DigestIndex, image: Image, reference: Reference) -> list[
     if reference.digest is not None:
         listed = [_listed(index, image, reference.digest)] if reference.digest in image.digests else []
         return listed + [_child(image, reference.digest, parent) for parent in image.parents_of(reference.digest)]
-    digests = sorted(image.digests)
+    digests = by_version(image.digests)
     if reference.tag is not None:
         digests = [d for d in digests if reference.tag in image.digests[d]]
     return [_listed(index, image, d) for d in digests]
