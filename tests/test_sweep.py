@@ -218,6 +218,11 @@ def test_cli_exit_codes_report_and_table(
     assert clean.returncode == 0, clean.stderr
     lines = output(clean.stdout)
     assert len(lines) == 1 and lines[0]["severity"] == "INFO" and lines[0]["sweep"]["complete"] is True
+    # Each part is named on stderr as its listing starts: a slow registry's wait says what it waits for.
+    started = [line.rsplit(" ", 1)[-1] for line in clean.stderr.splitlines() if "sweep: listing " in line]
+    assert started[0] == complete.host
+    assert {part.split("/", 1)[0] for part in started} == {complete.host} and len(started) > 1
+    assert "sweep: listing" not in cli("-q", "--host", complete.host).stderr
 
     report = tmp_path / "report.json"
     dirty = cli("--report", str(report))

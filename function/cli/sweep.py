@@ -129,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         signed_records=open_index_store(args.index).records(verified.FOLDER),
         on_finding=_writer() if args.format != TABLE else None,
         on_progress=_Progress(),
+        # Each part as it starts, so a slow registry's wait is named at once (hidden by -q).
+        on_listing=lambda part: log.info("sweep: listing %s", part),
     )
     hosts = args.host or sweep.hosts()
     log.info("sweeping %s: listing each host's repositories (budget %gs)", ", ".join(hosts), sweep.max_seconds)

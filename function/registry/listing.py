@@ -107,8 +107,11 @@ class HostWalk:
         *,
         skip: Callable[[str], bool] = lambda path: False,
         page_size: int = PLAIN_PAGE,
+        on_listing: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_listing`` hears each part (the host, then each repository) as its listing starts."""
         self.registry = registry
+        self.on_listing = on_listing
         self.page_size = page_size
         self.host = host
         self.roots = outermost(roots)
@@ -137,6 +140,7 @@ class HostWalk:
     def __iter__(self) -> Iterator[Listed | Unlisted]:
         if not self._started:
             self._started = True
+            self._listing(self.host)
             try:
                 first = self._start()
             except RegistryError as error:
@@ -146,11 +150,16 @@ class HostWalk:
                 yield first
         while self._queue:
             name = self._queue.popleft()
+            self._listing(f"{self.host}/{name}")
             try:
                 yield self._list_extension(name) if self.extension else self._list_plain(name)
             # A listed name over the registry's length limit is refused by the client, sending nothing.
             except (RegistryError, InvalidReference) as error:
                 yield Unlisted(f"{self.host}/{name}", short_reason(error), nested=bool(self.extension))
+
+    def _listing(self, part: str) -> None:
+        if self.on_listing is not None:
+            self.on_listing(part)
 
     def unreached(self, repository: str) -> Listed:
         """A repository expected on this host that the walk did not reach; raises RegistryError.

@@ -129,12 +129,14 @@ class Sweep:
         sleep: Sleep = time.sleep,
         on_finding: FindingSink | None = None,
         on_progress: Progress | None = None,
+        on_listing: Callable[[str], None] | None = None,
         signing: SigningPolicy | None = None,
         requirement: SigningRequirement | None = None,
         signed_records: Records | None = None,
     ) -> None:
         """``signing``: whose signatures count; ``requirement``: where every promoted digest must be signed
-        (none by default); ``signed_records``: where verified signatures are remembered between sweeps."""
+        (none by default); ``signed_records``: where verified signatures are remembered between sweeps;
+        ``on_listing``: hears each host and repository as its listing starts (from the hosts' threads)."""
         if max_seconds <= 0 or workers < 1:
             raise ValueError("max_seconds must be positive and workers at least 1")
         self.index = index
@@ -146,6 +148,7 @@ class Sweep:
         self.sleep = sleep
         self.on_finding = on_finding
         self.on_progress = on_progress
+        self.on_listing = on_listing
         self.signing = signing
         self.requirement = requirement or SigningRequirement()
         self.signed_records = signed_records
@@ -197,7 +200,7 @@ class Sweep:
         registry = self.registry_factory(self.index.registry_hosts())
         try:
             roots = [d.split("/", 1)[1] for d in self._destinations() if d.split("/", 1)[0] == host]
-            walk = HostWalk(registry, host, roots, skip=self._frozen)
+            walk = HostWalk(registry, host, roots, skip=self._frozen, on_listing=self.on_listing)
             _HostSweep(self, walk, self._auditor(registry), deadline, result).run(self._expected(host))
         finally:
             result.calls = registry.calls
