@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.support.gcs",
     "tests.support.pubsub",
     "tests.support.oidc",
+    "tests.support.sigstore_fixtures",
 ]
 
 # Signatures pushed by the tests are signed by the tests' own Sigstore instance: the functions and CLI

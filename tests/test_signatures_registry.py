@@ -24,16 +24,10 @@ from tests.support import registry as reg
 from tests.support import signing
 from tests.support.manifests import digest, write_project
 from tests.support.registry import RegistryServer
+from tests.support.sigstore_fixtures import FIXTURES, LEGACY, LEGACY_SIGNER, LEGACY_SUBJECT
 
 pytestmark = pytest.mark.registry
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "sigstore"
-LEGACY = FIXTURES / "cosign-legacy-github-identity"
-REAL_SUBJECT = "sha256:c05263d2ff654c3a94243662440913f045075d59c436e2c69e9145ec2b87a321"
-REAL_SIGNER = (
-    "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/v0.0.30"
-    "=https://token.actions.githubusercontent.com"
-)
 PROMOTED = digest("signed-image")
 
 
@@ -42,7 +36,10 @@ def _index(tmp_path: Path, host: str) -> DigestIndex:
         tmp_path,
         "p",
         destinations=[f"{host}/images"],
-        images=[{"name": "server", "dmap": {REAL_SUBJECT: ["v0.0.30"]}}, {"name": "pause", "dmap": {PROMOTED: ["1"]}}],
+        images=[
+            {"name": "server", "dmap": {LEGACY_SUBJECT: ["v0.0.30"]}},
+            {"name": "pause", "dmap": {PROMOTED: ["1"]}},
+        ],
     )
     return DigestIndex.build(manifests.load(tmp_path), source=Source(commit="c1"))
 
@@ -65,18 +62,18 @@ def test_the_real_public_good_signature_verifies_with_its_signer(tmp_path: Path,
     reg.push_blob(host, repo, (LEGACY / "payload.json").read_bytes())
     reg.push_blob(host, repo, (LEGACY / "config.json").read_bytes())
     body = json.dumps(document, separators=(",", ":")).encode()
-    signature = reg.push_raw_manifest(host, repo, body, document["mediaType"], _sig_tag(REAL_SUBJECT))
+    signature = reg.push_raw_manifest(host, repo, body, document["mediaType"], _sig_tag(LEGACY_SUBJECT))
     root = (FIXTURES / "trusted_root.production.json").read_bytes()
-    auditor = _auditor(_index(tmp_path, host), SigningPolicy(parse_signers(REAL_SIGNER), root))
-    verdict = _decide(auditor, f"{host}/{repo}", signature, _sig_tag(REAL_SUBJECT))
+    auditor = _auditor(_index(tmp_path, host), SigningPolicy(parse_signers(LEGACY_SIGNER), root))
+    verdict = _decide(auditor, f"{host}/{repo}", signature, _sig_tag(LEGACY_SUBJECT))
     assert (verdict.verdict, verdict.basis, verdict.registry_calls) == ("VERIFIED", "signature", 2), verdict
     assert verdict.signer is not None and verdict.signer.log_index == 1004096555
     assert verdict.fields()["signer"]["issuer"] == "https://token.actions.githubusercontent.com"
     # Remembered by the manifest's digest: no call the second time.
-    assert _decide(auditor, f"{host}/{repo}", signature, _sig_tag(REAL_SUBJECT)).registry_calls == 0
+    assert _decide(auditor, f"{host}/{repo}", signature, _sig_tag(LEGACY_SUBJECT)).registry_calls == 0
     # The same signature under the krel-trust signers is a bad_signature naming the certificate check.
     krel = _auditor(_index(tmp_path, host), SigningPolicy(parse_signers(signing.SIGNERS), root))
-    rejected = _decide(krel, f"{host}/{repo}", signature, _sig_tag(REAL_SUBJECT))
+    rejected = _decide(krel, f"{host}/{repo}", signature, _sig_tag(LEGACY_SUBJECT))
     assert (rejected.verdict, rejected.reason) == ("REJECTED", "bad_signature")
     assert "certificate check failed" in rejected.message and rejected.signer is not None
 

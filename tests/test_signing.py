@@ -6,7 +6,6 @@ import base64
 import hashlib
 import json
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,23 +16,21 @@ from function.signing.layers import Layer
 from function.signing.results import Failed, SignatureCheck, Verified
 from function.signing.signers import DEFAULT_SIGNERS, parse_signers
 from function.signing.trust import TrustRoot
+from tests.support.sigstore_fixtures import (
+    DSSE_BUNDLE,
+    DSSE_SIGNER,
+    FIXTURES,
+    LEGACY,
+    LEGACY_SIGNER,
+    LEGACY_SUBJECT,
+)
 from tests.support.sigstore_root import KREL_IDENTITY, KeylessSigner, SigstoreInstance
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "data" / "sigstore"
-LEGACY = FIXTURES / "cosign-legacy-github-identity"
-DSSE_BUNDLE = FIXTURES / "bundle-v0.3-dsse-slsa"
 real = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no Sigstore fixtures at {FIXTURES}")
 
-LEGACY_DIGEST = "sha256:c05263d2ff654c3a94243662440913f045075d59c436e2c69e9145ec2b87a321"
-LEGACY_SIGNERS = parse_signers(
-    "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/v0.0.30"
-    "=https://token.actions.githubusercontent.com"
-)
-DSSE_SIGNERS = parse_signers(
-    "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml"
-    "@09b495c3f12c7881b3cc17209a327792065c1a1d=https://token.actions.githubusercontent.com"
-)
+LEGACY_DIGEST = LEGACY_SUBJECT
+LEGACY_SIGNERS = parse_signers(LEGACY_SIGNER)
+DSSE_SIGNERS = parse_signers(DSSE_SIGNER)
 KREL = parse_signers(DEFAULT_SIGNERS)
 DIGEST = "sha256:" + "5" * 64
 OTHER_DIGEST = "sha256:" + "6" * 64
@@ -51,16 +48,6 @@ def legacy_layer() -> Layer:
     descriptor = json.loads((LEGACY / "sig-manifest.crane.json").read_text())["layers"][0]
     blob = (LEGACY / "payload.json").read_bytes()
     return Layer(descriptor["mediaType"], descriptor["digest"], descriptor["size"], descriptor["annotations"], blob)
-
-
-@pytest.fixture(scope="module")
-def instance() -> SigstoreInstance:
-    return SigstoreInstance.create()
-
-
-@pytest.fixture(scope="module")
-def trust(instance: SigstoreInstance) -> TrustRoot:
-    return TrustRoot.from_json(instance.trusted_root_json())
 
 
 @pytest.fixture(scope="module")

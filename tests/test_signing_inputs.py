@@ -22,10 +22,11 @@ from function.signing.results import CheckFailedError, Failed
 from function.signing.signers import DEFAULT_SIGNERS, Signer, SignersError, parse_signers
 from function.signing.transparency import parse_log_entry
 from function.signing.trust import TrustRoot, TrustRootError
+from tests.support.sigstore_fixtures import FIXTURES
 from tests.support.sigstore_root import SigstoreInstance
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "data" / "sigstore"
+
 DIGEST = "sha256:" + "5" * 64
 KREL = parse_signers(DEFAULT_SIGNERS)
 
@@ -144,16 +145,6 @@ def shaped_annotations(draw: st.DrawFn) -> str:
 def test_bundle_annotation_parser_fails_cleanly(annotation: str) -> None:
     with contextlib.suppress(CheckFailedError):
         parse_log_entry(annotation)
-
-
-@pytest.fixture(scope="module")
-def instance() -> SigstoreInstance:
-    return SigstoreInstance.create()
-
-
-@pytest.fixture(scope="module")
-def trust(instance: SigstoreInstance) -> TrustRoot:
-    return TrustRoot.from_json(instance.trusted_root_json())
 
 
 def _layer(media_type: str, blob: bytes, annotations: dict[str, str]) -> Layer:

@@ -29,19 +29,8 @@ from tests.support import registry as reg
 from tests.support import signing
 from tests.support.manifests import SNAPSHOT, write_project
 from tests.support.proxy import RegistryProxy
+from tests.support.sigstore_fixtures import DSSE_BUNDLE, DSSE_SIGNER, FIXTURES, LEGACY, LEGACY_SIGNER, LEGACY_SUBJECT
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "sigstore"
-LEGACY = FIXTURES / "cosign-legacy-github-identity"
-LEGACY_SUBJECT = "sha256:c05263d2ff654c3a94243662440913f045075d59c436e2c69e9145ec2b87a321"
-LEGACY_SIGNER = (
-    "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/v0.0.30"
-    "=https://token.actions.githubusercontent.com"
-)
-DSSE = FIXTURES / "bundle-v0.3-dsse-slsa"
-DSSE_SIGNER = (
-    "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml"
-    "@09b495c3f12c7881b3cc17209a327792065c1a1d=https://token.actions.githubusercontent.com"
-)
 AR_REQUESTS_PER_MINUTE = 5000
 RUNS = 200
 
@@ -96,8 +85,8 @@ def _verification(rows: list[Row]) -> None:
             f"best of {RUNS}; {type(outcome).__name__}; cryptography + rfc8785",
         )
     )
-    bundle = (DSSE / "reusable-workflow-attestation.sigstore.json").read_bytes()
-    subject = "sha256:" + hashlib.sha256((DSSE / "reusable-workflow-artifact").read_bytes()).hexdigest()
+    bundle = (DSSE_BUNDLE / "reusable-workflow-attestation.sigstore.json").read_bytes()
+    subject = "sha256:" + hashlib.sha256((DSSE_BUNDLE / "reusable-workflow-artifact").read_bytes()).hexdigest()
     signers = parse_signers(DSSE_SIGNER)
     seconds, outcome = best_of(RUNS, lambda: verify_bundle(bundle, subject, trust=trust, signers=signers))
     rows.append(
