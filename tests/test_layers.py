@@ -7,6 +7,8 @@ as much as for those at the top; imports under `if TYPE_CHECKING:` are annotatio
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,11 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     targets = imports_of("function.registry.client", fake, set(sources()))
     assert targets == {"function.auditor"}
     assert layer_of("function.auditor") > layer_of("function.registry.client")
+
+
+def test_the_cli_loads_no_cloud_or_http_library_at_import() -> None:
+    """Cloud Logging is the functions' alone; storage and HTTP load when a command first needs them."""
+    libraries = "('google.cloud.logging', 'google.cloud.storage', 'requests', 'urllib3')"
+    code = f"import sys, function.cli; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert loaded.stdout.strip() == "[]"

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import requests
 
 from function.errors import Retryable
 from function.github.checkout import trusted_url
@@ -36,6 +35,9 @@ def get(
     headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    # requests loads with the first GET, not with every importer: the CLI's stats asks only with --head.
+    import requests
+
     try:
         with requests.get(url, headers=headers, timeout=timeout, stream=True) as response:
             if response.status_code != 200:

@@ -11,8 +11,6 @@ import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
-import requests
-
 from function.errors import Retryable
 from function.index.manifests import folder_prefixes
 from function.reference import is_loopback
@@ -48,6 +46,9 @@ def download(url: str, subdir: str, into: Path) -> Path:
         raise CheckoutError(f"refusing {url}: manifests are fetched over https (http only on loopback)")
     into.mkdir(parents=True, exist_ok=True)
     archive = into / "manifests.tar.gz"
+    # requests loads with the first download, not with every importer of trusted_url (the CLI's stats).
+    import requests
+
     try:
         with requests.get(url, stream=True, timeout=TIMEOUT_SECONDS) as response:
             if response.status_code != 200:
