@@ -22,7 +22,8 @@ from dataclasses import replace
 from function import rules
 from function.deadline import DEFAULT_SECONDS, Clock, Deadline
 from function.events import Event, MalformedEvent, parse_payload
-from function.index.digests import DigestIndex, Image, Location
+from function.index.digests import DigestIndex, Location
+from function.index.image import Image
 from function.index.nesting import descendants
 from function.index.resolve import TooManyDescendants, fetch_tree
 from function.index.source import IndexSource, IndexUnavailable
@@ -371,7 +372,7 @@ class _Decision:
             if tree is None:
                 nowhere.append(digest)
                 continue
-            self.learned.remember_children(digest, descendants(tree, digest) or ())
+            self.learned.remember_children(digest, descendants(tree.children, digest) or ())
             resolved = True
         return resolved, nowhere
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from function.bounded import LruCache
-from function.index.digests import DigestIndex, Image
+from function.index.digests import DigestIndex
+from function.index.image import Image
 from function.index.nesting import descendants
 from function.registry.content import Facts
 from function.signing.results import Outcome, Verified

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from function.events import Event, MalformedEvent
-from function.index.digests import Image, Location
+from function.index.digests import Location
+from function.index.image import Image
 from function.learned import Learned
 from function.reference import artifact_subject, prefix_over, referrers_subject
 from function.registry.content import Facts

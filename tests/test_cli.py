@@ -104,7 +104,7 @@ def test_offline_build_stats_lookup_and_audit_on_the_real_snapshot(tmp_path: Pat
     assert (image["project"], image["image"], image["digests"]) == (
         "k8s-staging-kubernetes",
         "pause",
-        [{"digest": pause_39, "tags": ["3.9"], "children": None, "parent": None}],
+        [{"digest": pause_39, "tags": ["3.9"], "children": None, "platforms": None, "parent": None, "platform": None}],
     )
     assert f"{AR}/pause" in image["paths"] and len(image["paths"]) == 44
     # The answer, then its one digest.

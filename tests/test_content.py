@@ -46,10 +46,35 @@ def test_docker_manifest_list_lists_its_children_in_order():
     manifest = parse_manifest(body, None, content.digest_of(body))
     assert manifest.media_type == content.DOCKER_MANIFEST_LIST
     assert manifest.children == (D1, D2)
+    assert manifest.platforms == ("linux/amd64", "linux/arm64")
     assert manifest.is_index
     assert manifest.subject is None
     assert manifest.size == len(body)
     assert manifest.digest == content.digest_of(body)
+
+
+@pytest.mark.parametrize(
+    ("platform", "shown"),
+    [
+        ({"os": "linux", "architecture": "arm", "variant": "v7"}, "linux/arm/v7"),
+        (
+            {"os": "windows", "architecture": "amd64", "os.version": "10.0.17763.5458"},
+            "windows/amd64 (10.0.17763.5458)",
+        ),
+        ({"os": "linux", "architecture": "amd64", "variant": ""}, "linux/amd64"),
+        # Not plain words: not echoed to a terminal.
+        ({"os": "linux\u001b[2J", "architecture": "amd64"}, ""),
+        ({"os": "linux", "architecture": "amd64", "os.version": "1 2"}, "linux/amd64"),
+        ({"os": "linux"}, ""),
+        ({"os": "linux", "architecture": 64}, ""),
+        ("linux/amd64", ""),
+        (None, ""),
+    ],
+)
+def test_each_childs_platform_is_shown_as_its_descriptor_names_it(platform, shown):
+    entries = [descriptor(content.OCI_MANIFEST, D1, platform=platform), descriptor(content.OCI_MANIFEST, D2)]
+    body = encode({"schemaVersion": 2, "mediaType": content.OCI_INDEX, "manifests": entries})
+    assert parse_manifest(body, None, content.digest_of(body)).platforms == (shown, "")
 
 
 def test_oci_index_without_media_type_field_takes_it_from_content_type():
@@ -269,6 +294,17 @@ MANIFEST_LIKE = st.fixed_dictionaries(
         "signatures": JSON,
     },
 )
+PLATFORMS = st.one_of(
+    JSON,
+    st.fixed_dictionaries(
+        {"os": st.text(max_size=40), "architecture": st.text(max_size=40)},
+        optional={"variant": JSON, "os.version": JSON},
+    ),
+)
+# What may reach a terminal: "" or plain words, os/architecture[/variant][ (os.version)].
+_SHOWN_PLATFORM = re.compile(
+    r"(?:[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*){1,2}(?: \([A-Za-z0-9._-]+\))?)?"
+)
 CONTENT_TYPES = st.one_of(st.none(), MEDIA_TYPES, st.text(max_size=40))
 
 
@@ -281,6 +317,8 @@ def parse_or_reject(body: bytes, content_type: str | None) -> None:
     assert manifest.subject is None or is_digest(manifest.subject)
     assert manifest.is_index == (manifest.media_type in content.INDEX_MEDIA_TYPES)
     assert manifest.facts.cosign_kind in (None, *content.COSIGN_LAYERS)
+    assert len(manifest.platforms) == (len(manifest.children) if manifest.is_index else 0)
+    assert all(_SHOWN_PLATFORM.fullmatch(platform) for platform in manifest.platforms)
 
 
 @given(st.binary(max_size=2000), CONTENT_TYPES)
@@ -306,6 +344,12 @@ def test_the_digest_of_arbitrary_bytes_is_a_digest_or_a_mismatch(body):
         content.verified(body, D1)
     except content.ContentMismatch:
         return
+
+
+@given(st.lists(PLATFORMS, max_size=4))
+def test_arbitrary_platforms_are_shown_as_plain_words_or_not_at_all(platforms):
+    entries = [descriptor(content.OCI_MANIFEST, D1, platform=platform) for platform in platforms]
+    parse_or_reject(encode({"schemaVersion": 2, "mediaType": content.OCI_INDEX, "manifests": entries}), None)
 
 
 @given(st.lists(st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True), max_size=5), st.booleans())

@@ -19,7 +19,7 @@ MAX_LINES = 400
 # Lowest first. A module may import its own layer or any below it; the longest matching prefix wins.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("function.errors", "function.deadline", "function.bounded", "function.reference", "function.verdict"),
-    ("function.events", "function.registry.content", "function.signing"),
+    ("function.events", "function.registry.content", "function.registry.platform", "function.signing"),
     ("function.settings", "function.storage"),
     ("function.registry",),
     ("function.index",),

@@ -39,7 +39,7 @@ def index(tmp_path: Path) -> DigestIndex:
     )
     write_project(tmp_path, "other", destinations=[AR], images=[{"name": "busybox", "dmap": {SINGLE: ["1.0"]}}])
     built = DigestIndex.build(manifests.load(tmp_path), source=Source(commit="c"))
-    return built.with_resolutions({LIST: [AMD64, ARM64], SINGLE: []})
+    return built.with_resolutions({LIST: [AMD64, ARM64], SINGLE: []}, {LIST: ("linux/amd64", "linux/arm64/v8")})
 
 
 def test_an_image_name_shows_every_path_digest_and_tag(index: DigestIndex) -> None:
@@ -71,13 +71,15 @@ def test_a_digest_shows_every_image_that_promotes_it_or_whose_child_it_is(index:
     ]
     child = lookup(index, ARM64)
     assert child.found
+    entry = {"digest": ARM64, "tags": ["3.9"], "children": None, "platforms": None, "parent": LIST}
     assert [(m["image"], m["digests"]) for m in child.as_dict()["images"]] == [
-        ("pause", [{"digest": ARM64, "tags": ["3.9"], "children": None, "parent": LIST}]),
-        ("kubernetes/pause", [{"digest": ARM64, "tags": ["3.9"], "children": None, "parent": LIST}]),
+        ("pause", [entry | {"platform": "linux/arm64/v8"}]),
+        ("kubernetes/pause", [entry | {"platform": "linux/arm64/v8"}]),
     ]
-    assert f"{ARM64}  -  child of {LIST[:19]}… (3.9)" in text(child)
-    # One digest looked up: its children in full.
-    assert f"      {AMD64}\n      {ARM64}" in text(lookup(index, LIST))
+    assert f"    {ARM64}  linux/arm64/v8\n      child of {LIST} (3.9)\n" in text(child)
+    # One digest looked up: its children in full, each with the platform its descriptor names.
+    assert f"      {AMD64}  linux/amd64\n      {ARM64}  linux/arm64/v8" in text(lookup(index, LIST))
+    assert lookup(index, LIST).as_dict()["images"][0]["digests"][0]["platforms"] == ["linux/amd64", "linux/arm64/v8"]
     # As the verdict table shortens digests, and as other tools print them.
     # The answer names the digest in full.
     assert lookup(index, ARM64[:19] + "…").as_dict() == child.as_dict()

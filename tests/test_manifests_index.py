@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
@@ -175,6 +176,42 @@ def test_rebuild_adopts_resolutions_of_digests_still_promoted(tmp_path: Path) ->
     assert second.unresolved() == {digest("3")}
     image = second.projects["p"].images["x"]
     assert image.parents_of(digest("c1")) == [digest("1")]
+
+
+def test_platforms_are_kept_aligned_carried_and_read_from_an_index_without_them(tmp_path: Path) -> None:
+    write_project(tmp_path, "p", destinations=[AR], images=[{"name": "x", "dmap": {digest("1"): [], digest("2"): []}}])
+    plain = DigestIndex.build(manifests.load(tmp_path), source=Source())
+    children = {digest("1"): [digest("amd"), digest("win")], digest("2"): []}
+    named = {digest("1"): ("linux/amd64", "windows/amd64 (10.0.17763.5458)")}
+    labelled = plain.with_resolutions(children, named)
+    read = DigestIndex.from_json(labelled.to_json())
+    assert read.platforms == named and read.platforms.of_child(digest("win")) == "windows/amd64 (10.0.17763.5458)"
+    assert read.platforms.of_child(digest("2")) == "" and read.to_resolve() == []
+    # Carried into the next build with the children they describe.
+    assert DigestIndex.build(manifests.load(tmp_path), source=Source(), previous=read).platforms == named
+    # Misaligned with the children (a list whose entry lost a child), they are not recorded.
+    assert plain.with_resolutions(children, {digest("1"): ("linux/amd64",)}).platforms == {}
+    # An index written before platforms were recorded reads as one without them; a rebuild fetches its
+    # resolved lists again, after the unresolved digests.
+    document = orjson.loads(plain.with_resolutions({digest("1"): [digest("amd")]}).to_json())
+    del document["platforms"]
+    older = DigestIndex.from_json(orjson.dumps(document))
+    assert older.platforms == {} and older.manifests == {digest("1"): [digest("amd")]}
+    assert older.to_resolve() == [digest("2"), digest("1")]
+    # Platforms that do not fit their lists are descriptive data gone bad: left out (and fetched again by the
+    # next rebuild), never an index that cannot be read.
+    damages: list[object] = [
+        {"x": ["linux/amd64"]},
+        [["linux/amd64", "linux/arm64"]],
+        [[1]],
+        ["linux/amd64"],
+        [None, []],
+    ]
+    for damaged in damages:
+        document["platforms"] = damaged
+        read = DigestIndex.from_json(orjson.dumps(document))
+        assert read.platforms == {} and read.to_resolve() == [digest("2"), digest("1")]
+        assert read.manifests == {digest("1"): [digest("amd")]}
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,9 +21,11 @@ from function.index import manifests
 from function.index.digests import DigestIndex, Source
 from function.index.pending import PendingCommits
 from function.storage.uri import open_store
+from tests.support import scenario
 from tests.support.cli import Ran, run_cli
 from tests.support.github import GitHubServer
 from tests.support.manifests import digest, write_project
+from tests.support.proxy import RegistryProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 AR = "us-central1-docker.pkg.dev/k8s-artifacts-prod/images"
@@ -362,3 +365,45 @@ def test_pip_install_declares_the_runtime_dependencies_and_the_command() -> None
     ]
     assert sorted(project["dependencies"]) == sorted(required)
     assert project["scripts"] == {"promotion-auditor": "function.cli:main"}
+
+
+@pytest.mark.registry
+def test_lookup_shows_each_childs_platform_and_a_rebuild_records_those_of_older_lists(
+    tmp_path: Path, registry_proxy: RegistryProxy
+) -> None:
+    promotion = scenario.promote(registry_proxy.host, via=registry_proxy.host)
+    root = promotion.write_manifests("commit-1", tmp_path / "m")
+    out = tmp_path / "index.json"
+    assert run_cli("build-index", "--manifests", str(root), "--out", str(out)).returncode == 0
+    [parent] = [a.digest for a in promotion.artifacts["pause"] if a.kind == "listed" and a.tag == "3.10"]
+    children = [a.digest for a in promotion.artifacts["pause"] if a.kind == "child"]
+    named = [f"{os}/{architecture}" for os, architecture in scenario.PLATFORMS]
+
+    rows = [f"      {child}  {platform}" for child, platform in zip(children, named, strict=True)]
+
+    def shown() -> list[str]:
+        found = run_cli("lookup", "--index", str(out), "registry.k8s.io/pause:3.10")
+        assert found.returncode == 0, found.stderr
+        return found.stdout.splitlines()
+
+    assert set(rows) <= set(shown())
+    child = run_cli("lookup", "--index", str(out), "--format", "json", children[1])
+    assert {e["platform"] for m in json.loads(child.stdout)["images"] for e in m["digests"]} == {named[1]}
+    table = run_cli("lookup", "--index", str(out), children[1]).stdout
+    assert f"    {children[1]}  {named[1]}\n      child of {parent} (3.10)" in table
+
+    # An index published before platforms were recorded: the next build fetches its lists again, once.
+    assert out.read_bytes()[:1] == b"{"
+    document = orjson.loads(out.read_bytes())
+    del document["platforms"]
+    lists = [d for d, children in document["manifests"].items() if children]
+    out.write_bytes(orjson.dumps(document))
+    assert {f"      {child}" for child in children} <= set(shown())
+    registry_proxy.clear()
+    assert run_cli("build-index", "--manifests", str(root), "--out", str(out)).returncode == 0
+    fetched = {r.path.rsplit("/", 1)[1] for r in registry_proxy.registry_requests()}
+    assert len(lists) == 2 and fetched == set(lists)
+    assert set(rows) <= set(shown())
+    registry_proxy.clear()
+    assert run_cli("build-index", "--manifests", str(root), "--out", str(out)).returncode == 0
+    assert registry_proxy.registry_requests() == []

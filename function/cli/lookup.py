@@ -54,7 +54,6 @@ examples:
 
 # The widest line a person is shown; longer cells are cut.
 WIDTH = 120
-SHORT = len("sha256:") + 12
 
 
 def add_parser(commands: Commands) -> None:
@@ -124,12 +123,18 @@ def _match_lines(match: Match) -> list[str]:
         if match.entries
         else f"  none of its {len(promotion.image.digests)} digests is the one asked for",
     ]
-    width = max((len(_tags(entry)) for entry in match.entries), default=0)
+    width = max((len(_tags(entry)) for entry in match.entries if entry.parent is None), default=0)
     for entry in match.entries:
+        if entry.parent is not None:
+            # The parent in full on a line of its own: it is what an operator copies next.
+            lines.append(f"    {entry.digest}  {entry.platform or '(no platform named)'}")
+            lines.append(f"      child of {entry.parent} ({', '.join(entry.tags) or 'untagged'})")
+            continue
         lines.append(f"    {entry.digest}  {_tags(entry).ljust(width)}  {_kind(entry)}".rstrip())
         # One entry (a digest or reference looked up) is worth its children in full.
         if len(match.entries) == 1 and entry.children:
-            lines += [f"      {child}" for child in entry.children]
+            named = zip(entry.children, entry.platforms, strict=True)
+            lines += [f"      {child}  {platform}".rstrip() for child, platform in named]
     return lines
 
 
@@ -159,14 +164,10 @@ def _paths(paths: list[str]) -> list[str]:
 
 
 def _tags(entry: Entry) -> str:
-    if entry.parent is not None:
-        return "-"
     return ", ".join(entry.tags) if entry.tags else "(untagged)"
 
 
 def _kind(entry: Entry) -> str:
-    if entry.parent is not None:
-        return f"child of {entry.parent[:SHORT]}… ({', '.join(entry.tags) or 'untagged'})"
     if entry.children is None:
         return "not resolved yet"
     if not entry.children:

@@ -22,8 +22,10 @@ from typing import Any
 
 import orjson
 
+from function.index.image import Image, merged
 from function.index.manifests import ManifestSet, Problem
-from function.index.nesting import descendants, with_nested
+from function.index.nesting import with_nested
+from function.index.platforms import Platforms
 from function.reference import is_digest
 
 SCHEMA_VERSION = 1
@@ -33,56 +35,6 @@ MAX_PROBLEMS_KEPT = 200
 
 class InvalidIndex(ValueError):
     """A document that is not a digest index this code can read."""
-
-
-class Image:
-    """One promoted image name; the same object answers for each of its destination paths."""
-
-    __slots__ = ("_parents", "_unresolved", "digests", "manifests", "name", "project")
-
-    def __init__(
-        self, name: str, project: str, digests: dict[str, list[str]], manifests: Mapping[str, list[str]]
-    ) -> None:
-        self.name = name
-        self.project = project
-        # digest -> tags it is promoted with
-        self.digests = digests
-        # The index's resolved manifests (digest -> children), shared by every image of that index.
-        self.manifests = manifests
-        self._parents: dict[str, list[str]] | None = None
-        self._unresolved: tuple[str, ...] | None = None
-
-    @property
-    def parents(self) -> dict[str, list[str]]:
-        """Platform child -> the listed manifest lists / indexes that contain it.
-
-        Derived on first use: most images never see a miss, so loading stays proportional to the
-        listed digests rather than to all their children. Both inputs are fixed, so a race between two
-        threads computes the same map twice at worst."""
-        if self._parents is None:
-            parents: dict[str, list[str]] = {}
-            for digest in self.digests:
-                for child in descendants(self.manifests, digest) or ():
-                    parents.setdefault(child, []).append(digest)
-            self._parents = parents
-        return self._parents
-
-    @property
-    def unresolved(self) -> tuple[str, ...]:
-        """The listed digests the index has not resolved (derived on first use, like ``parents``)."""
-        if self._unresolved is None:
-            self._unresolved = tuple(d for d in self.digests if d not in self.manifests)
-        return self._unresolved
-
-    def tags_of(self, digest: str) -> list[str] | None:
-        return self.digests.get(digest)
-
-    def parents_of(self, digest: str) -> list[str]:
-        return self.parents.get(digest, [])
-
-    def promotes(self, digest: str) -> bool:
-        """Listed here, or a platform child of something listed here."""
-        return digest in self.digests or digest in self.parents
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +86,12 @@ class DigestIndex:
         built_at: str,
         problems: list[str],
         generation: int | None = None,
+        platforms: Platforms | None = None,
     ) -> None:
         self.projects = projects
         self.manifests = manifests
+        # Descriptive (``lookup``); no decision reads them.
+        self.platforms = platforms if platforms is not None else Platforms(manifests, {})
         self.source = source
         self.built_at = built_at
         self.problems = problems
@@ -159,6 +114,7 @@ class DigestIndex:
         """The index of ``manifest_set``, with what ``previous`` resolved for digests still promoted."""
         promoted = {d for project in manifest_set.projects.values() for dmap in project.images.values() for d in dmap}
         carried = with_nested(previous.manifests, promoted) if previous is not None else {}
+        platforms = Platforms(carried, previous.platforms if previous is not None else {})
         projects = {
             name: ProjectEntry(
                 project.staging,
@@ -170,12 +126,16 @@ class DigestIndex:
             )
             for name, project in manifest_set.projects.items()
         }
-        return cls(projects, carried, source=source, built_at=_now(), problems=_problem_lines(manifest_set.problems))
+        problems = _problem_lines(manifest_set.problems)
+        return cls(projects, carried, source=source, built_at=_now(), problems=problems, platforms=platforms)
 
-    def with_resolutions(self, resolved: Mapping[str, Iterable[str]]) -> DigestIndex:
-        """This index with ``resolved`` (digest -> children, empty for a single manifest) recorded too; a
-        new value, not read from any store (no generation)."""
+    def with_resolutions(
+        self, resolved: Mapping[str, Iterable[str]], platforms: Mapping[str, tuple[str, ...]] | None = None
+    ) -> DigestIndex:
+        """This index with ``resolved`` (digest -> children, empty for a single manifest) recorded too, and
+        ``platforms`` (list -> its children's platforms); a new value, not read from any store (no generation)."""
         manifests = {**self.manifests, **{digest: list(children) for digest, children in resolved.items()}}
+        named = Platforms(manifests, {**self.platforms, **(platforms or {})})
         projects = {
             name: ProjectEntry(
                 entry.staging,
@@ -184,14 +144,16 @@ class DigestIndex:
             )
             for name, entry in self.projects.items()
         }
-        return DigestIndex(projects, manifests, source=self.source, built_at=self.built_at, problems=self.problems)
+        return DigestIndex(
+            projects, manifests, source=self.source, built_at=self.built_at, problems=self.problems, platforms=named
+        )
 
     def carrying(self, previous: DigestIndex) -> tuple[DigestIndex, int]:
         """This index with what ``previous`` resolved (and this one did not) for digests it promotes, and
         how many such resolutions there were."""
         promoted = self.promoted_digests()
         carried = with_nested(previous.manifests, promoted - self.manifests.keys())
-        return (self.with_resolutions(carried) if carried else self), len(carried)
+        return (self.with_resolutions(carried, previous.platforms) if carried else self), len(carried)
 
     def _link(self) -> None:
         """Derive the lookup tables from ``projects``."""
@@ -208,7 +170,7 @@ class DigestIndex:
                 if known is not None and known.image is not None and known.image is not image:
                     # Two projects promote to this very path (one name under a shared root, or "a/b" under
                     # ".../x" and "b" under ".../x/a"): it promotes both sets, so neither raises a false alarm.
-                    image = _merged(known.image, image)
+                    image = merged(known.image, image)
                 self._paths[path] = Location(destination, image)
 
     # --- queries ------------------------------------------------------------------------------
@@ -235,6 +197,12 @@ class DigestIndex:
 
     def unresolved(self) -> set[str]:
         return self.promoted_digests() - self.manifests.keys()
+
+    def to_resolve(self) -> list[str]:
+        """What a rebuild fetches: the unresolved digests, then the promoted lists resolved before platforms
+        were recorded (fetched again once, for a person's ``lookup``; never for a decision)."""
+        unlabelled = {d for d in self.promoted_digests() if self.manifests.get(d) and d not in self.platforms}
+        return sorted(self.unresolved()) + sorted(unlabelled)
 
     def unresolved_of(self, image: Image) -> list[str]:
         return list(image.unresolved)
@@ -305,6 +273,7 @@ class DigestIndex:
                 for name, project in sorted(self.projects.items())
             },
             "manifests": dict(sorted(self.manifests.items())),
+            "platforms": self.platforms.stored(),
         }
         return orjson.dumps(document)
 
@@ -329,6 +298,8 @@ class DigestIndex:
             )
         try:
             manifests = _checked_manifests(document["manifests"])
+            # Added within schema 1: an index written before it has none, and reads as one without platforms.
+            platforms = Platforms(manifests, stored=document.get("platforms"))
             projects = {
                 name: ProjectEntry(
                     entry["staging"],
@@ -348,6 +319,7 @@ class DigestIndex:
                 built_at=str(document["built_at"]),
                 problems=list(document.get("problems") or []),
                 generation=generation,
+                platforms=platforms,
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise InvalidIndex(f"the digest index is damaged ({type(error).__name__}: {error}); rebuild it") from None
@@ -366,15 +338,6 @@ def _checked_dmap(dmap: Any) -> dict[str, list[str]]:
     if not isinstance(dmap, dict):
         raise TypeError(f"an image's digests are a {type(dmap).__name__}, not an object")
     return dmap
-
-
-def _merged(first: Image | None, second: Image) -> Image:
-    if first is None:
-        return second
-    digests = dict(first.digests)
-    for digest, tags in second.digests.items():
-        digests[digest] = sorted({*digests.get(digest, ()), *tags})
-    return Image(second.name, f"{first.project}+{second.project}", digests, second.manifests)
 
 
 def _problem_lines(problems: list[Problem]) -> list[str]:

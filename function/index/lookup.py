@@ -17,7 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from function.index.digests import DigestIndex, Image, Promotion
+from function.index.digests import DigestIndex, Promotion
+from function.index.image import Image
 from function.reference import Reference, artifact_subject, is_digest, names_a_host, parse_reference
 
 # Long enough to be meant as a digest; bare hex only in full, since a short one could be an image name.
@@ -59,9 +60,20 @@ class Entry:
     children: list[str] | None
     # Set when ``digest`` matched as a platform child: the listed list it belongs to (``tags`` are its tags).
     parent: str | None = None
+    # The platform each child's descriptor names ("" for none), aligned with ``children``; for a child, its
+    # own. As the pusher labelled them: descriptive only.
+    platforms: tuple[str, ...] = ()
+    platform: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"digest": self.digest, "tags": self.tags, "children": self.children, "parent": self.parent}
+        return {
+            "digest": self.digest,
+            "tags": self.tags,
+            "children": self.children,
+            "platforms": list(self.platforms) if self.children else None,
+            "parent": self.parent,
+            "platform": self.platform if self.parent else None,
+        }
 
 
 @dataclass(slots=True)
@@ -188,7 +200,7 @@ def _digest(index: DigestIndex, digest: str) -> Findings:
         _match(matches, promotion).entries.append(_listed(index, promotion.image, digest))
     for parent in _lists_containing(index, digest):
         for promotion in _promotions_listing(index, parent):
-            _match(matches, promotion).entries.append(_child(promotion.image, digest, parent))
+            _match(matches, promotion).entries.append(_child(index, promotion.image, digest, parent))
     if matches:
         return Findings(digest, DIGEST, list(matches.values()))
     unresolved = tuple(sorted(index.unresolved()))
@@ -296,7 +308,8 @@ def _unpromoted(reference: Reference, entries: list[Entry]) -> str | None:
 def _entries_at(index: DigestIndex, image: Image, reference: Reference) -> list[Entry]:
     if reference.digest is not None:
         listed = [_listed(index, image, reference.digest)] if reference.digest in image.digests else []
-        return listed + [_child(image, reference.digest, parent) for parent in image.parents_of(reference.digest)]
+        children = [_child(index, image, reference.digest, parent) for parent in image.parents_of(reference.digest)]
+        return listed + children
     digests = by_version(image.digests)
     if reference.tag is not None:
         digests = [d for d in digests if reference.tag in image.digests[d]]
@@ -311,11 +324,13 @@ def _match(matches: dict[tuple[str, str], Match], promotion: Promotion) -> Match
 
 
 def _listed(index: DigestIndex, image: Image, digest: str) -> Entry:
-    return Entry(digest, image.digests[digest], index.manifests.get(digest))
+    children = index.manifests.get(digest)
+    platforms = index.platforms.get(digest) or ("",) * len(children or ())
+    return Entry(digest, image.digests[digest], children, platforms=platforms)
 
 
-def _child(image: Image, digest: str, parent: str) -> Entry:
-    return Entry(digest, image.digests[parent], None, parent=parent)
+def _child(index: DigestIndex, image: Image, digest: str, parent: str) -> Entry:
+    return Entry(digest, image.digests[parent], None, parent=parent, platform=index.platforms.of_child(digest))
 
 
 def _promotions_named(index: DigestIndex, name: str) -> list[Promotion]:

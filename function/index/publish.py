@@ -200,7 +200,7 @@ def rebuild(
         previous_digests=len(previous.promoted_digests()) if previous else 0,
         changed=False,
     )
-    unresolved = sorted(index.unresolved())
+    unresolved = index.to_resolve()
     if registry_factory is not None and unresolved:
         registry = registry_factory(index.registry_hosts())
         if previous is not None and len(unresolved) <= round_size:

@@ -52,15 +52,17 @@ class Summary:
 
     def line(self) -> str:
         return (
-            f"resolved {self.resolved} of {self.pending} unresolved digests ({self.manifest_lists} manifest "
+            f"resolved {self.resolved} of {self.pending} digests to resolve ({self.manifest_lists} manifest "
             f"lists) with {self.calls} registry calls in {self.seconds:.1f}s; {self.not_found} found in no "
             f"registry, {self.failed} failed and stay unresolved"
         )
 
 
 def candidate_paths(index: DigestIndex, only: Collection[str] | None = None) -> dict[str, list[str]]:
-    """For each unresolved digest (of ``only``, when given): the repositories that should hold it, best first."""
-    unresolved = index.unresolved()
+    """For each digest to resolve (of ``only``, when given): the repositories that should hold it, best first.
+
+    Those are ``DigestIndex.to_resolve``: the unresolved ones, and lists resolved before platforms were recorded."""
+    unresolved = set(index.to_resolve())
     if only is not None:
         unresolved &= set(only)
     candidates: dict[str, list[str]] = {}
@@ -103,12 +105,21 @@ def fetch_first(
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """What resolving one listed digest found: digest -> children for it and for each nested index among its
+    descendants (empty for a single manifest), and for each list, its children's platforms in the same order."""
+
+    children: dict[str, tuple[str, ...]]
+    platforms: dict[str, tuple[str, ...]]
+
+
 class TooManyDescendants(RegistryError):
     """A listed index with more than ``MAX_DESCENDANTS`` descendants: it is left unresolved (and logged).
 
     ``found`` holds what was resolved before the count was passed."""
 
-    def __init__(self, digest: str, found: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, digest: str, found: Tree) -> None:
         super().__init__(
             f"{digest} has more than {MAX_DESCENDANTS} descendants (indexes nested to depth {MAX_DEPTH}); "
             "it is left unresolved"
@@ -118,10 +129,10 @@ class TooManyDescendants(RegistryError):
 
 def fetch_tree(
     registry: ManifestSource, digest: str, paths: list[str], *, deadline: Deadline | None = None
-) -> dict[str, tuple[str, ...]] | None:
+) -> Tree | None:
     """What resolving the listed ``digest`` records: digest -> children for it (empty for a single
     manifest) and for every nested index among its descendants to ``MAX_DEPTH``, each fetched like the
-    digest itself (``fetch_first``); None when every repository says 404.
+    digest itself (``fetch_first``), with the platforms they name; None when every repository says 404.
 
     Children come only from ``get_manifest``'s verified, parsed bytes: never from a body its digest does
     not name. A nested index no repository serves is recorded as without children (its own children are
@@ -130,23 +141,32 @@ def fetch_tree(
     manifest = fetch_first(registry, digest, paths, deadline=deadline)
     if manifest is None:
         return None
-    tree: dict[str, tuple[str, ...]] = {digest: manifest.children if manifest.is_index else ()}
-    seen = set(tree[digest])
+    tree = Tree({}, {})
+    _record(tree, digest, manifest)
+    seen = set(tree.children[digest])
     level = [manifest] if manifest.is_index else []
     for _ in range(MAX_DEPTH - 1):
         if len(seen) > MAX_DESCENDANTS:
             raise TooManyDescendants(digest, tree)
-        nested = [n for parent in level for n in parent.nested if n not in tree]
+        nested = [n for parent in level for n in parent.nested if n not in tree.children]
         level = []
         for child in dict.fromkeys(nested):
             found = fetch_first(registry, child, paths, deadline=deadline)
-            tree[child] = found.children if found is not None and found.is_index else ()
+            _record(tree, child, found)
             if found is not None and found.is_index:
                 seen.update(found.children)
                 level.append(found)
     if len(seen) > MAX_DESCENDANTS:
         raise TooManyDescendants(digest, tree)
     return tree
+
+
+def _record(tree: Tree, digest: str, manifest: Manifest | None) -> None:
+    """Record ``manifest`` (None: served nowhere, so without children) as what ``digest`` resolved to."""
+    index = manifest is not None and manifest.is_index
+    tree.children[digest] = manifest.children if manifest is not None and index else ()
+    if manifest is not None and index and manifest.children:
+        tree.platforms[digest] = manifest.platforms
 
 
 def resolve(
@@ -164,6 +184,7 @@ def resolve(
     candidates = candidate_paths(index, only)
     summary = Summary(pending=len(candidates))
     found: dict[str, tuple[str, ...]] = {}
+    platforms: dict[str, tuple[str, ...]] = {}
     last_report = started
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="resolve") as pool:
         futures = {pool.submit(fetch_tree, registry, d, paths): d for d, paths in candidates.items()}
@@ -181,9 +202,10 @@ def resolve(
             if tree is None:
                 summary.not_found += 1
                 continue
-            found.update(tree)
+            found.update(tree.children)
+            platforms.update(tree.platforms)
             summary.resolved += 1
-            summary.manifest_lists += bool(tree[digest])
+            summary.manifest_lists += bool(tree.children[digest])
             now = time.monotonic()
             if progress is not None and now - last_report >= PROGRESS_SECONDS:
                 last_report = now
@@ -192,4 +214,4 @@ def resolve(
                 progress(summary)
     summary.calls = registry.calls - calls_before
     summary.seconds = time.monotonic() - started
-    return index.with_resolutions(found), summary
+    return index.with_resolutions(found, platforms), summary

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from function.reference import is_digest
+from function.registry.platform import platform_of
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -123,6 +124,9 @@ class Manifest:
     # The layers of a single manifest that are well-formed descriptors (others are left out: a signature
     # check then fails for want of them); never remembered, only used while the manifest is at hand.
     layers: tuple[Layer, ...] = ()
+    # For an index: each child's platform as its descriptor names it ("" for none), aligned with
+    # ``children``. Descriptive only (``function.registry.platform``).
+    platforms: tuple[str, ...] = ()
 
     @property
     def is_index(self) -> bool:
@@ -201,7 +205,8 @@ def parse_manifest(body: bytes, content_type: str | None, digest: str) -> Manife
             for child, entry in zip(children, entries, strict=True)
             if isinstance(entry, dict) and entry.get("mediaType") in INDEX_MEDIA_TYPES
         )
-        return Manifest(digest, media_type, children, facts, len(body), nested=nested)
+        platforms = tuple(map(platform_of, entries))
+        return Manifest(digest, media_type, children, facts, len(body), nested=nested, platforms=platforms)
     runnable = _runnable(document)
     layers = _layers(document)
     bundle = any(is_bundle_media_type(t) for t in (artifact_type or "", *(layer.media_type for layer in layers)))

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from function import verdict as v
 from function.auditor import Auditor
 from function.events import Event
-from function.index.digests import DigestIndex, Image
+from function.index.digests import DigestIndex
+from function.index.image import Image
 from function.index.nesting import descendants
 from function.index.resolve import fetch_tree
 from function.reference import InvalidReference
@@ -128,7 +129,7 @@ class RepositoryCheck:
             if tree is None:
                 continue
             # Every descendant (children of nested indexes too) is a child of the listed digest.
-            children[digest] = descendants(tree, digest) or ()
+            children[digest] = descendants(tree.children, digest) or ()
             if digest in promoted:
                 # True of this digest everywhere, and what the audit's own rules decide children by.
                 self.auditor.learned.remember_children(digest, children[digest])

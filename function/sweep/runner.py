@@ -19,7 +19,8 @@ from typing import Any
 from function import verdict as v
 from function.auditor import Auditor
 from function.deadline import Clock, Sleep
-from function.index.digests import DigestIndex, Image
+from function.index.digests import DigestIndex
+from function.index.image import Image
 from function.index.source import FixedIndex
 from function.learned import Learned
 from function.reference import normalize_prefix, prefix_over
