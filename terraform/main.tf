@@ -34,7 +34,10 @@ locals {
   # wait below, so that every grant to it is made after the wait.
   pubsub_service_agent = "serviceAccount:${time_sleep.pubsub_agent.triggers["email"]}"
 
-  runbook = coalesce(var.runbook_url, "docs/runbook.md in the auditor's repository")
+  # Unless runbook_url points elsewhere, every alert links to the runbook uploaded below: the one of the code
+  # deployed, in the bucket on-call reads already (for `lookup` and `stats`).
+  runbook_objects = var.runbook_url == null ? toset(["runbook.md", "oncall.md"]) : toset([])
+  runbook         = coalesce(var.runbook_url, "https://storage.cloud.google.com/${local.index_bucket_name}/runbook/runbook.md")
 
   sweep_registry_projects = length(var.sweep_registry_projects) > 0 ? var.sweep_registry_projects : [local.registry_project]
 
@@ -136,6 +139,17 @@ resource "google_storage_bucket" "index" {
   }
 
   depends_on = [google_project_service.this]
+}
+
+# Served as plain text, which a browser shows in place (as Markdown it would be downloaded). A new version
+# replaces it on the apply that deploys the code it documents.
+resource "google_storage_bucket_object" "runbook" {
+  for_each = local.runbook_objects
+
+  bucket       = google_storage_bucket.index.name
+  name         = "runbook/${each.key}"
+  source       = "${local.source_dir}/docs/${each.key}"
+  content_type = "text/plain; charset=utf-8"
 }
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ output "index_bucket" {
   value       = google_storage_bucket.index.name
 }
 
+output "runbook_url" {
+  description = "The runbook every alert links to: the copy uploaded with the deployed code, or var.runbook_url."
+  value       = local.runbook
+}
+
 output "audit_function" {
   description = "Name of the audit function (and of its Cloud Run service)."
   value       = google_cloudfunctions2_function.audit.name

@@ -562,7 +562,7 @@ variable "sweep_absent_seconds" {
 }
 
 variable "runbook_url" {
-  description = "Link to the runbook put into the alert documentation. null: the text names docs/runbook.md."
+  description = "Link to the runbook put into the alert documentation. null: docs/runbook.md and docs/oncall.md are uploaded to the index bucket under runbook/ and the alerts link there."
   type        = string
   default     = null
 }

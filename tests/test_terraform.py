@@ -791,6 +791,24 @@ def test_every_alert_policy_is_known_notifies_and_names_its_runbook_section() ->
             assert any(heading.startswith(section) for heading in headings), f"runbook has no section {section!r}"
 
 
+def test_alerts_link_to_the_runbook_deployed_with_the_code_by_default() -> None:
+    assert default("runbook_url") is None
+    declared = locals_()
+    served = "https://storage.cloud.google.com/${local.index_bucket_name}/runbook/runbook.md"
+    assert declared["runbook"] == f'${{coalesce(var.runbook_url, "{served}")}}'
+    assert declared["runbook_objects"] == '${var.runbook_url == null ? toset(["runbook.md", "oncall.md"]) : toset([])}'
+    uploaded = resource("google_storage_bucket_object", "runbook")
+    # In the bucket on-call reads for `lookup` and `stats`, as text a browser shows.
+    assert uploaded == {
+        "for_each": "${local.runbook_objects}",
+        "bucket": "${google_storage_bucket.index.name}",
+        "name": "runbook/${each.key}",
+        "source": "${local.source_dir}/docs/${each.key}",
+        "content_type": "text/plain; charset=utf-8",
+    }
+    assert all((ROOT / "docs" / name).is_file() for name in ("runbook.md", "oncall.md"))
+
+
 def test_alert_channels_cannot_silently_default_to_nowhere() -> None:
     declared = variables()["alert_channels"]
     assert declared.get("default") is None
@@ -1231,7 +1249,15 @@ def test_dead_letters_replay_through_a_topic_that_feeds_only_the_auditor() -> No
 
 def test_outputs_give_on_call_what_it_needs_without_state_access() -> None:
     outputs = {name for entry in _module()["output"] for name in entry}
-    assert {"project", "region", "index_uri", "dead_letter_replay_command", "dashboard_url", "sweep_job"} <= outputs
+    assert {
+        "project",
+        "region",
+        "index_uri",
+        "dead_letter_replay_command",
+        "dashboard_url",
+        "sweep_job",
+        "runbook_url",
+    } <= outputs
 
 
 @pytest.mark.parametrize(
