@@ -23,7 +23,7 @@ from function.index.digests import DigestIndex
 from function.index.pending import PendingCommits
 from function.storage.uri import open_store
 from tests.support import scenario
-from tests.support.cli import Ran, run_cli
+from tests.support.cli import Ran, built_index, run_cli
 from tests.support.gcs import GcsEmulator
 from tests.support.manifests import digest, snapshot, write_project
 from tests.support.proxy import RegistryProxy
@@ -157,9 +157,7 @@ def test_audit_references_as_inserts_and_an_alarm_wins_over_a_retry(
     tmp_path: Path, registry_proxy: RegistryProxy
 ) -> None:
     promotion = scenario.promote(registry_proxy.host, via=registry_proxy.host)
-    root = promotion.write_manifests("commit-1", tmp_path / "m")
-    out = tmp_path / "index.json"
-    assert cli("build-index", "--manifests", str(root), "--out", str(out)).returncode == 0
+    _, out = built_index(promotion, tmp_path)
     pause = next(e for e in promotion.events("pause", "us-central1") if "tag" in e)
     path, tag = pause["tag"].rsplit(":", 1)
     listed = pause["digest"].rsplit("@", 1)[1]

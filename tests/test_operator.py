@@ -22,7 +22,7 @@ from function.index.digests import DigestIndex, Source
 from function.index.pending import PendingCommits
 from function.storage.uri import open_store
 from tests.support import scenario
-from tests.support.cli import Ran, run_cli
+from tests.support.cli import Ran, built_index, run_cli
 from tests.support.github import GitHubServer
 from tests.support.manifests import digest, write_project
 from tests.support.proxy import RegistryProxy
@@ -372,9 +372,7 @@ def test_lookup_shows_each_childs_platform_and_a_rebuild_records_those_of_older_
     tmp_path: Path, registry_proxy: RegistryProxy
 ) -> None:
     promotion = scenario.promote(registry_proxy.host, via=registry_proxy.host)
-    root = promotion.write_manifests("commit-1", tmp_path / "m")
-    out = tmp_path / "index.json"
-    assert run_cli("build-index", "--manifests", str(root), "--out", str(out)).returncode == 0
+    root, out = built_index(promotion, tmp_path)
     [parent] = [a.digest for a in promotion.artifacts["pause"] if a.kind == "listed" and a.tag == "3.10"]
     children = [a.digest for a in promotion.artifacts["pause"] if a.kind == "child"]
     named = [f"{os}/{architecture}" for os, architecture in scenario.PLATFORMS]

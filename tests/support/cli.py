@@ -11,8 +11,10 @@ import io
 import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from function.cli import main
+from tests.support.scenario import Promotion
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,13 @@ def _restore(saved: list[_Saved]) -> None:
         each.handlers[:] = handlers
         each.setLevel(level)
         each.propagate, each.disabled = propagate, disabled
+
+
+def built_index(promotion: Promotion, folder: Path, commit: str = "commit-1") -> tuple[Path, Path]:
+    """The manifests of ``commit`` written under ``folder`` and the index ``build-index`` resolves from the
+    promotion's registry: (manifests root, index file)."""
+    root = promotion.write_manifests(commit, folder / "m")
+    out = folder / "index.json"
+    build = run_cli("build-index", "--manifests", str(root), "--out", str(out))
+    assert build.returncode == 0, build.stderr
+    return root, out
