@@ -116,12 +116,18 @@ def _as(image: str, entry: Entry) -> str:
 def _match_lines(match: Match) -> list[str]:
     promotion = match.promotion
     paths = promotion.paths
+    listed = sum(entry.parent is None for entry in match.entries)
+    counted = f"of its {len(promotion.image.digests)} digests"
+    if listed:
+        heading = f"  {listed} {counted}, in tag-version order:"
+    elif match.entries:
+        heading = f"  a platform child of {len(match.entries)} {counted}:"
+    else:
+        heading = f"  none {counted} is the one asked for"
     lines = [
         f"{promotion.image.name} (project {promotion.project}, staged at {promotion.staging or 'unknown'})",
         *_paths(paths),
-        f"  {len(match.entries)} of its {len(promotion.image.digests)} digests, in tag-version order:"
-        if match.entries
-        else f"  none of its {len(promotion.image.digests)} digests is the one asked for",
+        heading,
     ]
     width = max((len(_tags(entry)) for entry in match.entries if entry.parent is None), default=0)
     for entry in match.entries:
