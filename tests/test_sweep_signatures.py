@@ -57,7 +57,8 @@ class Signed:
 
 
 def push(host: str, *, forged: bool = False) -> Signed:
-    """pause (a signed list: its children unsigned, as the promoter leaves them), etcd (unsigned),
+    """pause (a signed list: its children unsigned, as the promoter leaves them, one of them also listed
+    under a tag of its own), etcd (unsigned),
     kube-proxy-amd64 (unsigned, as the promoter leaves architecture-suffixed images), and with ``forged``
     logger, whose `.sig` holds a signature that does not verify."""
     prefix = f"signed-{uuid.uuid4().hex[:8]}"
@@ -67,11 +68,13 @@ def push(host: str, *, forged: bool = False) -> Signed:
         reg.push_image(host, f"{repo}/pause", platform=("linux", a), seed=f"pause-{a}") for a in ("amd64", "s390x")
     ]
     d["pause"] = reg.push_index(host, f"{repo}/pause", children, tag="3.10")
+    d["pause-amd64-child"] = children[0]
+    reg.tag_manifest(host, f"{repo}/pause", children[0], "3.10-linux-amd64")
     d["pause-signature"] = reg.push_signature(host, f"{repo}/pause", d["pause"], "sig")
     d["etcd"] = reg.push_image(host, f"{repo}/etcd", tag="3.5", seed="etcd")
     d["kube-proxy-amd64"] = reg.push_image(host, f"{repo}/kube-proxy-amd64", tag="v1", seed="kube-proxy")
     promoted = {
-        "pause": {d["pause"]: ["3.10"]},
+        "pause": {d["pause"]: ["3.10"], children[0]: ["3.10-linux-amd64"]},
         "etcd": {d["etcd"]: ["3.5"]},
         "kube-proxy-amd64": {d["kube-proxy-amd64"]: ["v1"]},
     }
@@ -116,7 +119,7 @@ def test_unsigned_found_children_and_architecture_images_exempt(
     signed = push(proxy.host, forged=True)
     result = sweep(signed, tmp_path, proxy)
     # etcd has no .sig; logger's does not verify (its own line, not `unsigned`); pause is signed, its
-    # children and kube-proxy-amd64 are not required to be.
+    # children (one listed under a tag of its own too) and kube-proxy-amd64 are not required to be.
     assert rows(result, signed) == {("MISSING", "unsigned", "etcd"), ("REJECTED", "bad_signature", "logger-signature")}
     unsigned = next(f for f in result.findings if f.reason == "unsigned")
     assert (unsigned.image, unsigned.path, unsigned.source) == ("etcd", f"{signed.registry}/etcd", "sweep")
