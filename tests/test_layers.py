@@ -7,11 +7,11 @@ as much as for those at the top; imports under `if TYPE_CHECKING:` are annotatio
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.imports import loaded_by
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 400
@@ -137,7 +137,4 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
 
 def test_the_cli_loads_no_cloud_or_http_library_at_import() -> None:
     """Cloud Logging is the functions' alone; storage and HTTP load when a command first needs them."""
-    libraries = "('google.cloud.logging', 'google.cloud.storage', 'requests', 'urllib3')"
-    code = f"import sys, function.cli; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert loaded.stdout.strip() == "[]"
+    assert loaded_by(["function.cli"], ("google.cloud.logging", "google.cloud.storage", "requests", "urllib3")) == []

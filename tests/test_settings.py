@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from function.signatures import SigningPolicy
 from function.storage.errors import CorruptIndex, GenerationMismatch, StoreDenied, StoreError, StoreMissing
 from function.storage.gcs import default_client
 from tests.support import signing
+from tests.support.imports import loaded_by
 
 
 def test_an_empty_environment_gives_the_contracts_defaults() -> None:
@@ -127,10 +126,7 @@ def test_the_error_table() -> None:
 
 def test_settings_load_without_google_cloud_libraries() -> None:
     # The bare google and google.cloud namespaces come with the interpreter's .pth files, not an import.
-    libraries = "('google.cloud.', 'google.api_core', 'google.auth')"
-    code = f"import sys, function.settings; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == "[]"
+    assert loaded_by(["function.settings"], ("google.cloud.", "google.api_core", "google.auth")) == []
 
 
 def test_the_trusted_root_is_read_at_start_and_parsed_at_the_first_signature(tmp_path: Path) -> None:
@@ -151,10 +147,8 @@ def test_the_trusted_root_is_read_at_start_and_parsed_at_the_first_signature(tmp
 
 def test_neither_the_cli_nor_the_functions_load_signature_libraries_at_import() -> None:
     # About half a second of imports, paid by the first signature an instance checks, not by a cold start.
-    libraries = "('sigstore', 'rfc8785', 'function.signing.trust', 'function.signing.cosign')"
-    code = f"import sys, function.cli, main; print(sorted(m for m in sys.modules if m.startswith({libraries})))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert loaded.stdout.strip() == "[]"
+    libraries = ("sigstore", "rfc8785", "function.signing.trust", "function.signing.cosign")
+    assert loaded_by(["function.cli", "main"], libraries) == []
 
 
 def test_a_trusted_root_in_cloud_storage_is_read(gcs_env: str) -> None:
